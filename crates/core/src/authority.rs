@@ -1,0 +1,1 @@
+//! Authorities: filled in next.

@@ -1,0 +1,1 @@
+//! The SQLite backend (filled in by the store work).

@@ -1,0 +1,24 @@
+//! Tessera's engine: sign-in flows with MSAL's semantics, the token store, and token
+//! decoding. No GUI, no global state: I/O ([`http::HttpClient`], [`cache::TokenStore`]),
+//! the clock and randomness ([`env`]) are injected, so every protocol rule is a plain
+//! function that can be unit-tested.
+//!
+//! Map of the crate (see ARCHITECTURE.md for the invariants):
+//! - [`authority`]: parse Entra / B2C / CIAM authorities and generic OIDC issuers.
+//! - [`discovery`]: OpenID provider metadata and Entra instance discovery (aliases).
+//! - [`authcode`], [`device`], [`refresh`]: one `*_request` / `process_*` pair per step.
+//! - [`token`], [`id_token`]: token responses, Entra errors, ID token checks, identity.
+//! - [`cache`]: MSAL's unified cache model and the [`cache::TokenStore`] seam.
+//! - [`app`]: [`app::PublicClientApplication`], MSAL's API on top of all of the above.
+//! - [`decode`]: human-readable token decoding.
+//! - [`profile`], [`paths`]: profiles.toml and where things live.
+
+pub mod authority;
+pub mod cache;
+pub mod env;
+pub mod error;
+pub mod http;
+pub mod scopes;
+pub mod secret;
+
+pub use error::{Error, InteractionReason, ProviderError, Result, StoreError};
