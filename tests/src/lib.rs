@@ -1,0 +1,12 @@
+//! Support library for Tessera's integration suites (`tests/it/`).
+//!
+//! - [`oidc_provider`]: a real, generic OpenID Connect provider (panva's
+//!   `oidc-provider`, run by Node from `tests/oidc-provider/`) plus a scripted
+//!   plain-HTTP user agent that signs in through its pages.
+//! - [`home`]: a fresh `TESSERA_HOME` per test.
+//! - [`redact`]: assertions that logs carry no secrets.
+
+pub mod home;
+mod html;
+pub mod oidc_provider;
+pub mod redact;
