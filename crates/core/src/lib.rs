@@ -13,12 +13,20 @@
 //! - [`decode`]: human-readable token decoding.
 //! - [`profile`], [`paths`]: profiles.toml and where things live.
 
+pub mod app;
+pub mod authcode;
 pub mod authority;
 pub mod cache;
+pub mod device;
+pub mod discovery;
 pub mod env;
 pub mod error;
 pub mod http;
+pub mod id_token;
+pub mod jwt;
+pub mod refresh;
 pub mod scopes;
 pub mod secret;
+pub mod token;
 
 pub use error::{Error, InteractionReason, ProviderError, Result, StoreError};
