@@ -508,3 +508,81 @@ async fn missing_node_modules_error_says_run_setup() {
         .expect_err("no node_modules there");
     assert!(err.contains("run scripts/setup"), "{err}");
 }
+
+/// A one-shot loopback HTTP listener standing in for an app's redirect
+/// listener: answers the first request with `status` and returns its
+/// request line.
+async fn one_shot_listener(status: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = "signed in";
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(response.as_bytes()).await.unwrap();
+        let head = String::from_utf8_lossy(&head).into_owned();
+        head.lines().next().unwrap_or_default().to_owned()
+    });
+    (port, task)
+}
+
+async fn run_scripted_browser(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_scripted-browser"))
+        .args(args)
+        .output()
+        .await
+        .expect("scripted-browser runs")
+}
+
+#[tokio::test]
+async fn scripted_browser_delivers_the_redirect_to_the_apps_listener() {
+    let op = provider().await;
+    let doc = discovery(&op).await;
+    let (port, listener) = one_shot_listener("200 OK").await;
+    let redirect_uri = format!("http://127.0.0.1:{port}/");
+    let mut req = AuthRequest::new(OPAQUE_CLIENT_ID, "openid offline_access");
+    req.redirect_uri = &redirect_uri;
+    let url = req.url(&doc, Some(&pkce()), "sb-1");
+    let out = run_scripted_browser(&["--provider", "oidc", "--login", "henry", url.as_str()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scripted-browser failed: {stderr}");
+    assert!(stderr.contains("listener answered 200 OK"), "{stderr}");
+    let request_line = listener.await.unwrap();
+    assert!(request_line.starts_with("GET /?code="), "{request_line}");
+    assert!(request_line.contains("state=sb-1"), "{request_line}");
+    // What it prints is for people: no authorization code in it.
+    assert!(!stderr.contains("code="), "{stderr}");
+}
+
+#[tokio::test]
+async fn scripted_browser_fails_when_the_listener_rejects_or_the_url_is_bad() {
+    let op = provider().await;
+    let doc = discovery(&op).await;
+    let (port, listener) = one_shot_listener("400 Bad Request").await;
+    let redirect_uri = format!("http://127.0.0.1:{port}/");
+    let mut req = AuthRequest::new(JWT_CLIENT_ID, "openid");
+    req.redirect_uri = &redirect_uri;
+    let url = req.url(&doc, Some(&pkce()), "sb-2");
+    let out = run_scripted_browser(&["--provider", "oidc", "--login", "ivy", url.as_str()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
+    listener.await.unwrap();
+
+    let out = run_scripted_browser(&["--provider", "oidc", "--login", "ivy", "not a url"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_scripted_browser(&["--provider", "nope", "--login", "ivy", "http://x/"]).await;
+    assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
+}
