@@ -586,3 +586,22 @@ async fn scripted_browser_fails_when_the_listener_rejects_or_the_url_is_bad() {
     let out = run_scripted_browser(&["--provider", "nope", "--login", "ivy", "http://x/"]).await;
     assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
 }
+
+#[tokio::test]
+async fn access_token_ttl_is_configurable() {
+    let op = OidcProvider::start_with_args(&["--access-token-ttl", "7"])
+        .await
+        .expect("oidc-provider starts");
+    let doc = discovery(&op).await;
+    let pkce = pkce();
+    let req = AuthRequest::new(JWT_CLIENT_ID, "openid api:read");
+    let redirect = scripted_sign_in(&req.url(&doc, Some(&pkce), "ttl"), "jack")
+        .await
+        .unwrap();
+    let tokens = redeem(&doc, JWT_CLIENT_ID, &redirect, REDIRECT_URI, &pkce).await;
+    assert_eq!(tokens["expires_in"], 7);
+    let at = jwt_claims(str_of(&tokens, "access_token"));
+    assert_eq!(at["exp"].as_i64().unwrap() - at["iat"].as_i64().unwrap(), 7);
+    // No offline_access, no refresh token.
+    assert!(tokens.get("refresh_token").is_none());
+}
