@@ -1,1 +1,768 @@
-//! The SQLite backend (filled in by the store work).
+//! [`SqliteStore`]: the token store in an embedded SQLite database, shared by the
+//! desktop app and any number of CLI processes.
+//!
+//! - One table per entry kind, the MSAL cache key as primary key, indexed columns for
+//!   every lookup (so a lookup costs the same with ten or ten thousand tokens), the
+//!   non-secret fields as MSAL JSON text (`extra` included), and the secret as a BLOB
+//!   sealed by the [`Cipher`] with the entry's key as associated data.
+//! - WAL journal, `synchronous=NORMAL`, a 10 s busy timeout; every `write` and
+//!   `remove_account` is one `BEGIN IMMEDIATE` transaction, so concurrent writers queue
+//!   instead of failing, and readers never see half a token response.
+//! - The file is created 0600 in a 0700 directory before anything is written (SQLite
+//!   gives its `-wal` and `-shm` files the same mode), and an existing file with a
+//!   looser mode is tightened.
+//! - The header's `application_id` marks a Tessera store and `user_version` its schema.
+//!   A file that is not SQLite, or is someone else's database, is moved aside to
+//!   `<name>.corrupt-<UTC time>` (never deleted, never overwritten) and reported as
+//!   [`StoreError::Corrupt`]; a newer schema is an error that leaves the file alone.
+//! - A sealed check value in the `meta` table makes opening with the wrong key (or
+//!   without a key, or with one for a plaintext store) fail at once with a clear error.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+use serde_json::{Map, Value};
+
+use super::cipher::Cipher;
+use super::msal_json::MsalEntity;
+use super::{
+    at_replaces, env_rank, ext_cache_key, AccessTokenEntry, AccountEntry, AppMetadataEntry,
+    CredentialQuery, IdTokenEntry, RefreshTokenEntry, TokenStore, TokenWrite,
+};
+use crate::env::{Clock, SystemClock, UnixTime};
+use crate::error::StoreError;
+use crate::secret::RefreshToken;
+
+/// "TESS" in the SQLite header: this file is a Tessera token store.
+const APPLICATION_ID: i32 = 0x5445_5353;
+/// The schema this code reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const KEY_CHECK_AAD: &[u8] = b"tessera-store-key-check";
+const KEY_CHECK_VALUE: &[u8] = b"tessera-store-key-check-v1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS access_token (
+    key TEXT PRIMARY KEY NOT NULL,
+    home_account_id TEXT NOT NULL,
+    environment TEXT NOT NULL,      -- lower-cased, for matching
+    client_id TEXT NOT NULL,
+    realm TEXT NOT NULL,
+    ext_cache_key TEXT,
+    expires_on INTEGER NOT NULL,
+    fields TEXT NOT NULL,           -- the MSAL entry without its secret, JSON
+    secret BLOB NOT NULL            -- sealed, AAD = key
+);
+CREATE INDEX IF NOT EXISTS access_token_by_account
+    ON access_token (home_account_id, client_id, environment, realm);
+CREATE INDEX IF NOT EXISTS access_token_by_expiry ON access_token (expires_on);
+CREATE TABLE IF NOT EXISTS refresh_token (
+    key TEXT PRIMARY KEY NOT NULL,
+    home_account_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    family_id TEXT,
+    last_modification_time INTEGER,
+    fields TEXT NOT NULL,
+    secret BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refresh_token_by_client
+    ON refresh_token (home_account_id, client_id, environment);
+CREATE INDEX IF NOT EXISTS refresh_token_by_family
+    ON refresh_token (home_account_id, family_id, environment);
+CREATE TABLE IF NOT EXISTS id_token (
+    key TEXT PRIMARY KEY NOT NULL,
+    home_account_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    realm TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    secret BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS id_token_by_account
+    ON id_token (home_account_id, client_id, environment, realm);
+CREATE TABLE IF NOT EXISTS account (
+    key TEXT PRIMARY KEY NOT NULL,
+    home_account_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS account_by_home ON account (home_account_id, environment);
+CREATE TABLE IF NOT EXISTS app_metadata (
+    key TEXT PRIMARY KEY NOT NULL,
+    client_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS app_metadata_by_client ON app_metadata (client_id, environment);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+);
+";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    cipher: Arc<dyn Cipher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("encrypted", &self.cipher.is_encrypting())
+            .finish()
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(format!("token store database error: {e}"))
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// What the header and schema of an opened file say.
+enum Found {
+    Empty,
+    Ours(i32),
+    Foreign(String),
+}
+
+fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(if app_id == APPLICATION_ID && version > 0 {
+        Found::Ours(version)
+    } else if app_id == 0 && version == 0 && objects == 0 {
+        Found::Empty
+    } else {
+        Found::Foreign(format!(
+            "a SQLite database of another application (application id {app_id:#x}, schema {version})"
+        ))
+    })
+}
+
+/// Creates the parent directories (0700) and the file (0600), or tightens an existing
+/// file's mode, before SQLite writes anything into it.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let open_err = |what: &str, e: std::io::Error| StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!("{what}: {e}"),
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(parent)
+            .map_err(|e| open_err("cannot create its directory", e))?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+        .map_err(|e| open_err("cannot create the file", e))?;
+    #[cfg(unix)]
+    for p in [
+        path.to_path_buf(),
+        sibling(path, "-wal"),
+        sibling(path, "-shm"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| open_err("cannot make the file private (mode 0600)", e))?;
+            tracing::warn!(path = %p.display(), "the token store was readable by others; its mode is now 0600");
+        }
+    }
+    Ok(())
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Moves `from` to `to` without ever replacing an existing `to`.
+fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                || e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(e)
+        }
+        // No hard links on this file system: check, then rename.
+        Err(_) if to.exists() => Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(_) => std::fs::rename(from, to),
+    }
+}
+
+/// Moves the store and its `-wal`/`-shm`/`-journal` files to `<name>.corrupt-<UTC time>`.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let fail = |e: std::io::Error| StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!("it is not a Tessera store, and moving it aside failed: {e}"),
+    };
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| "unknown-time".into());
+    let mut n = 0;
+    let target = loop {
+        let candidate = if n == 0 {
+            sibling(path, &format!(".corrupt-{stamp}"))
+        } else {
+            sibling(path, &format!(".corrupt-{stamp}.{n}"))
+        };
+        match move_no_clobber(path, &candidate) {
+            Ok(()) => break candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(fail(e)),
+        }
+    };
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let from = sibling(path, suffix);
+        if from.exists() {
+            move_no_clobber(&from, &sibling(&target, suffix)).map_err(fail)?;
+        }
+    }
+    tracing::warn!(path = %path.display(), moved_to = %target.display(), "the token store was not readable and was moved aside");
+    Ok(target)
+}
+
+/// The environments of a query, lower-cased, as a JSON array for `json_each`.
+fn env_list(environments: &[String]) -> String {
+    Value::from(
+        environments
+            .iter()
+            .map(|e| e.to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+fn fields_json<T: MsalEntity>(e: &T) -> String {
+    let mut m = e.to_msal_map();
+    m.remove("secret");
+    Value::Object(m).to_string()
+}
+
+fn parse_fields(key: &str, fields: &str) -> Result<Map<String, Value>, StoreError> {
+    match serde_json::from_str(fields) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(StoreError::Format(format!(
+            "the stored entry {key} is malformed"
+        ))),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`. See the module docs for what happens to a
+    /// file that is not a Tessera store.
+    pub fn open(path: &Path, cipher: Arc<dyn Cipher>) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |reason: String| StoreError::Open {
+            path: shown.clone(),
+            reason,
+        };
+        prepare_file(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_err(e.to_string()))?;
+        match inspect(&conn) {
+            Ok(Found::Empty) | Ok(Found::Ours(SCHEMA_VERSION)) => {}
+            Ok(Found::Ours(v)) if v > SCHEMA_VERSION => {
+                return Err(open_err(format!(
+                    "it was written by a newer Tessera (store schema {v}; this version knows \
+                     schema {SCHEMA_VERSION}). Update Tessera to use it."
+                )))
+            }
+            Ok(found) => {
+                let what = match found {
+                    Found::Foreign(what) => what,
+                    _ => "a Tessera store of an unknown schema".into(),
+                };
+                tracing::warn!(path = %shown, found = %what, "the token store file is not a Tessera store");
+                drop(conn);
+                return Err(StoreError::Corrupt {
+                    path: shown.clone(),
+                    moved_to: move_aside(path)?.display().to_string(),
+                });
+            }
+            Err(e) if is_corruption(&e) => {
+                drop(conn);
+                return Err(StoreError::Corrupt {
+                    path: shown.clone(),
+                    moved_to: move_aside(path)?.display().to_string(),
+                });
+            }
+            Err(e) => return Err(open_err(e.to_string())),
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| open_err(format!("cannot switch to WAL mode: {e}")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(format!(
+                "cannot switch to WAL mode (the journal mode is {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL;")
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            cipher,
+            clock: Arc::new(SystemClock),
+        };
+        store.init().map_err(|e| match e {
+            StoreError::Database(reason) => open_err(reason),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// The clock that expires access tokens and stamps rotated refresh tokens.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-transaction rolls the transaction back when it unwinds, so the
+        // connection behind a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates the schema if the file is new, and checks the key against the stored
+    /// check value (writing one on first use).
+    fn init(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let ready = matches!(inspect(&conn).map_err(db_err)?, Found::Ours(SCHEMA_VERSION))
+            && conn
+                .query_row(
+                    "SELECT 1 FROM meta WHERE name = 'key_check'",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(db_err)?
+                .is_some();
+        if !ready {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            // Another process may have initialised the file since we looked.
+            if let Found::Empty = inspect(&tx).map_err(db_err)? {
+                tx.execute_batch(SCHEMA).map_err(db_err)?;
+                tx.execute_batch(&format!(
+                    "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+                ))
+                .map_err(db_err)?;
+            }
+            let check = self.cipher.seal(KEY_CHECK_AAD, KEY_CHECK_VALUE)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('key_check', ?1)",
+                [check],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
+        let check: Vec<u8> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'key_check'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?;
+        match self.cipher.open(KEY_CHECK_AAD, &check) {
+            Ok(v) if v == KEY_CHECK_VALUE => Ok(()),
+            Ok(_) => Err(StoreError::Crypto(format!(
+                "the store at {} has a bad key check value",
+                self.path.display()
+            ))),
+            Err(StoreError::Crypto(why)) => Err(StoreError::Crypto(format!(
+                "the store at {}: {why}",
+                self.path.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn seal(&self, key: &str, secret: &str) -> Result<Vec<u8>, StoreError> {
+        self.cipher.seal(key.as_bytes(), secret.as_bytes())
+    }
+
+    /// Rebuilds an entry from its stored fields and sealed secret.
+    fn entry<T: MsalEntity>(
+        &self,
+        key: &str,
+        fields: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<T, StoreError> {
+        let mut m = parse_fields(key, fields)?;
+        if let Some(sealed) = sealed {
+            let secret =
+                String::from_utf8(self.cipher.open(key.as_bytes(), sealed)?).map_err(|_| {
+                    StoreError::Crypto(format!("the stored secret of {key} is not text"))
+                })?;
+            m.insert("secret".into(), Value::String(secret));
+        }
+        T::from_msal_map(&m)
+            .ok_or_else(|| StoreError::Format(format!("the stored entry {key} is malformed")))
+    }
+
+    /// Fields of an entry without opening its secret (which is left empty).
+    fn entry_without_secret<T: MsalEntity>(key: &str, fields: &str) -> Result<T, StoreError> {
+        let mut m = parse_fields(key, fields)?;
+        m.insert("secret".into(), Value::String(String::new()));
+        T::from_msal_map(&m)
+            .ok_or_else(|| StoreError::Format(format!("the stored entry {key} is malformed")))
+    }
+
+    fn write_in(
+        &self,
+        tx: &Transaction<'_>,
+        w: TokenWrite,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        if let Some(at) = w.access_token {
+            tx.prepare_cached("DELETE FROM access_token WHERE expires_on < ?1")
+                .and_then(|mut s| s.execute([now]))
+                .map_err(db_err)?;
+            let mut replaced = Vec::new();
+            {
+                let mut s = tx
+                    .prepare_cached(
+                        "SELECT key, fields FROM access_token WHERE home_account_id = ?1 AND client_id = ?2 \
+                         AND environment = ?3 AND realm = ?4",
+                    )
+                    .map_err(db_err)?;
+                let rows = s
+                    .query_map(
+                        params![
+                            at.home_account_id,
+                            at.client_id,
+                            at.environment.to_ascii_lowercase(),
+                            at.realm
+                        ],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                    )
+                    .map_err(db_err)?;
+                for row in rows {
+                    let (key, fields) = row.map_err(db_err)?;
+                    let old: AccessTokenEntry = Self::entry_without_secret(&key, &fields)?;
+                    if at_replaces(&at, &old) {
+                        replaced.push(key);
+                    }
+                }
+            }
+            for key in replaced {
+                tx.prepare_cached("DELETE FROM access_token WHERE key = ?1")
+                    .and_then(|mut s| s.execute([key]))
+                    .map_err(db_err)?;
+            }
+            let key = at.cache_key();
+            let sealed = self.seal(&key, at.secret.secret())?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_token (key, home_account_id, environment, client_id, realm, \
+                 ext_cache_key, expires_on, fields, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key,
+                    at.home_account_id,
+                    at.environment.to_ascii_lowercase(),
+                    at.client_id,
+                    at.realm,
+                    ext_cache_key(&at),
+                    at.expires_on,
+                    fields_json(&at),
+                    sealed
+                ])
+            })
+            .map_err(db_err)?;
+        }
+        if let Some(a) = w.account {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO account (key, home_account_id, environment, fields) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![a.cache_key(), a.home_account_id, a.environment.to_ascii_lowercase(), fields_json(&a)])
+            })
+            .map_err(db_err)?;
+        }
+        if let Some(idt) = w.id_token {
+            let key = idt.cache_key();
+            let sealed = self.seal(&key, idt.secret.secret())?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO id_token (key, home_account_id, environment, client_id, realm, fields, secret) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key,
+                    idt.home_account_id,
+                    idt.environment.to_ascii_lowercase(),
+                    idt.client_id,
+                    idt.realm,
+                    fields_json(&idt),
+                    sealed
+                ])
+            })
+            .map_err(db_err)?;
+        }
+        if let Some(rt) = w.refresh_token {
+            self.put_refresh_token(tx, &rt)?;
+        }
+        if let Some(m) = w.app_metadata {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO app_metadata (key, client_id, environment, fields) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![m.cache_key(), m.client_id, m.environment.to_ascii_lowercase(), fields_json(&m)])
+            })
+            .map_err(db_err)?;
+        }
+        if let Some((key, secret)) = w.rotated_refresh_token {
+            let fields: Option<String> = tx
+                .prepare_cached("SELECT fields FROM refresh_token WHERE key = ?1")
+                .and_then(|mut s| s.query_row([&key], |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            if let Some(fields) = fields {
+                let mut rt: RefreshTokenEntry = Self::entry_without_secret(&key, &fields)?;
+                rt.secret = RefreshToken::new(secret.secret().clone());
+                rt.last_modification_time = Some(now);
+                // Stored under the key it was found by (the key of a foreign entry may
+                // differ from what refresh_token_key computes).
+                self.put_refresh_token_at(tx, &key, &rt)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_refresh_token(
+        &self,
+        tx: &Transaction<'_>,
+        rt: &RefreshTokenEntry,
+    ) -> Result<(), StoreError> {
+        self.put_refresh_token_at(tx, &rt.cache_key(), rt)
+    }
+
+    fn put_refresh_token_at(
+        &self,
+        tx: &Transaction<'_>,
+        key: &str,
+        rt: &RefreshTokenEntry,
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal(key, rt.secret.secret())?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO refresh_token (key, home_account_id, environment, client_id, family_id, \
+             last_modification_time, fields, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                key,
+                rt.home_account_id,
+                rt.environment.to_ascii_lowercase(),
+                rt.client_id,
+                rt.family_id,
+                rt.last_modification_time,
+                fields_json(rt),
+                sealed
+            ])
+        })
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Runs a query whose rows are (key, fields, secret?) and rebuilds the entries.
+    fn query_entries<T: MsalEntity>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        with_secret: bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows: Vec<(String, String, Option<Vec<u8>>)> = {
+            let conn = self.lock();
+            let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+            let rows = s
+                .query_map(params, |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        if with_secret { Some(r.get(2)?) } else { None },
+                    ))
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)?
+        };
+        rows.iter()
+            .map(|(k, f, s)| self.entry(k, f, s.as_deref()))
+            .collect()
+    }
+}
+
+impl TokenStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!(
+            "SQLite at {}, {}",
+            self.path.display(),
+            if self.cipher.is_encrypting() {
+                "encrypted"
+            } else {
+                "not encrypted"
+            }
+        )
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountEntry>, StoreError> {
+        self.query_entries("SELECT key, fields FROM account ORDER BY key", [], false)
+    }
+
+    fn access_tokens(&self, q: &CredentialQuery<'_>) -> Result<Vec<AccessTokenEntry>, StoreError> {
+        self.query_entries(
+            "SELECT key, fields, secret FROM access_token WHERE home_account_id = ?1 AND client_id = ?2 \
+             AND environment IN (SELECT value FROM json_each(?3)) AND (?4 IS NULL OR realm = ?4) \
+             AND ext_cache_key IS NULL ORDER BY key",
+            params![q.home_account_id, q.client_id, env_list(q.environments), q.realm],
+            true,
+        )
+    }
+
+    fn refresh_tokens(
+        &self,
+        q: &CredentialQuery<'_>,
+        family_id: Option<&str>,
+    ) -> Result<Vec<RefreshTokenEntry>, StoreError> {
+        self.query_entries(
+            "SELECT key, fields, secret FROM refresh_token WHERE home_account_id = ?1 \
+             AND environment IN (SELECT value FROM json_each(?2)) \
+             AND (client_id = ?3 OR (?4 IS NOT NULL AND family_id = ?4)) \
+             ORDER BY coalesce(last_modification_time, 0) DESC, key",
+            params![
+                q.home_account_id,
+                env_list(q.environments),
+                q.client_id,
+                family_id
+            ],
+            true,
+        )
+    }
+
+    fn id_token(&self, q: &CredentialQuery<'_>) -> Result<Option<IdTokenEntry>, StoreError> {
+        let candidates: Vec<(String, String)> = {
+            let conn = self.lock();
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT key, environment FROM id_token WHERE home_account_id = ?1 AND client_id = ?2 \
+                     AND environment IN (SELECT value FROM json_each(?3)) AND (?4 IS NULL OR realm = ?4)",
+                )
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(
+                    params![
+                        q.home_account_id,
+                        q.client_id,
+                        env_list(q.environments),
+                        q.realm
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)?
+        };
+        let Some((key, _)) = candidates
+            .into_iter()
+            .filter_map(|(k, env)| Some((env_rank(&env, q.environments)?, k)))
+            .min()
+            .map(|(rank, k)| (k, rank))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .query_entries(
+                "SELECT key, fields, secret FROM id_token WHERE key = ?1",
+                [key],
+                true,
+            )?
+            .pop())
+    }
+
+    fn app_metadata(
+        &self,
+        environments: &[String],
+        client_id: &str,
+    ) -> Result<Option<AppMetadataEntry>, StoreError> {
+        let all: Vec<AppMetadataEntry> = self.query_entries(
+            "SELECT key, fields FROM app_metadata WHERE client_id = ?1 \
+             AND environment IN (SELECT value FROM json_each(?2))",
+            params![client_id, env_list(environments)],
+            false,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter_map(|e| Some(((env_rank(&e.environment, environments)?, e.cache_key()), e)))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, e)| e))
+    }
+
+    fn write(&self, w: TokenWrite) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        self.write_in(&tx, w, now)?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn remove_account(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+    ) -> Result<usize, StoreError> {
+        let envs = env_list(environments);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut n = 0;
+        for table in ["access_token", "refresh_token", "id_token", "account"] {
+            n += tx
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE home_account_id = ?1 \
+                     AND environment IN (SELECT value FROM json_each(?2))"
+                ))
+                .and_then(|mut s| s.execute(params![home_account_id, envs]))
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(n)
+    }
+}
