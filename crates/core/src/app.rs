@@ -7,13 +7,24 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::authority::Authority;
-use crate::cache::TokenStore;
+use tokio::sync::OnceCell;
+
+use crate::authcode::{self, AuthCodeFlow, AuthorizeRequest};
+use crate::authority::{self, Authority};
+use crate::cache::{
+    self, AccessTokenEntry, AccountEntry, AppMetadataEntry, CredentialQuery, IdTokenEntry, RefreshTokenEntry, TokenStore,
+    TokenWrite,
+};
+use crate::device::{self, Poll};
+use crate::discovery::{self, ProviderMetadata};
 use crate::env::{Clock, Entropy, UnixTime};
-use crate::error::Result;
+use crate::error::{Error, InteractionReason, Result};
 use crate::http::HttpClient;
+use crate::id_token::{self, IdTokenCheck, Identity};
+use crate::refresh;
 use crate::scopes::ScopeSet;
 use crate::secret::AccessToken;
+use crate::token::{process_token_response, TokenResponse};
 
 /// How a client identifies itself and where it signs in.
 #[derive(Debug, Clone)]
@@ -136,52 +147,361 @@ pub struct SignOut {
 pub struct PublicClientApplication {
     config: ClientConfig,
     deps: Deps,
+    /// Discovery results, fetched once per application.
+    metadata: OnceCell<Arc<ProviderMetadata>>,
+    aliases: OnceCell<Vec<String>>,
 }
+
+/// The grant a token response came from (MSAL's `account_source`).
+const GRANT_AUTH_CODE: &str = "authorization_code";
+const GRANT_REFRESH: &str = "refresh_token";
 
 impl PublicClientApplication {
     pub fn new(config: ClientConfig, deps: Deps) -> Self {
-        Self { config, deps }
+        Self { config, deps, metadata: OnceCell::new(), aliases: OnceCell::new() }
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
-    /// Accounts cached for this authority's cloud (its host and aliases).
+    fn authority(&self) -> &Authority {
+        &self.config.authority
+    }
+
+    /// The provider's metadata (discovery runs once).
+    pub async fn metadata(&self) -> Result<Arc<ProviderMetadata>> {
+        self.metadata
+            .get_or_try_init(|| async {
+                let authority = self.authority();
+                tracing::debug!(authority = %authority, "discovering the provider");
+                let response = self.deps.http.execute(discovery::discovery_request(authority)).await?;
+                discovery::process_discovery_response(authority, &response).map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The hosts that count as this authority's cloud. Never fails: without instance
+    /// discovery (offline, or switched off) the host is its own only alias.
+    pub async fn aliases(&self) -> Vec<String> {
+        self.aliases
+            .get_or_init(|| async {
+                let host = self.authority().environment();
+                let mut learned = Vec::new();
+                if let Some(request) = discovery::instance_discovery_request(self.authority()) {
+                    match self.deps.http.execute(request).await {
+                        Ok(r) => match discovery::process_instance_discovery_response(self.authority(), &r) {
+                            Ok(a) => learned = a,
+                            Err(e) => tracing::warn!(error = %e, "instance discovery failed; using the host alone"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "instance discovery failed; using the host alone"),
+                    }
+                }
+                authority::aliases_of(&host, &learned)
+            })
+            .await
+            .clone()
+    }
+
+    /// Accounts cached for this authority's cloud (its host and aliases) that this
+    /// client (or its token family) holds credentials for.
     pub async fn get_accounts(&self) -> Result<Vec<Account>> {
-        todo!()
+        let envs = self.aliases().await;
+        let store = &self.deps.store;
+        let family = self.family_lookup(&envs)?;
+        let mut out: Vec<Account> = Vec::new();
+        for entry in store.accounts()? {
+            if !envs.iter().any(|e| e.eq_ignore_ascii_case(&entry.environment))
+                || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
+                || out.iter().any(|a| a.home_account_id == entry.home_account_id)
+            {
+                continue;
+            }
+            let q = CredentialQuery { home_account_id: &entry.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: None };
+            let ours = !store.refresh_tokens(&q, family.as_deref())?.is_empty() || store.id_token(&q)?.is_some();
+            if ours {
+                out.push(account_from_entry(entry));
+            }
+        }
+        Ok(out)
     }
 
     /// Find an account by username (case-insensitive) or home_account_id.
     pub async fn find_account(&self, username_or_id: &str) -> Result<Option<Account>> {
-        let _ = username_or_id;
-        todo!()
+        Ok(self
+            .get_accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.home_account_id == username_or_id || a.username.eq_ignore_ascii_case(username_or_id)))
     }
 
     /// MSAL's `acquire_token_silent`: a cached access token whose target covers the
     /// scopes and that stays valid for `min_validity_secs`; a proactive refresh after
     /// `refresh_on` (falling back to the cached token); otherwise the refresh token
-    /// (the client's own, then the family's). Fails with `Error::InteractionRequired`.
+    /// (the family's, then the client's own). Fails with `Error::InteractionRequired`.
     pub async fn acquire_token_silent(
         &self,
         scopes: &ScopeSet,
         account: &Account,
         options: &SilentOptions,
     ) -> Result<AuthResult> {
-        let _ = (scopes, account, options);
-        todo!()
+        let now = self.deps.clock.now();
+        let envs = self.aliases().await;
+        let realm = self.authority().realm();
+        let wanted = scopes.without_reserved();
+        let q = CredentialQuery { home_account_id: &account.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: Some(&realm) };
+        if !options.force_refresh && options.claims.is_none() {
+            let cached = self
+                .deps
+                .store
+                .access_tokens(&q)?
+                .into_iter()
+                .filter(|at| cache::target_covers(&at.target, &wanted) && at.expires_on - now > options.min_validity_secs)
+                .max_by_key(|at| at.expires_on);
+            if let Some(at) = cached {
+                if at.refresh_on.is_some_and(|r| now >= r) {
+                    tracing::debug!("cached access token is due for a proactive refresh");
+                    match self.refresh(&wanted, account, None).await {
+                        Ok(fresh) => return Ok(fresh),
+                        Err(e) => tracing::info!(error = %e, "proactive refresh failed; using the cached access token"),
+                    }
+                }
+                tracing::debug!("access token served from the cache");
+                return Ok(self.cached_result(at, account, &q));
+            }
+        }
+        self.refresh(&wanted, account, options.claims.as_deref()).await
+    }
+
+    fn cached_result(&self, at: AccessTokenEntry, account: &Account, q: &CredentialQuery<'_>) -> AuthResult {
+        let id_token_claims = self
+            .deps
+            .store
+            .id_token(&CredentialQuery { realm: None, ..q.clone() })
+            .ok()
+            .flatten()
+            .and_then(|idt| id_token::claims(idt.secret.secret()).ok());
+        AuthResult {
+            scopes: ScopeSet::parse(&at.target),
+            access_token: at.secret,
+            token_type: at.token_type,
+            expires_on: at.expires_on,
+            refresh_on: at.refresh_on,
+            token_source: TokenSource::Cache,
+            account: account.clone(),
+            id_token_claims,
+        }
+    }
+
+    /// Which family to look for: the app's known family, or "1" while unknown (MSAL
+    /// tries the family refresh token when it does not know yet).
+    fn family_lookup(&self, envs: &[String]) -> Result<Option<String>> {
+        Ok(match self.deps.store.app_metadata(envs, &self.config.client_id)? {
+            Some(m) => m.family_id,
+            None => Some("1".into()),
+        })
+    }
+
+    async fn refresh(&self, scopes: &ScopeSet, account: &Account, claims: Option<&str>) -> Result<AuthResult> {
+        let envs = self.aliases().await;
+        let family = self.family_lookup(&envs)?;
+        let q = CredentialQuery { home_account_id: &account.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: None };
+        let mut candidates = self.deps.store.refresh_tokens(&q, family.as_deref())?;
+        // Family tokens first (they may be fresher), then the client's own; each once.
+        candidates.sort_by_key(|rt| rt.client_id != self.config.client_id);
+        candidates.dedup_by(|a, b| a.secret.secret() == b.secret.secret());
+        if candidates.is_empty() {
+            return Err(Error::interaction(InteractionReason::NoRefreshToken));
+        }
+        let metadata = self.metadata().await?;
+        let request_scopes = scopes.with_reserved();
+        let mut last = Error::interaction(InteractionReason::NoRefreshToken);
+        for rt in candidates {
+            tracing::debug!(family = rt.family_id.is_some(), "redeeming a refresh token");
+            let request = refresh::refresh_request(&metadata, &self.config.client_id, &rt.secret, &request_scopes, claims, self.authority().is_entra_like());
+            let response = self.deps.http.execute(request).await?;
+            match process_token_response(&response).map_err(refresh::classify_refresh_error) {
+                Ok(tr) => return self.cache_response(tr, &metadata, &request_scopes, GRANT_REFRESH, Some(account), None, Some(&rt)),
+                Err(e @ (Error::InteractionRequired { .. } | Error::Provider(_))) => {
+                    tracing::info!(error = %e, "refresh token not accepted");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Validate a token response and write it to the store in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn cache_response(
+        &self,
+        tr: TokenResponse,
+        metadata: &ProviderMetadata,
+        requested: &ScopeSet,
+        grant: &str,
+        account: Option<&Account>,
+        nonce: Option<&str>,
+        redeemed: Option<&RefreshTokenEntry>,
+    ) -> Result<AuthResult> {
+        let now = self.deps.clock.now();
+        let client_id = self.config.client_id.as_str();
+        let claims = match &tr.id_token {
+            Some(idt) => {
+                let c = id_token::claims(idt.secret())?;
+                id_token::validate(&c, &IdTokenCheck { metadata, client_id, nonce, now })?;
+                Some(c)
+            }
+            None => None,
+        };
+        let identity = match (&claims, account) {
+            (Some(c), _) => id_token::identity(c, tr.client_info.as_deref())?,
+            (None, Some(a)) => Identity {
+                home_account_id: a.home_account_id.clone(),
+                local_account_id: a.local_account_id.clone(),
+                username: a.username.clone(),
+                name: a.name.clone(),
+            },
+            (None, None) => {
+                return Err(Error::BadResponse {
+                    what: "token response",
+                    detail: "no ID token came back, so the account is unknown (was the openid scope granted?)".into(),
+                    status: None,
+                    retry_after: None,
+                })
+            }
+        };
+        if let Some(a) = account {
+            if a.home_account_id != identity.home_account_id {
+                return Err(Error::Validation(format!(
+                    "the provider returned tokens for {} while refreshing {}",
+                    identity.username, a.username
+                )));
+            }
+        }
+        let environment = self.authority().environment();
+        let realm = self.authority().realm();
+        let mut granted: Vec<String> = match &tr.scope {
+            Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
+            _ => requested.to_vec(),
+        };
+        granted.sort();
+        let target = granted.join(" ");
+        let expires_on = now + tr.expires_in.unwrap_or(600);
+        let hid = identity.home_account_id.clone();
+        let refresh_token = tr.refresh_token.clone().map(|secret| RefreshTokenEntry {
+            home_account_id: hid.clone(),
+            environment: environment.clone(),
+            client_id: client_id.to_string(),
+            target: target.clone(),
+            secret,
+            family_id: tr.foci.clone(),
+            last_modification_time: Some(now),
+            extra: Default::default(),
+        });
+        let rotated_refresh_token = match (redeemed, &refresh_token) {
+            (Some(old), Some(new)) if cache::refresh_token_key(old) != cache::refresh_token_key(new) => {
+                Some((cache::refresh_token_key(old), new.secret.clone()))
+            }
+            _ => None,
+        };
+        let write = TokenWrite {
+            access_token: Some(AccessTokenEntry {
+                home_account_id: hid.clone(),
+                environment: environment.clone(),
+                client_id: client_id.to_string(),
+                realm: realm.clone(),
+                target: target.clone(),
+                secret: tr.access_token.clone(),
+                token_type: tr.token_type.clone(),
+                cached_at: now,
+                expires_on,
+                extended_expires_on: Some(now + tr.ext_expires_in.or(tr.expires_in).unwrap_or(600)),
+                refresh_on: tr.refresh_in.map(|r| now + r),
+                extra: Default::default(),
+            }),
+            refresh_token,
+            id_token: tr.id_token.clone().map(|secret| IdTokenEntry {
+                home_account_id: hid.clone(),
+                environment: environment.clone(),
+                realm: realm.clone(),
+                client_id: client_id.to_string(),
+                secret,
+                extra: Default::default(),
+            }),
+            account: claims.as_ref().map(|_| AccountEntry {
+                home_account_id: hid.clone(),
+                environment: environment.clone(),
+                realm: realm.clone(),
+                local_account_id: identity.local_account_id.clone(),
+                username: identity.username.clone(),
+                authority_type: id_token::authority_type(self.authority()).to_string(),
+                account_source: (grant != GRANT_REFRESH).then(|| grant.to_string()),
+                name: identity.name.clone(),
+                extra: Default::default(),
+            }),
+            app_metadata: Some(AppMetadataEntry {
+                client_id: client_id.to_string(),
+                environment: environment.clone(),
+                family_id: tr.foci.clone(),
+                extra: Default::default(),
+            }),
+            rotated_refresh_token,
+        };
+        self.deps.store.write(write)?;
+        tracing::info!(grant, "tokens received and cached");
+        Ok(AuthResult {
+            access_token: tr.access_token,
+            token_type: tr.token_type,
+            expires_on,
+            refresh_on: tr.refresh_in.map(|r| now + r),
+            scopes: ScopeSet::parse(&target),
+            token_source: TokenSource::IdentityProvider,
+            account: Account {
+                home_account_id: hid,
+                environment,
+                realm,
+                local_account_id: identity.local_account_id,
+                username: identity.username,
+                name: identity.name,
+                authority_type: id_token::authority_type(self.authority()).to_string(),
+            },
+            id_token_claims: claims,
+        })
     }
 
     /// Step 1 of an interactive sign-in: discovery, PKCE, state and nonce, the URL to show.
-    pub async fn start_interactive(&self, params: InteractiveParams) -> Result<crate::authcode::AuthCodeFlow> {
-        let _ = params;
-        todo!()
+    pub async fn start_interactive(&self, params: InteractiveParams) -> Result<AuthCodeFlow> {
+        let metadata = self.metadata().await?;
+        let redirect_uri = params.redirect_uri.clone().unwrap_or_else(|| self.config.redirect_uri.clone());
+        let scopes = params.scopes.with_reserved();
+        let flow = authcode::begin(
+            &AuthorizeRequest {
+                metadata: &metadata,
+                client_id: &self.config.client_id,
+                redirect_uri: &redirect_uri,
+                scopes: &scopes,
+                prompt: params.prompt.as_deref(),
+                login_hint: params.login_hint.as_deref(),
+                domain_hint: params.domain_hint.as_deref(),
+                claims: params.claims.as_deref(),
+                entra: self.authority().is_entra_like(),
+            },
+            self.deps.entropy.as_ref(),
+            self.deps.clock.now(),
+        );
+        tracing::info!(authority = %self.authority(), "interactive sign-in started");
+        Ok(flow)
     }
 
     /// Step 2: check the redirect the user agent caught, redeem the code, cache the result.
-    pub async fn finish_interactive(&self, flow: crate::authcode::AuthCodeFlow, redirected_to: &Url) -> Result<AuthResult> {
-        let _ = (flow, redirected_to);
-        todo!()
+    pub async fn finish_interactive(&self, flow: AuthCodeFlow, redirected_to: &Url) -> Result<AuthResult> {
+        let code = authcode::process_redirect(&flow, redirected_to)?;
+        let request = authcode::code_redemption_request(&flow, &self.config.client_id, &code, self.authority().is_entra_like());
+        let response = self.deps.http.execute(request).await?;
+        let tr = process_token_response(&response)?;
+        self.cache_response(tr, &flow.metadata, &flow.scopes, GRANT_AUTH_CODE, None, Some(flow.nonce.secret()), None)
     }
 
     /// Both steps, with a user agent.
@@ -193,19 +513,72 @@ impl PublicClientApplication {
 
     /// Ask for a device code (RFC 8628).
     pub async fn initiate_device_flow(&self, scopes: &ScopeSet) -> Result<DeviceFlow> {
-        let _ = scopes;
-        todo!()
+        let metadata = self.metadata().await?;
+        let scopes = scopes.with_reserved();
+        let request = device::device_authorization_request(&metadata, &self.config.client_id, &scopes)?;
+        let response = self.deps.http.execute(request).await?;
+        let auth = device::process_device_authorization_response(&response)?;
+        Ok(DeviceFlow {
+            user_code: auth.user_code.clone(),
+            verification_uri: auth.verification_uri.clone(),
+            verification_uri_complete: auth.verification_uri_complete.clone(),
+            message: auth.message(),
+            expires_at: self.deps.clock.now() + auth.expires_in as i64,
+            interval_secs: auth.interval.unwrap_or(device::DEFAULT_INTERVAL_SECS),
+            inner: auth,
+            scopes,
+        })
     }
 
     /// Poll until the user approved, declined, the code expired, or `cancel` fired.
     pub async fn acquire_token_by_device_flow(&self, flow: DeviceFlow, cancel: CancellationToken) -> Result<AuthResult> {
-        let _ = (flow, cancel);
-        todo!()
+        let metadata = self.metadata().await?;
+        let mut interval = flow.interval_secs.max(1);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Error::Cancelled),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+            }
+            if self.deps.clock.now() >= flow.expires_at {
+                return Err(Error::interaction(InteractionReason::DeviceCodeExpired));
+            }
+            let response = self.deps.http.execute(device::device_token_request(&metadata, &self.config.client_id, &flow.inner)).await?;
+            match device::process_device_token_response(&response)? {
+                Poll::Pending => {}
+                Poll::SlowDown => interval += device::SLOW_DOWN_STEP_SECS,
+                Poll::Done(tr) => return self.cache_response(*tr, &metadata, &flow.scopes, device::GRANT_TYPE, None, None, None),
+            }
+        }
     }
 
-    /// MSAL's `remove_account`, plus the provider's end-session URL.
+    /// MSAL's `remove_account`, plus the provider's end-session URL (when discovery
+    /// works; sign-out never fails because the provider is unreachable).
     pub async fn remove_account(&self, account: &Account) -> Result<SignOut> {
-        let _ = account;
-        todo!()
+        let envs = self.aliases().await;
+        let removed = self.deps.store.remove_account(&account.home_account_id, &envs)?;
+        tracing::info!(removed, "account removed from the store");
+        let end_session_url = match self.metadata().await {
+            Ok(m) => m.end_session_endpoint.clone().map(|mut u| {
+                u.query_pairs_mut().append_pair("client_id", &self.config.client_id);
+                if self.authority().is_entra_like() && !account.username.is_empty() {
+                    u.query_pairs_mut().append_pair("logout_hint", &account.username);
+                }
+                u
+            }),
+            Err(_) => None,
+        };
+        Ok(SignOut { removed, end_session_url })
+    }
+}
+
+fn account_from_entry(e: AccountEntry) -> Account {
+    Account {
+        home_account_id: e.home_account_id,
+        environment: e.environment,
+        realm: e.realm,
+        local_account_id: e.local_account_id,
+        username: e.username,
+        name: e.name,
+        authority_type: e.authority_type,
     }
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::discovery::ProviderMetadata;
-use crate::error::{Error, Result};
+use crate::error::{Error, InteractionReason, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::scopes::ScopeSet;
 use crate::secret::DeviceCode;
@@ -80,7 +80,7 @@ pub fn process_device_token_response(response: &HttpResponse) -> Result<Poll> {
             "authorization_pending" => Ok(Poll::Pending),
             "slow_down" => Ok(Poll::SlowDown),
             "access_denied" | "authorization_declined" => Err(Error::Cancelled),
-            "expired_token" | "code_expired" => Err(Error::Config("the device code expired before the sign-in was completed; start again".into())),
+            "expired_token" | "code_expired" => Err(Error::interaction(InteractionReason::DeviceCodeExpired)),
             _ => Err(Error::Provider(p)),
         },
         Err(e) => Err(e),

@@ -84,6 +84,8 @@ pub enum InteractionReason {
     ConsentRequired,
     /// A claims challenge must be satisfied interactively.
     ClaimsChallenge,
+    /// The device code expired before the user finished signing in.
+    DeviceCodeExpired,
 }
 
 impl fmt::Display for InteractionReason {
@@ -95,6 +97,7 @@ impl fmt::Display for InteractionReason {
             InteractionReason::InteractionRequired => "the identity provider requires the user to sign in again",
             InteractionReason::ConsentRequired => "consent is required for the requested scopes",
             InteractionReason::ClaimsChallenge => "the identity provider sent a claims challenge",
+            InteractionReason::DeviceCodeExpired => "the device code expired before the sign-in was completed",
         })
     }
 }

@@ -1,0 +1,659 @@
+//! The engine against the sandbox provider: every flow end to end over real HTTP, and
+//! every fault switch giving a clear typed error with the store unchanged.
+
+use std::sync::Arc;
+
+use tessera_core::app::{
+    Account, ClientConfig, Deps, InteractiveParams, PublicClientApplication, SilentOptions,
+    TokenSource,
+};
+use tessera_core::authority::Authority;
+use tessera_core::cache::cipher::PlaintextCipher;
+use tessera_core::cache::sqlite::SqliteStore;
+use tessera_core::cache::TokenStore;
+use tessera_core::env::{OsEntropy, SystemClock};
+use tessera_core::http::{HttpConfig, ReqwestClient};
+use tessera_core::scopes::ScopeSet;
+use tessera_core::{Error, InteractionReason};
+use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, ScriptedUserAgent};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
+pub const AZURE_CLI: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+pub const AZURE_POWERSHELL: &str = "1950a258-227b-4e31-a9cf-717495945fc2";
+const REDIRECT: &str = "http://localhost/tessera-redirect";
+
+pub struct World {
+    pub idp: SandboxHandle,
+    pub store: Arc<dyn TokenStore>,
+    pub _home: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let idp = tessera_sandbox_idp::start(SandboxConfig::default())
+            .await
+            .expect("sandbox starts");
+        let home = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&home.path().join("store.db"), Arc::new(PlaintextCipher))
+            .expect("store opens");
+        World {
+            idp,
+            store: Arc::new(store),
+            _home: home,
+        }
+    }
+
+    pub fn app(&self, client_id: &str) -> PublicClientApplication {
+        self.app_at(client_id, "common")
+    }
+
+    pub fn app_at(&self, client_id: &str, tenant: &str) -> PublicClientApplication {
+        let authority = Authority::entra(&self.idp.authority(tenant))
+            .unwrap()
+            .without_instance_discovery();
+        PublicClientApplication::new(
+            ClientConfig {
+                client_id: client_id.into(),
+                authority,
+                redirect_uri: Url::parse(REDIRECT).unwrap(),
+            },
+            Deps {
+                http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+                store: self.store.clone(),
+                clock: Arc::new(SystemClock),
+                entropy: Arc::new(OsEntropy),
+            },
+        )
+    }
+
+    pub fn faults(&self, f: Faults) {
+        self.idp.set_faults(f);
+    }
+
+    /// A snapshot of everything in the store, to prove a failure changed nothing.
+    pub fn snapshot(&self) -> String {
+        let accounts = self.store.accounts().unwrap();
+        let mut out = format!("{accounts:?}");
+        for a in &accounts {
+            let envs = vec![a.environment.clone()];
+            for client in [SANDBOX_CLIENT, AZURE_CLI, AZURE_POWERSHELL] {
+                let q = tessera_core::cache::CredentialQuery {
+                    home_account_id: &a.home_account_id,
+                    environments: &envs,
+                    client_id: client,
+                    realm: None,
+                };
+                for at in self.store.access_tokens(&q).unwrap() {
+                    out.push_str(&format!(
+                        "|AT {} {} {}",
+                        at.target,
+                        at.expires_on,
+                        at.secret.secret()
+                    ));
+                }
+                for rt in self.store.refresh_tokens(&q, Some("1")).unwrap() {
+                    out.push_str(&format!("|RT {} {}", rt.client_id, rt.secret.secret()));
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn scopes(s: &str) -> ScopeSet {
+    ScopeSet::parse(s)
+}
+
+/// Sign in interactively through the sandbox's real pages.
+pub async fn sign_in(
+    app: &PublicClientApplication,
+    login: &str,
+) -> tessera_core::Result<tessera_core::app::AuthResult> {
+    sign_in_with(app, login, true).await
+}
+
+pub async fn sign_in_with(
+    app: &PublicClientApplication,
+    login: &str,
+    accept: bool,
+) -> tessera_core::Result<tessera_core::app::AuthResult> {
+    let flow = app
+        .start_interactive(InteractiveParams {
+            scopes: scopes("User.Read"),
+            ..Default::default()
+        })
+        .await?;
+    let ua = ScriptedUserAgent::new().unwrap();
+    let redirected = ua
+        .sign_in_with(flow.authorize_url(), login, "tessera", accept)
+        .await
+        .expect("sandbox pages work");
+    app.finish_interactive(flow, &redirected).await
+}
+
+fn reason(e: &Error) -> Option<InteractionReason> {
+    match e {
+        Error::InteractionRequired { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn auth_code_sign_in_then_silent_from_cache_then_refresh() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    let first = sign_in(&app, "alice@contoso.example").await.unwrap();
+    assert_eq!(first.account.username, "alice@contoso.example");
+    assert_eq!(first.account.name.as_deref(), Some("Alice Example"));
+    assert_eq!(first.token_source, TokenSource::IdentityProvider);
+    assert!(
+        first.account.home_account_id.contains('.'),
+        "Entra identity is uid.utid"
+    );
+    // The token is real: the provider accepts it.
+    let me = w
+        .idp
+        .verify_token(first.access_token.secret())
+        .expect("sandbox accepts the token");
+    assert_eq!(me["preferred_username"], "alice@contoso.example");
+
+    let accounts = app.get_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0], first.account);
+
+    let silent = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &accounts[0],
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(silent.token_source, TokenSource::Cache);
+    assert_eq!(silent.access_token.secret(), first.access_token.secret());
+    // scopes are compared case-insensitively, and reserved ones are not required
+    let silent = app
+        .acquire_token_silent(
+            &scopes("user.read openid"),
+            &accounts[0],
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(silent.token_source, TokenSource::Cache);
+
+    let forced = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &accounts[0],
+            &SilentOptions {
+                force_refresh: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.token_source, TokenSource::IdentityProvider);
+    assert_ne!(forced.access_token.secret(), first.access_token.secret());
+    // the rotated refresh token replaced the old one: still exactly one
+    let q = tessera_core::cache::CredentialQuery {
+        home_account_id: &forced.account.home_account_id,
+        environments: &[forced.account.environment.clone()],
+        client_id: SANDBOX_CLIENT,
+        realm: None,
+    };
+    assert_eq!(w.store.refresh_tokens(&q, None).unwrap().len(), 1);
+    // and the newest access token is what the cache serves now
+    let again = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &accounts[0],
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.token_source, TokenSource::Cache);
+    assert_eq!(again.access_token.secret(), forced.access_token.secret());
+}
+
+#[tokio::test]
+async fn scopes_never_consented_need_interaction_then_both_resources_are_cached() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    let first = sign_in(&app, "alice@contoso.example").await.unwrap();
+    let api = scopes("api://sandbox-api/Data.Read");
+    let e = app.acquire_token_silent(&api, &first.account, &SilentOptions::default()).await.unwrap_err();
+    assert_eq!(reason(&e), Some(InteractionReason::ConsentRequired), "{e}");
+    assert_eq!(e.provider_error().unwrap().error_codes, vec![65001]);
+    // consent interactively, as the app's "Sign in again" does
+    let flow = app.start_interactive(InteractiveParams { scopes: api.clone(), login_hint: Some("alice@contoso.example".into()), ..Default::default() }).await.unwrap();
+    let redirected = ScriptedUserAgent::new().unwrap().sign_in(flow.authorize_url(), "alice@contoso.example", "tessera").await.unwrap();
+    let consented = app.finish_interactive(flow, &redirected).await.unwrap();
+    assert_eq!(w.idp.verify_token(consented.access_token.secret()).unwrap()["aud"], "api://sandbox-api");
+    // both tokens are now served from the cache, side by side
+    for s in ["User.Read", "api://sandbox-api/Data.Read"] {
+        let r = app.acquire_token_silent(&scopes(s), &first.account, &SilentOptions::default()).await.unwrap();
+        assert_eq!(r.token_source, TokenSource::Cache, "{s}");
+    }
+    assert_eq!(app.get_accounts().await.unwrap().len(), 1, "same account, not a second one");
+}
+
+#[tokio::test]
+async fn min_validity_margin_decides_between_cache_and_refresh() {
+    let w = World::new().await;
+    w.faults(Faults {
+        token_lifetime_secs: Some(200),
+        ..Default::default()
+    });
+    let app = w.app(SANDBOX_CLIENT);
+    let first = sign_in(&app, "bob@contoso.example").await.unwrap();
+    // valid for ~200 s: the default 300 s margin says refresh
+    let r = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.token_source, TokenSource::IdentityProvider);
+    // a 60 s margin accepts the cached token
+    let r = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions {
+                min_validity_secs: 60,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.token_source, TokenSource::Cache);
+}
+
+#[tokio::test]
+async fn refresh_on_triggers_a_proactive_refresh_that_falls_back_to_the_cache() {
+    let w = World::new().await;
+    w.faults(Faults {
+        refresh_in_secs: Some(0),
+        ..Default::default()
+    });
+    let app = w.app(SANDBOX_CLIENT);
+    let first = sign_in(&app, "alice@contoso.example").await.unwrap();
+    assert!(first.refresh_on.is_some());
+    let r = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.token_source,
+        TokenSource::IdentityProvider,
+        "refresh_on has passed: refreshed proactively"
+    );
+    // the provider is down now: the still-valid cached token is served
+    w.faults(Faults {
+        refresh_in_secs: Some(0),
+        http_status: Some(503),
+        ..Default::default()
+    });
+    let r2 = app
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r2.token_source, TokenSource::Cache);
+    assert_eq!(r2.access_token.secret(), r.access_token.secret());
+}
+
+#[tokio::test]
+async fn family_refresh_token_serves_another_family_client_but_not_an_outsider() {
+    let w = World::new().await;
+    let cli = w.app(AZURE_CLI);
+    let first = sign_in(&cli, "alice@contoso.example").await.unwrap();
+    let ps = w.app(AZURE_POWERSHELL);
+    // the family member sees the account and gets a token without signing in
+    let accounts = ps.get_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1, "a family client sees the account");
+    let r = ps
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.token_source, TokenSource::IdentityProvider);
+    assert_eq!(
+        w.idp.verify_token(r.access_token.secret()).unwrap()["azp"],
+        AZURE_POWERSHELL
+    );
+    // an outsider that once learned it is not in the family sees nothing
+    let outsider = w.app(SANDBOX_CLIENT);
+    sign_in(&outsider, "bob@contoso.example").await.unwrap();
+    let seen: Vec<String> = outsider
+        .get_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    assert_eq!(seen, vec!["bob@contoso.example".to_string()]);
+    let e = outsider
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &first.account,
+            &SilentOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), Some(InteractionReason::NoRefreshToken), "{e}");
+}
+
+#[tokio::test]
+async fn device_code_flow_with_pending_then_approval() {
+    let w = World::new().await;
+    w.faults(Faults {
+        device_code_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let app = w.app(SANDBOX_CLIENT);
+    let flow = app
+        .initiate_device_flow(&scopes("User.Read"))
+        .await
+        .unwrap();
+    assert!(flow.message.contains(&flow.user_code));
+    let verification = flow.verification_uri.clone();
+    let code = flow.user_code.clone();
+    let approver = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tessera_sandbox_idp::scripted_device_approval(
+            &verification,
+            &code,
+            "carol@fabrikam.example",
+            "tessera",
+        )
+        .await
+    });
+    let r = app
+        .acquire_token_by_device_flow(flow, CancellationToken::new())
+        .await
+        .unwrap();
+    approver.await.unwrap().unwrap();
+    assert_eq!(r.account.username, "carol@fabrikam.example");
+    assert_eq!(app.get_accounts().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn device_code_can_be_cancelled() {
+    let w = World::new().await;
+    w.faults(Faults {
+        device_code_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let app = w.app(SANDBOX_CLIENT);
+    let flow = app
+        .initiate_device_flow(&scopes("User.Read"))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        c.cancel();
+    });
+    let e = app
+        .acquire_token_by_device_flow(flow, cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e}");
+    assert!(app.get_accounts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn declining_consent_is_a_cancellation() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    let e = sign_in_with(&app, "alice@contoso.example", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e}");
+    assert!(app.get_accounts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sign_out_removes_the_account_and_offers_the_end_session_url() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    let alice = sign_in(&app, "alice@contoso.example")
+        .await
+        .unwrap()
+        .account;
+    let bob = sign_in(&app, "bob@contoso.example").await.unwrap().account;
+    let out = app.remove_account(&alice).await.unwrap();
+    assert!(
+        out.removed >= 4,
+        "AT, RT, ID token and account entry: {}",
+        out.removed
+    );
+    let url = out
+        .end_session_url
+        .expect("the sandbox has an end-session endpoint");
+    assert!(url.path().ends_with("/logout"), "{url}");
+    let left: Vec<Account> = app.get_accounts().await.unwrap();
+    assert_eq!(left, vec![bob.clone()]);
+    let e = app
+        .acquire_token_silent(&scopes("User.Read"), &alice, &SilentOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    // bob is untouched
+    assert_eq!(
+        app.acquire_token_silent(&scopes("User.Read"), &bob, &SilentOptions::default())
+            .await
+            .unwrap()
+            .token_source,
+        TokenSource::Cache
+    );
+}
+
+/// Refresh failures: a typed error, and nothing in the store changed.
+#[tokio::test]
+async fn refresh_faults_are_typed_and_leave_the_store_unchanged() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    let account = sign_in(&app, "alice@contoso.example")
+        .await
+        .unwrap()
+        .account;
+    let forced = SilentOptions {
+        force_refresh: true,
+        ..Default::default()
+    };
+    let before = w.snapshot();
+
+    let cases: Vec<(Faults, Box<dyn Fn(&Error) -> bool>)> = vec![
+        (
+            Faults {
+                refresh_invalid_grant: true,
+                ..Default::default()
+            },
+            Box::new(|e| reason(e) == Some(InteractionReason::InvalidGrant)),
+        ),
+        (
+            Faults {
+                interaction_required: true,
+                ..Default::default()
+            },
+            Box::new(|e| {
+                reason(e) == Some(InteractionReason::ClaimsChallenge)
+                    && e.provider_error().and_then(|p| p.claims.clone()).is_some()
+            }),
+        ),
+        (
+            Faults {
+                http_status: Some(503),
+                retry_after_secs: Some(7),
+                ..Default::default()
+            },
+            Box::new(|e| {
+                matches!(
+                    e,
+                    Error::BadResponse {
+                        status: Some(503),
+                        retry_after: Some(7),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            Faults {
+                http_status: Some(500),
+                ..Default::default()
+            },
+            Box::new(|e| {
+                matches!(
+                    e,
+                    Error::BadResponse {
+                        status: Some(500),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            Faults {
+                malformed_json: true,
+                ..Default::default()
+            },
+            Box::new(|e| e.to_string().contains("malformed")),
+        ),
+        (
+            Faults {
+                html_error_page: true,
+                ..Default::default()
+            },
+            Box::new(|e| e.to_string().contains("HTML page")),
+        ),
+        (
+            Faults {
+                wrong_issuer: true,
+                ..Default::default()
+            },
+            Box::new(|e| matches!(e, Error::Validation(m) if m.contains("issued by"))),
+        ),
+        (
+            Faults {
+                expired_tokens: true,
+                ..Default::default()
+            },
+            Box::new(|e| matches!(e, Error::Validation(m) if m.contains("expired"))),
+        ),
+    ];
+    for (faults, expected) in cases {
+        let label = format!("{faults:?}");
+        w.faults(faults);
+        let e = app
+            .acquire_token_silent(&scopes("User.Read"), &account, &forced)
+            .await
+            .unwrap_err();
+        assert!(expected(&e), "{label}: unexpected error {e:?}");
+        assert_eq!(w.snapshot(), before, "{label}: the store changed");
+    }
+    // With the provider healthy again the kept refresh token works (MSAL keeps it).
+    w.faults(Faults::default());
+    assert_eq!(
+        app.acquire_token_silent(&scopes("User.Read"), &account, &forced)
+            .await
+            .unwrap()
+            .token_source,
+        TokenSource::IdentityProvider
+    );
+}
+
+#[tokio::test]
+async fn sign_in_faults_add_no_account() {
+    let w = World::new().await;
+    let app = w.app(SANDBOX_CLIENT);
+    for faults in [
+        Faults {
+            wrong_nonce: true,
+            ..Default::default()
+        },
+        Faults {
+            wrong_issuer: true,
+            ..Default::default()
+        },
+        Faults {
+            http_status: Some(500),
+            ..Default::default()
+        },
+    ] {
+        let label = format!("{faults:?}");
+        w.faults(faults);
+        let e = sign_in(&app, "alice@contoso.example").await.unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{label}: {e}");
+        assert!(app.get_accounts().await.unwrap().is_empty(), "{label}");
+    }
+    w.faults(Faults {
+        latency_ms: 300,
+        ..Default::default()
+    });
+    let t = std::time::Instant::now();
+    sign_in(&app, "alice@contoso.example").await.unwrap();
+    assert!(t.elapsed().as_millis() >= 300);
+}
+
+#[tokio::test]
+async fn a_tenant_authority_and_the_common_issuer_template() {
+    let w = World::new().await;
+    let app = w.app_at(SANDBOX_CLIENT, tessera_sandbox_idp::CONTOSO.id);
+    let r = sign_in(&app, "alice@contoso.example").await.unwrap();
+    assert_eq!(
+        r.account.realm,
+        tessera_sandbox_idp::CONTOSO.id.to_lowercase()
+    );
+    let common = w.app(SANDBOX_CLIENT);
+    let meta = common.metadata().await.unwrap();
+    assert!(meta.issuer.contains("{tenantid}"), "{}", meta.issuer);
+}
+
+#[tokio::test]
+async fn unreachable_provider_is_a_network_error() {
+    let authority = Authority::entra("http://127.0.0.1:9/common")
+        .unwrap()
+        .without_instance_discovery();
+    let home = tempfile::tempdir().unwrap();
+    let app = PublicClientApplication::new(
+        ClientConfig {
+            client_id: SANDBOX_CLIENT.into(),
+            authority,
+            redirect_uri: Url::parse(REDIRECT).unwrap(),
+        },
+        Deps {
+            http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+            store: Arc::new(
+                SqliteStore::open(&home.path().join("s.db"), Arc::new(PlaintextCipher)).unwrap(),
+            ),
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+        },
+    );
+    let e = app
+        .start_interactive(InteractiveParams::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    assert_eq!(e.exit_code(), 4);
+    assert!(e.to_string().contains("127.0.0.1"), "{e}");
+}
