@@ -1,2 +1,3 @@
 mod engine;
 mod support_smoke;
+mod oidc;
