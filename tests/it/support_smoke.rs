@@ -605,3 +605,52 @@ async fn access_token_ttl_is_configurable() {
     // No offline_access, no refresh token.
     assert!(tokens.get("refresh_token").is_none());
 }
+
+#[tokio::test]
+async fn scripted_browser_signs_in_through_the_sandbox() {
+    use tessera_sandbox_idp::{SandboxConfig, SANDBOX_CLIENT_ID};
+    let sandbox = tessera_sandbox_idp::start(SandboxConfig::default())
+        .await
+        .expect("sandbox starts");
+    let (port, listener) = one_shot_listener("200 OK").await;
+    let mut url = Url::parse(&format!(
+        "{}/oauth2/v2.0/authorize",
+        sandbox.authority("organizations")
+    ))
+    .unwrap();
+    let pkce = pkce();
+    url.query_pairs_mut()
+        .append_pair("client_id", SANDBOX_CLIENT_ID)
+        .append_pair("response_type", "code")
+        .append_pair("redirect_uri", &format!("http://localhost:{port}"))
+        .append_pair("scope", "openid profile offline_access User.Read")
+        .append_pair("state", "sb-3")
+        .append_pair("code_challenge", &pkce.challenge)
+        .append_pair("code_challenge_method", "S256");
+    let out = run_scripted_browser(&[
+        "--provider",
+        "sandbox",
+        "--login",
+        "alice@contoso.example",
+        url.as_str(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scripted-browser failed: {stderr}");
+    let request_line = listener.await.unwrap();
+    assert!(request_line.contains("code="), "{request_line}");
+    assert!(request_line.contains("state=sb-3"), "{request_line}");
+
+    // A wrong password is refused by the sandbox, and the browser says so.
+    let out = run_scripted_browser(&[
+        "--provider",
+        "sandbox",
+        "--login",
+        "alice@contoso.example",
+        "--password",
+        "wrong",
+        url.as_str(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -36,7 +36,8 @@ struct Args {
     /// Login (user name) to sign in with.
     #[arg(long)]
     login: String,
-    /// Password (the sandbox checks it; oidc-provider accepts any).
+    /// Password (the sandbox checks it and defaults to its demo password;
+    /// oidc-provider accepts any).
     #[arg(long)]
     password: Option<String>,
     /// The authorization URL the app opened.
@@ -70,8 +71,11 @@ async fn run(args: Args) -> Result<(), String> {
     let redirect = match args.provider {
         Provider::Oidc => tessera_tests::oidc_provider::scripted_sign_in(&url, &args.login).await?,
         Provider::Sandbox => {
-            let _password = args.password.as_deref().unwrap_or_default();
-            return Err("sandbox support not built yet".to_owned());
+            let password = args
+                .password
+                .as_deref()
+                .unwrap_or(tessera_sandbox_idp::DEMO_PASSWORD);
+            tessera_sandbox_idp::scripted_sign_in(&url, &args.login, password).await?
         }
     };
     let mut shown = redirect.clone();
