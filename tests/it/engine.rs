@@ -657,3 +657,86 @@ async fn unreachable_provider_is_a_network_error() {
     assert_eq!(e.exit_code(), 4);
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
 }
+
+/// A writer that keeps every log line in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// At trace level, through sign-in, silent, refresh, device code and sign-out, no log
+/// line carries a token, code, verifier or state.
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_reaches_the_logs_at_trace_level() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = World::new().await;
+    w.faults(Faults { device_code_interval_secs: Some(1), ..Default::default() });
+    let app = w.app(SANDBOX_CLIENT);
+    let flow = app.start_interactive(InteractiveParams { scopes: scopes("User.Read"), ..Default::default() }).await.unwrap();
+    let auth_url = flow.authorize_url().clone();
+    let q = |k: &str| auth_url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
+    let (state, nonce, challenge) = (q("state"), q("nonce"), q("code_challenge"));
+    let redirected = ScriptedUserAgent::new().unwrap().sign_in(flow.authorize_url(), "alice@contoso.example", "tessera").await.unwrap();
+    let code = redirected.query_pairs().find(|(n, _)| n == "code").map(|(_, v)| v.into_owned()).unwrap();
+    let signed_in = app.finish_interactive(flow, &redirected).await.unwrap();
+    let refreshed = app
+        .acquire_token_silent(&scopes("User.Read"), &signed_in.account, &SilentOptions { force_refresh: true, ..Default::default() })
+        .await
+        .unwrap();
+    let q2 = tessera_core::cache::CredentialQuery {
+        home_account_id: &signed_in.account.home_account_id,
+        environments: &[signed_in.account.environment.clone()],
+        client_id: SANDBOX_CLIENT,
+        realm: None,
+    };
+    let rt = w.store.refresh_tokens(&q2, None).unwrap()[0].secret.secret().clone();
+    let idt = w.store.id_token(&q2).unwrap().unwrap().secret.secret().to_string();
+    let device = app.initiate_device_flow(&scopes("User.Read")).await.unwrap();
+    let device_code = format!("{:?}", device);
+    assert!(!device_code.contains("device_code: DeviceCode(\""), "device code must be redacted in Debug");
+    let (uri, user_code) = (device.verification_uri.clone(), device.user_code.clone());
+    let approve = tokio::spawn(async move { tessera_sandbox_idp::scripted_device_approval(&uri, &user_code, "bob@contoso.example", "tessera").await });
+    let bob = app.acquire_token_by_device_flow(device, CancellationToken::new()).await.unwrap();
+    let _ = approve.await;
+    app.remove_account(&signed_in.account).await.unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the capture works: {} bytes", log.len());
+    assert!(log.contains("tokens received and cached"));
+    tessera_tests::redact::assert_no_secrets(
+        &log,
+        &[
+            signed_in.access_token.secret(),
+            refreshed.access_token.secret(),
+            bob.access_token.secret(),
+            &rt,
+            &idt,
+            &code,
+            &state,
+            &nonce,
+            &challenge,
+        ],
+    );
+}
