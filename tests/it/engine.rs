@@ -200,7 +200,7 @@ async fn auth_code_sign_in_then_silent_from_cache_then_refresh() {
     // the rotated refresh token replaced the old one: still exactly one
     let q = tessera_core::cache::CredentialQuery {
         home_account_id: &forced.account.home_account_id,
-        environments: &[forced.account.environment.clone()],
+        environments: std::slice::from_ref(&forced.account.environment),
         client_id: SANDBOX_CLIENT,
         realm: None,
     };
@@ -224,20 +224,44 @@ async fn scopes_never_consented_need_interaction_then_both_resources_are_cached(
     let app = w.app(SANDBOX_CLIENT);
     let first = sign_in(&app, "alice@contoso.example").await.unwrap();
     let api = scopes("api://sandbox-api/Data.Read");
-    let e = app.acquire_token_silent(&api, &first.account, &SilentOptions::default()).await.unwrap_err();
+    let e = app
+        .acquire_token_silent(&api, &first.account, &SilentOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(reason(&e), Some(InteractionReason::ConsentRequired), "{e}");
     assert_eq!(e.provider_error().unwrap().error_codes, vec![65001]);
     // consent interactively, as the app's "Sign in again" does
-    let flow = app.start_interactive(InteractiveParams { scopes: api.clone(), login_hint: Some("alice@contoso.example".into()), ..Default::default() }).await.unwrap();
-    let redirected = ScriptedUserAgent::new().unwrap().sign_in(flow.authorize_url(), "alice@contoso.example", "tessera").await.unwrap();
+    let flow = app
+        .start_interactive(InteractiveParams {
+            scopes: api.clone(),
+            login_hint: Some("alice@contoso.example".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let redirected = ScriptedUserAgent::new()
+        .unwrap()
+        .sign_in(flow.authorize_url(), "alice@contoso.example", "tessera")
+        .await
+        .unwrap();
     let consented = app.finish_interactive(flow, &redirected).await.unwrap();
-    assert_eq!(w.idp.verify_token(consented.access_token.secret()).unwrap()["aud"], "api://sandbox-api");
+    assert_eq!(
+        w.idp.verify_token(consented.access_token.secret()).unwrap()["aud"],
+        "api://sandbox-api"
+    );
     // both tokens are now served from the cache, side by side
     for s in ["User.Read", "api://sandbox-api/Data.Read"] {
-        let r = app.acquire_token_silent(&scopes(s), &first.account, &SilentOptions::default()).await.unwrap();
+        let r = app
+            .acquire_token_silent(&scopes(s), &first.account, &SilentOptions::default())
+            .await
+            .unwrap();
         assert_eq!(r.token_source, TokenSource::Cache, "{s}");
     }
-    assert_eq!(app.get_accounts().await.unwrap().len(), 1, "same account, not a second one");
+    assert_eq!(
+        app.get_accounts().await.unwrap().len(),
+        1,
+        "same account, not a second one"
+    );
 }
 
 #[tokio::test]
@@ -481,7 +505,8 @@ async fn refresh_faults_are_typed_and_leave_the_store_unchanged() {
     };
     let before = w.snapshot();
 
-    let cases: Vec<(Faults, Box<dyn Fn(&Error) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&Error) -> bool>;
+    let cases: Vec<(Faults, Check)> = vec![
         (
             Faults {
                 refresh_invalid_grant: true,
@@ -692,38 +717,99 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let w = World::new().await;
-    w.faults(Faults { device_code_interval_secs: Some(1), ..Default::default() });
+    w.faults(Faults {
+        device_code_interval_secs: Some(1),
+        ..Default::default()
+    });
     let app = w.app(SANDBOX_CLIENT);
-    let flow = app.start_interactive(InteractiveParams { scopes: scopes("User.Read"), ..Default::default() }).await.unwrap();
+    let flow = app
+        .start_interactive(InteractiveParams {
+            scopes: scopes("User.Read"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let auth_url = flow.authorize_url().clone();
-    let q = |k: &str| auth_url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
+    let q = |k: &str| {
+        auth_url
+            .query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
     let (state, nonce, challenge) = (q("state"), q("nonce"), q("code_challenge"));
-    let redirected = ScriptedUserAgent::new().unwrap().sign_in(flow.authorize_url(), "alice@contoso.example", "tessera").await.unwrap();
-    let code = redirected.query_pairs().find(|(n, _)| n == "code").map(|(_, v)| v.into_owned()).unwrap();
+    let redirected = ScriptedUserAgent::new()
+        .unwrap()
+        .sign_in(flow.authorize_url(), "alice@contoso.example", "tessera")
+        .await
+        .unwrap();
+    let code = redirected
+        .query_pairs()
+        .find(|(n, _)| n == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
     let signed_in = app.finish_interactive(flow, &redirected).await.unwrap();
     let refreshed = app
-        .acquire_token_silent(&scopes("User.Read"), &signed_in.account, &SilentOptions { force_refresh: true, ..Default::default() })
+        .acquire_token_silent(
+            &scopes("User.Read"),
+            &signed_in.account,
+            &SilentOptions {
+                force_refresh: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let q2 = tessera_core::cache::CredentialQuery {
         home_account_id: &signed_in.account.home_account_id,
-        environments: &[signed_in.account.environment.clone()],
+        environments: std::slice::from_ref(&signed_in.account.environment),
         client_id: SANDBOX_CLIENT,
         realm: None,
     };
-    let rt = w.store.refresh_tokens(&q2, None).unwrap()[0].secret.secret().clone();
-    let idt = w.store.id_token(&q2).unwrap().unwrap().secret.secret().to_string();
-    let device = app.initiate_device_flow(&scopes("User.Read")).await.unwrap();
+    let rt = w.store.refresh_tokens(&q2, None).unwrap()[0]
+        .secret
+        .secret()
+        .clone();
+    let idt = w
+        .store
+        .id_token(&q2)
+        .unwrap()
+        .unwrap()
+        .secret
+        .secret()
+        .to_string();
+    let device = app
+        .initiate_device_flow(&scopes("User.Read"))
+        .await
+        .unwrap();
     let device_code = format!("{:?}", device);
-    assert!(!device_code.contains("device_code: DeviceCode(\""), "device code must be redacted in Debug");
+    assert!(
+        !device_code.contains("device_code: DeviceCode(\""),
+        "device code must be redacted in Debug"
+    );
     let (uri, user_code) = (device.verification_uri.clone(), device.user_code.clone());
-    let approve = tokio::spawn(async move { tessera_sandbox_idp::scripted_device_approval(&uri, &user_code, "bob@contoso.example", "tessera").await });
-    let bob = app.acquire_token_by_device_flow(device, CancellationToken::new()).await.unwrap();
+    let approve = tokio::spawn(async move {
+        tessera_sandbox_idp::scripted_device_approval(
+            &uri,
+            &user_code,
+            "bob@contoso.example",
+            "tessera",
+        )
+        .await
+    });
+    let bob = app
+        .acquire_token_by_device_flow(device, CancellationToken::new())
+        .await
+        .unwrap();
     let _ = approve.await;
     app.remove_account(&signed_in.account).await.unwrap();
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the capture works: {} bytes", log.len());
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the capture works: {} bytes",
+        log.len()
+    );
     assert!(log.contains("tokens received and cached"));
     tessera_tests::redact::assert_no_secrets(
         &log,

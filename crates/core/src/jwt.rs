@@ -34,8 +34,11 @@ pub fn decode_json_segment(segment: &str) -> Result<Map<String, Value>, String> 
     }
 }
 
+/// A JSON object: a JOSE header or a claims set.
+pub type JsonObject = Map<String, Value>;
+
 /// The header and claims of a compact JWS.
-pub fn decode_jws(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), String> {
+pub fn decode_jws(token: &str) -> Result<(JsonObject, JsonObject), String> {
     let mut parts = token.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(h), Some(p), Some(_), None) => Ok((
