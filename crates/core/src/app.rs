@@ -400,12 +400,13 @@ impl PublicClientApplication {
             last_modification_time: Some(now),
             extra: Default::default(),
         });
-        let rotated_refresh_token = match (redeemed, &refresh_token) {
-            (Some(old), Some(new)) if cache::refresh_token_key(old) != cache::refresh_token_key(new) => {
-                Some((cache::refresh_token_key(old), new.secret.clone()))
-            }
-            _ => None,
+        // MSAL: a refresh grant does not add a new refresh token entry; the redeemed one
+        // (possibly another family client's) gets the rotated secret (`update_rt`).
+        let (refresh_token, rotated_refresh_token) = match redeemed {
+            Some(old) => (None, refresh_token.map(|new| (cache::refresh_token_key(old), new.secret))),
+            None => (refresh_token, None),
         };
+        let is_refresh = redeemed.is_some();
         let write = TokenWrite {
             access_token: Some(AccessTokenEntry {
                 home_account_id: hid.clone(),
@@ -430,14 +431,15 @@ impl PublicClientApplication {
                 secret,
                 extra: Default::default(),
             }),
-            account: claims.as_ref().map(|_| AccountEntry {
+            // MSAL writes no Account on refresh, so a concurrent sign-out stays signed out.
+            account: claims.as_ref().filter(|_| !is_refresh).map(|_| AccountEntry {
                 home_account_id: hid.clone(),
                 environment: environment.clone(),
                 realm: realm.clone(),
                 local_account_id: identity.local_account_id.clone(),
                 username: identity.username.clone(),
                 authority_type: id_token::authority_type(self.authority()).to_string(),
-                account_source: (grant != GRANT_REFRESH).then(|| grant.to_string()),
+                account_source: Some(grant.to_string()),
                 name: identity.name.clone(),
                 extra: Default::default(),
             }),
