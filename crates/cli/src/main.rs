@@ -1,1 +1,587 @@
-fn main() {}
+//! `tessera-cli`: sign in, list accounts, print and decode tokens, sign out. See
+//! `tessera-cli --help` for the commands and the exit codes scripts can rely on.
+
+mod cli;
+mod loopback;
+mod output;
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tessera_core::app::{Account, InteractiveParams, SilentOptions};
+use tessera_core::context::{account_matches, ProfileAccount, Tessera};
+use tessera_core::env::{Clock, SystemClock};
+use tessera_core::error::{Error, InteractionReason};
+use tessera_core::profile::{Profile, SignInMethod};
+use tessera_core::scopes::ScopeSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, InlineTarget};
+use crate::loopback::{LoopbackAgent, Opener};
+
+/// Largest token `decode` reads from stdin.
+const MAX_DECODE_INPUT: u64 = 1024 * 1024;
+
+/// Why the CLI stops, and with which exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Bad arguments or an ambiguous choice: exit 2.
+    Usage(String),
+    /// An engine error: its exit code (3 interaction, 4 provider, 5 store, 2 config).
+    Core(Error),
+    /// Anything else (cannot write output): exit 1.
+    Other(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Core(e)
+    }
+}
+
+type CliResult<T = ()> = Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => report(f),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("TESSERA_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: TESSERA_LOG={spec:?} is not a valid filter ({e}); using warn");
+            EnvFilter::new("warn")
+        }),
+        _ => EnvFilter::new("warn"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn report(f: Failure) -> ExitCode {
+    match f {
+        Failure::Usage(msg) => {
+            eprintln!(
+                "error: {}\n\nFor more information, try '--help'.",
+                output::sanitize(&msg)
+            );
+            ExitCode::from(2)
+        }
+        Failure::Other(msg) => {
+            eprintln!("error: {}", output::sanitize(&msg));
+            ExitCode::from(1)
+        }
+        Failure::Core(e) => {
+            eprintln!("error: {}", output::sanitize(&e.to_string()));
+            if let Some(p) = e.provider_error() {
+                if !p.error_codes.is_empty() {
+                    let codes: Vec<String> =
+                        p.error_codes.iter().map(|c| format!("AADSTS{c}")).collect();
+                    eprintln!("       error codes: {}", codes.join(", "));
+                }
+            }
+            if matches!(e, Error::InteractionRequired { .. }) {
+                eprintln!("Sign in with: tessera-cli --profile <NAME> login");
+            }
+            let code = e.exit_code();
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_stdout(text: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Other(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> CliResult {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Other(e.to_string()))?;
+    print_stdout(&format!("{text}\n"))
+}
+
+async fn run(cli: Cli) -> CliResult {
+    if let Command::Decode { token, json } = &cli.command {
+        // Needs no home, store or network.
+        return decode(token.as_deref(), *json);
+    }
+    let inline = inline_profile(&cli.profile, &cli.inline)?;
+    let ctx = Tessera::open(cli.home.as_deref())?;
+    let target: Option<Profile> = match (&inline, &cli.profile) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(name)) => Some(
+            ctx.profile(name)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .clone(),
+        ),
+        (None, None) => None,
+    };
+    match cli.command {
+        Command::Profiles { json } => {
+            let list = ctx.profiles().list();
+            if json {
+                print_json(&output::profiles_json(list))
+            } else {
+                print_stdout(&output::profiles_table(list))
+            }
+        }
+        Command::Accounts { json } => {
+            let accounts = match &target {
+                Some(p) => ctx.accounts_of(p).await?,
+                None => ctx.accounts().await?,
+            };
+            if json {
+                print_json(&output::accounts_json(&accounts))
+            } else if accounts.is_empty() {
+                eprintln!("No accounts. Sign in with: tessera-cli --profile <NAME> login");
+                Ok(())
+            } else {
+                print_stdout(&output::accounts_table(&accounts))
+            }
+        }
+        Command::Login {
+            device_code,
+            browser,
+            scopes,
+            login_hint,
+            json,
+        } => {
+            let Some(profile) = target else {
+                return Err(Failure::Usage(
+                    "login needs a target: --profile NAME (see `tessera-cli profiles`), or --authority URL / \
+                     --issuer URL with --client-id"
+                        .into(),
+                ));
+            };
+            login(
+                &ctx,
+                &profile,
+                device_code,
+                browser,
+                &scopes,
+                login_hint,
+                json,
+            )
+            .await
+        }
+        Command::Token {
+            account,
+            scopes,
+            min_validity,
+            force_refresh,
+            json,
+        } => {
+            let pa = choose_account(&ctx, target.as_ref(), account.as_deref()).await?;
+            let profile = match &target {
+                Some(p) => p.clone(),
+                None => ctx.profile(&pa.profile)?.clone(),
+            };
+            let scopes = requested_scopes(&scopes, &profile)?;
+            let app = ctx.app(&profile)?;
+            let options = SilentOptions {
+                min_validity_secs: i64::from(min_validity),
+                force_refresh,
+                ..SilentOptions::default()
+            };
+            let result = app
+                .acquire_token_silent(&scopes, &pa.account, &options)
+                .await?;
+            if json {
+                print_json(&output::token_json(&result))
+            } else {
+                print_stdout(&format!("{}\n", result.access_token.secret()))
+            }
+        }
+        Command::Logout { account, all } => {
+            logout(&ctx, target.as_ref(), account.as_deref(), all).await
+        }
+        Command::Decode { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The transient "inline" profile from `--authority`/`--issuer` and friends.
+fn inline_profile(profile: &Option<String>, t: &InlineTarget) -> CliResult<Option<Profile>> {
+    if !t.is_given() {
+        return Ok(None);
+    }
+    if profile.is_some() {
+        return Err(Failure::Usage(
+            "--profile cannot be combined with --authority, --issuer, --client-id, --redirect-uri or \
+             --no-instance-discovery"
+                .into(),
+        ));
+    }
+    if t.authority.is_some() && t.issuer.is_some() {
+        return Err(Failure::Usage(
+            "give either --authority (Entra-style) or --issuer (generic OpenID Connect)".into(),
+        ));
+    }
+    if t.authority.is_none() && t.issuer.is_none() {
+        return Err(Failure::Usage(
+            "--client-id and --redirect-uri need --authority URL or --issuer URL".into(),
+        ));
+    }
+    let Some(client_id) = t.client_id.clone() else {
+        return Err(Failure::Usage("an inline target needs --client-id".into()));
+    };
+    let p = Profile {
+        name: "inline".into(),
+        authority: t.authority.clone(),
+        issuer: t.issuer.clone(),
+        client_id,
+        redirect_uri: t
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| "http://localhost".into()),
+        scopes: Vec::new(),
+        sign_in: SignInMethod::Browser,
+        instance_discovery: !t.no_instance_discovery,
+        builtin: false,
+    };
+    p.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Some(p))
+}
+
+fn requested_scopes(flags: &[String], profile: &Profile) -> CliResult<ScopeSet> {
+    let scopes = if flags.is_empty() {
+        ScopeSet::parse(&profile.scopes.join(" "))
+    } else {
+        ScopeSet::parse(&flags.join(" "))
+    };
+    if scopes.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no scopes to ask for: profile {:?} has none; pass --scope SCOPE",
+            profile.name
+        )));
+    }
+    Ok(scopes)
+}
+
+/// The account a command acts on: `--account` (user name or home_account_id) within the
+/// target profile or across all profiles; without `--account`, the only account.
+async fn choose_account(
+    ctx: &Tessera,
+    target: Option<&Profile>,
+    wanted: Option<&str>,
+) -> CliResult<ProfileAccount> {
+    let candidates = match target {
+        Some(p) => ctx.accounts_of(p).await?,
+        None => ctx.accounts().await?,
+    };
+    let where_ = target
+        .map(|p| format!(" in profile {}", p.name))
+        .unwrap_or_default();
+    match wanted {
+        Some(w) => {
+            let mut found: Vec<ProfileAccount> = candidates
+                .into_iter()
+                .filter(|pa| account_matches(&pa.account, w))
+                .collect();
+            match found.len() {
+                0 => {
+                    eprintln!("No signed-in account {w}{where_}.");
+                    Err(Error::interaction(InteractionReason::NoAccount).into())
+                }
+                1 => Ok(found.remove(0)),
+                _ => Err(Failure::Usage(format!(
+                    "{w} is signed in through several profiles; choose one with --profile:\n{}",
+                    list_accounts(&found)
+                ))),
+            }
+        }
+        None => match candidates.len() {
+            0 => {
+                eprintln!("No account is signed in{where_}.");
+                Err(Error::interaction(InteractionReason::NoAccount).into())
+            }
+            1 => Ok(candidates.into_iter().next().expect("one account")),
+            _ => Err(Failure::Usage(format!(
+                "several accounts are signed in; choose one with --account:\n{}",
+                list_accounts(&candidates)
+            ))),
+        },
+    }
+}
+
+fn list_accounts(accounts: &[ProfileAccount]) -> String {
+    accounts
+        .iter()
+        .map(|pa| {
+            format!(
+                "  {}  ({}, {})",
+                pa.account.username, pa.profile, pa.account.home_account_id
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn login(
+    ctx: &Tessera,
+    profile: &Profile,
+    device_code: bool,
+    browser: bool,
+    scopes: &[String],
+    login_hint: Option<String>,
+    json: bool,
+) -> CliResult {
+    let scopes = if scopes.is_empty() {
+        ScopeSet::parse(&profile.scopes.join(" "))
+    } else {
+        ScopeSet::parse(&scopes.join(" "))
+    };
+    let app = ctx.app(profile)?;
+    let use_device_code = device_code || (!browser && profile.sign_in == SignInMethod::DeviceCode);
+    let result = if use_device_code {
+        if login_hint.is_some() {
+            eprintln!("note: --login-hint is not used by the device code flow");
+        }
+        let flow = app.initiate_device_flow(&scopes).await?;
+        eprintln!("{}", output::sanitize(&flow.message));
+        eprintln!("Waiting for the sign-in to complete (Ctrl-C to cancel)...");
+        let cancel = CancellationToken::new();
+        let on_ctrl_c = cancel.clone();
+        let watcher = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
+        let r = app.acquire_token_by_device_flow(flow, cancel).await;
+        watcher.abort();
+        r?
+    } else {
+        let agent = LoopbackAgent::bind(&profile.redirect_url()?, Opener::from_env()).await?;
+        let params = InteractiveParams {
+            scopes,
+            redirect_uri: Some(agent.redirect_uri().clone()),
+            login_hint,
+            ..InteractiveParams::default()
+        };
+        tokio::select! {
+            r = app.acquire_token_interactive(params, &agent) => r?,
+            _ = tokio::signal::ctrl_c() => return Err(Error::Cancelled.into()),
+        }
+    };
+    eprintln!(
+        "Signed in as {} ({})",
+        output::sanitize(&result.account.username),
+        profile.name
+    );
+    if json {
+        print_json(&output::login_json(&profile.name, &result))?;
+    }
+    Ok(())
+}
+
+async fn logout(
+    ctx: &Tessera,
+    target: Option<&Profile>,
+    account: Option<&str>,
+    all: bool,
+) -> CliResult {
+    let chosen: Vec<ProfileAccount> = if all {
+        match target {
+            Some(p) => ctx.accounts_of(p).await?,
+            None => ctx.accounts().await?,
+        }
+    } else {
+        vec![choose_account(ctx, target, account).await?]
+    };
+    if chosen.is_empty() {
+        eprintln!("No accounts to sign out.");
+        return Ok(());
+    }
+    let mut done: Vec<(String, Account)> = Vec::new();
+    for pa in chosen {
+        // The same account found through two profiles is removed once.
+        if done.iter().any(|(_, a)| {
+            a.home_account_id == pa.account.home_account_id
+                && a.environment == pa.account.environment
+        }) {
+            continue;
+        }
+        let profile = match target {
+            Some(p) => p.clone(),
+            None => ctx.profile(&pa.profile)?.clone(),
+        };
+        let signed_out = ctx.app(&profile)?.remove_account(&pa.account).await?;
+        eprintln!(
+            "Signed out {} ({}): removed {} cache entries.",
+            output::sanitize(&pa.account.username),
+            pa.profile,
+            signed_out.removed
+        );
+        if let Some(url) = signed_out.end_session_url {
+            eprintln!("To end the browser session at the provider too, visit:\n  {url}");
+        }
+        done.push((pa.profile, pa.account));
+    }
+    Ok(())
+}
+
+fn decode(token: Option<&str>, json: bool) -> CliResult {
+    let input = match token {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("Paste a token, then press Ctrl-D:");
+            }
+            let mut buf = String::new();
+            stdin
+                .lock()
+                .take(MAX_DECODE_INPUT)
+                .read_to_string(&mut buf)
+                .map_err(|e| Failure::Usage(format!("cannot read the token from stdin: {e}")))?;
+            buf
+        }
+    };
+    if input.trim().is_empty() {
+        return Err(Failure::Usage(
+            "no token given: pass it as an argument or on stdin".into(),
+        ));
+    }
+    let decoded = tessera_core::decode::decode(&input, SystemClock.now());
+    if json {
+        let value = serde_json::to_value(&decoded).map_err(|e| Failure::Other(e.to_string()))?;
+        print_json(&value)
+    } else {
+        print_stdout(&output::decoded_text(&decoded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline(args: &[&str]) -> CliResult<Option<Profile>> {
+        let cli = Cli::try_parse_from(
+            std::iter::once("tessera-cli")
+                .chain(args.iter().copied())
+                .chain(["accounts"]),
+        )
+        .unwrap();
+        inline_profile(&cli.profile, &cli.inline)
+    }
+
+    #[test]
+    fn inline_targets_build_a_transient_profile() {
+        let p = inline(&[
+            "--issuer",
+            "http://127.0.0.1:3000",
+            "--client-id",
+            "tessera-jwt",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.name, "inline");
+        assert_eq!(p.kind(), "oidc");
+        assert_eq!(p.redirect_uri, "http://localhost");
+        let p = inline(&[
+            "--authority",
+            "http://127.0.0.1:9/common",
+            "--client-id",
+            "c",
+            "--no-instance-discovery",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(!p.authority_object().unwrap().instance_discovery());
+        assert!(inline(&[]).unwrap().is_none());
+        assert!(inline(&["--profile", "Sandbox"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn inline_target_mistakes_are_usage_errors() {
+        let msg = |args: &[&str]| match inline(args) {
+            Err(Failure::Usage(m)) => m,
+            other => panic!("{args:?} gave {other:?}"),
+        };
+        assert!(msg(&["--issuer", "https://a.example"]).contains("--client-id"));
+        assert!(msg(&["--client-id", "c"]).contains("--authority URL or --issuer URL"));
+        assert!(msg(&[
+            "--profile",
+            "x",
+            "--issuer",
+            "https://a.example",
+            "--client-id",
+            "c"
+        ])
+        .contains("cannot be combined"));
+        assert!(msg(&[
+            "--authority",
+            "https://a.example/t",
+            "--issuer",
+            "https://a.example",
+            "--client-id",
+            "c"
+        ])
+        .contains("either"));
+        assert!(msg(&[
+            "--authority",
+            "http://evil.example/common",
+            "--client-id",
+            "c"
+        ])
+        .contains("https"));
+        assert!(msg(&[
+            "--issuer",
+            "https://a.example",
+            "--client-id",
+            "c",
+            "--redirect-uri",
+            "nope"
+        ])
+        .contains("redirect_uri"));
+    }
+
+    #[test]
+    fn scopes_default_to_the_profile_and_must_not_be_empty() {
+        let p = tessera_core::profile::Profiles::builtin_with_sandbox_url(None).unwrap();
+        let sandbox = p.get("Sandbox").unwrap();
+        assert_eq!(
+            requested_scopes(&[], sandbox).unwrap().to_param(),
+            "User.Read"
+        );
+        assert_eq!(
+            requested_scopes(&["a b".into(), "c".into()], sandbox)
+                .unwrap()
+                .to_param(),
+            "a b c"
+        );
+        let mut bare = sandbox.clone();
+        bare.scopes.clear();
+        assert!(matches!(
+            requested_scopes(&[], &bare),
+            Err(Failure::Usage(_))
+        ));
+        assert_eq!(
+            requested_scopes(&["openid".into()], &bare)
+                .unwrap()
+                .to_param(),
+            "openid"
+        );
+    }
+}
