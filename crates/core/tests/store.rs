@@ -1238,7 +1238,8 @@ fn lookup_and_write_timing_with_10000_access_tokens() {
     let lookup = t0.elapsed() / n;
     let t0 = Instant::now();
     for i in 0..n {
-        let home = format!("user-{}.tenant", r.below(1000));
+        // Every account gets a refresh token.
+        let home = format!("user-{}.tenant", i % 1000);
         let w = TokenWrite {
             access_token: Some(at(
                 &home,
@@ -1261,6 +1262,48 @@ fn lookup_and_write_timing_with_10000_access_tokens() {
         store.write(w).unwrap();
     }
     let write = t0.elapsed() / n;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let home = format!("user-{}.tenant", r.below(1000));
+        assert_eq!(
+            store
+                .refresh_tokens(&q(&home, &e, "c", None), Some("1"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    let rt_lookup = t0.elapsed() / n;
+    // The same lookup in a store holding only those ten tokens.
+    let small_dir = tempfile::tempdir().unwrap();
+    let small = sqlite(small_dir.path(), &clock);
+    for t in 0..10 {
+        let a = at(
+            "user-0.tenant",
+            "c",
+            "r",
+            &format!("Scope{t}.Read"),
+            &token(0, t),
+            NOW + 3600,
+        );
+        small
+            .write(TokenWrite {
+                access_token: Some(a),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let t0 = Instant::now();
+    for _ in 0..n {
+        assert_eq!(
+            small
+                .access_tokens(&q("user-0.tenant", &e, "c", Some("r")))
+                .unwrap()
+                .len(),
+            10
+        );
+    }
+    let small_lookup = t0.elapsed() / n;
     let total: usize = (0..1000)
         .map(|a| {
             store
@@ -1272,7 +1315,8 @@ fn lookup_and_write_timing_with_10000_access_tokens() {
     assert_eq!(total, 10_000);
     println!(
         "SqliteStore (AES-256-GCM, 1.5 kB tokens), 10,000 ATs over 1,000 accounts: fill {fill:?} \
-         ({:?}/write), access_tokens (10 hits) {lookup:?}, write (AT replace + RT) {write:?}",
+         ({:?}/write), access_tokens (10 hits) {lookup:?} (in a 10-token store: {small_lookup:?}), \
+         refresh_tokens (1 hit) {rt_lookup:?}, write (AT replace + RT) {write:?}",
         fill / 10_000
     );
 }

@@ -293,6 +293,8 @@ impl SqliteStore {
         .map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_err(e.to_string()))?;
+        // Room for every statement this store prepares, so none is parsed twice.
+        conn.set_prepared_statement_cache_capacity(32);
         match inspect(&conn) {
             Ok(Found::Empty) | Ok(Found::Ours(SCHEMA_VERSION)) => {}
             Ok(Found::Ours(v)) if v > SCHEMA_VERSION => {
