@@ -1,3 +1,4 @@
+mod cli;
 mod engine;
 mod support_smoke;
 mod oidc;

@@ -1,0 +1,911 @@
+//! The real `tessera-cli` binary against the sandbox (in-process, on a free port, the
+//! built-in Sandbox profile pointed at it with `TESSERA_SANDBOX_URL`) and against
+//! oidc-provider (an inline `--issuer` target). Each test has its own `--home`.
+//!
+//! Finding the binary: `CARGO_BIN_EXE_*` only exists for binaries of this package, so
+//! the suite runs `cargo build -p tessera-cli --message-format=json` once (the same
+//! cargo, profile and target directory as the test run; a no-op when it is up to date)
+//! and takes the executable path cargo reports. `TESSERA_CLI_BIN=/path/to/tessera-cli`
+//! skips the build (for a prebuilt or installed binary).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera_core::cache::{CredentialQuery, PlaintextCipher, SqliteStore, TokenStore};
+use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, DEMO_PASSWORD};
+use tessera_tests::oidc_provider::{OidcProvider, ScriptedBrowser, JWT_CLIENT_ID};
+use tessera_tests::redact::assert_no_named_secrets;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use url::Url;
+
+const ALICE: &str = "alice@contoso.example";
+const BOB: &str = "bob@contoso.example";
+const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
+
+fn cli_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("TESSERA_CLI_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "tessera-cli",
+                "--bin",
+                "tessera-cli",
+                "--message-format=json-render-diagnostics",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cargo build -p tessera-cli failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tessera-cli")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the tessera-cli executable")
+    })
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+
+    #[track_caller]
+    fn exit(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+}
+
+/// One user's machine: a home folder and the environment the CLI runs with.
+struct Machine {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// Everything the CLI printed, to check for leaked secrets at the end.
+    transcript: std::sync::Mutex<String>,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        Machine {
+            home: tessera_tests::home::temp_home(),
+            env: vec![("TESSERA_LOG".into(), "debug".into())],
+            transcript: Default::default(),
+        }
+    }
+
+    fn for_sandbox(idp: &SandboxHandle) -> Machine {
+        let mut m = Machine::new();
+        m.env.push((
+            "TESSERA_SANDBOX_URL".into(),
+            idp.base_url().as_str().trim_end_matches('/').to_owned(),
+        ));
+        m
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(cli_bin());
+        c.arg("--home").arg(self.home.path()).args(args);
+        c.env_remove("TESSERA_HOME")
+            .env_remove("TESSERA_BROWSER")
+            .env_remove("TESSERA_SANDBOX_URL");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.stdin(Stdio::null()).kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], None).await
+    }
+
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut c = self.command(args);
+        c.envs(env.iter().copied());
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let started = Instant::now();
+        let mut child = c.spawn().expect("tessera-cli starts");
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+            drop(pipe);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("tessera-cli finishes within 2 minutes")
+            .unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        };
+        self.record(&run);
+        run
+    }
+
+    fn record(&self, run: &Run) {
+        let mut t = self.transcript.lock().unwrap();
+        t.push_str(&run.stderr);
+        t.push('\n');
+    }
+
+    /// `login --device-code`: read the user code from stderr, approve it with `approve`.
+    async fn device_login<F, Fut>(&self, args: &[&str], approve: F) -> Run
+    where
+        F: FnOnce(Url, String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let mut c = self.command(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = c.spawn().expect("tessera-cli starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut stderr = String::new();
+        let (uri, code) = loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("the device code message within 30 s")
+                .unwrap()
+                .unwrap_or_else(|| panic!("tessera-cli ended before showing a code:\n{stderr}"));
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if let Some(found) = parse_device_message(&line) {
+                break found;
+            }
+        };
+        approve(uri, code)
+            .await
+            .expect("the device code is approved");
+        while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("tessera-cli finishes")
+            .unwrap()
+        {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        let out = child.wait_with_output().await.unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+            took: started.elapsed(),
+        };
+        self.record(&run);
+        run
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(
+            &self.home.path().join("store.db"),
+            Arc::new(PlaintextCipher),
+        )
+        .expect("the store opens")
+    }
+
+    /// Every account, token and secret in the store, to prove a failure changed nothing.
+    fn snapshot(&self, client_id: &str) -> String {
+        let store = self.store();
+        let mut accounts = store.accounts().unwrap();
+        accounts.sort_by(|a, b| a.home_account_id.cmp(&b.home_account_id));
+        let mut out = format!("{accounts:?}");
+        for a in &accounts {
+            let envs = vec![a.environment.clone()];
+            let q = CredentialQuery {
+                home_account_id: &a.home_account_id,
+                environments: &envs,
+                client_id,
+                realm: None,
+            };
+            for at in store.access_tokens(&q).unwrap() {
+                out.push_str(&format!(
+                    "|AT {} {} {}",
+                    at.target,
+                    at.expires_on,
+                    at.secret.secret()
+                ));
+            }
+            for rt in store.refresh_tokens(&q, Some("1")).unwrap() {
+                out.push_str(&format!("|RT {} {}", rt.client_id, rt.secret.secret()));
+            }
+        }
+        out
+    }
+
+    fn refresh_tokens(&self, client_id: &str) -> Vec<String> {
+        let store = self.store();
+        let mut out = Vec::new();
+        for a in store.accounts().unwrap() {
+            let envs = vec![a.environment.clone()];
+            let q = CredentialQuery {
+                home_account_id: &a.home_account_id,
+                environments: &envs,
+                client_id,
+                realm: None,
+            };
+            out.extend(
+                store
+                    .refresh_tokens(&q, Some("1"))
+                    .unwrap()
+                    .into_iter()
+                    .map(|rt| rt.secret.secret().to_owned()),
+            );
+        }
+        out
+    }
+
+    /// Nothing the CLI wrote to stderr contains one of these secrets.
+    fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
+        assert_no_named_secrets(&self.transcript.lock().unwrap(), secrets);
+    }
+}
+
+/// `... open the page URL and enter the code CODE ...` (sandbox) or `open URL in a
+/// browser and enter the code CODE.` (the engine's wording for providers without one).
+fn parse_device_message(line: &str) -> Option<(Url, String)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let code_at = words.windows(2).position(|w| w[0] == "code")? + 1;
+    let code = words.get(code_at)?.trim_end_matches('.').to_owned();
+    let uri = words
+        .iter()
+        .find_map(|w| Url::parse(w.trim_end_matches('.')).ok())?;
+    Some((uri, code))
+}
+
+async fn sandbox() -> SandboxHandle {
+    let faults = Faults {
+        device_code_interval_secs: Some(1),
+        ..Faults::default()
+    };
+    tessera_sandbox_idp::start(SandboxConfig {
+        port: 0,
+        faults,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("the sandbox starts")
+}
+
+fn scripted_browser(provider: &str, login: &str) -> String {
+    format!(
+        "{} --provider {provider} --login {login}",
+        env!("CARGO_BIN_EXE_scripted-browser")
+    )
+}
+
+async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
+    let base = idp.base_url();
+    let login = login.to_owned();
+    m.device_login(
+        &["--profile", "Sandbox", "login", "--device-code"],
+        move |_uri, code| async move {
+            tessera_sandbox_idp::scripted_device_approval(&base, &code, &login, DEMO_PASSWORD).await
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_device_code_login_token_cache_refresh_decode_and_logout() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+
+    let login = device_login_sandbox(&m, &idp, ALICE).await.ok();
+    assert!(login.stderr.contains("enter the code"), "{}", login.stderr);
+    assert!(
+        login
+            .stderr
+            .contains(&format!("Signed in as {ALICE} (Sandbox)")),
+        "{}",
+        login.stderr
+    );
+    assert_eq!(login.stdout, "", "login prints nothing on stdout");
+
+    let accounts = m.run(&["accounts", "--json"]).await.ok().json();
+    let list = accounts.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{accounts}");
+    assert_eq!(list[0]["username"], ALICE);
+    assert_eq!(list[0]["profile"], "Sandbox");
+    assert_eq!(list[0]["environment"], "127.0.0.1");
+    let home_account_id = list[0]["home_account_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        home_account_id,
+        format!(
+            "3c5e2f1a-7b4d-4c6e-9f8a-a11ce0000001.{}",
+            tessera_sandbox_idp::CONTOSO.id
+        )
+    );
+    let human = m.run(&["accounts"]).await.ok();
+    assert!(human.stdout.starts_with("USERNAME"), "{}", human.stdout);
+    assert!(
+        human.stdout.lines().nth(1).unwrap().starts_with(ALICE),
+        "{}",
+        human.stdout
+    );
+
+    // The bare token: one line, ready for $(...), and a cache hit.
+    let bare = m.run(&["token"]).await.ok();
+    assert_eq!(bare.stdout.matches('\n').count(), 1);
+    let token = bare.stdout.trim_end().to_owned();
+    assert!(idp.verify_token(&token).is_ok(), "the sandbox issued it");
+
+    let cached = m.run(&["token", "--account", ALICE, "--json"]).await.ok();
+    let j = cached.json();
+    assert_eq!(j["token_source"], "cache");
+    assert_eq!(j["access_token"], token.as_str());
+    assert_eq!(j["token_type"], "Bearer");
+    assert_eq!(j["account"]["username"], ALICE);
+    assert_eq!(j["account"]["home_account_id"], home_account_id.as_str());
+    assert!(
+        j["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().eq_ignore_ascii_case("User.Read")),
+        "{j}"
+    );
+    let expires_on = j["expires_on"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        expires_on > now + 3000 && expires_on <= now + 3700,
+        "expires_on {expires_on}, now {now}"
+    );
+    eprintln!(
+        "token from the cache took {:?} (whole process)",
+        cached.took
+    );
+    assert!(
+        cached.took < Duration::from_secs(3),
+        "a cache hit is fast: {:?}",
+        cached.took
+    );
+
+    // By home_account_id too; with --profile the same.
+    let by_id = m
+        .run(&[
+            "--profile",
+            "sandbox",
+            "token",
+            "--account",
+            &home_account_id,
+        ])
+        .await
+        .ok();
+    assert_eq!(by_id.stdout.trim_end(), token);
+
+    let refreshed = m
+        .run(&["token", "--force-refresh", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(refreshed["token_source"], "identity_provider");
+    let new_token = refreshed["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, token);
+    let after = m.run(&["token", "--json"]).await.ok().json();
+    assert_eq!(
+        after["access_token"],
+        new_token.as_str(),
+        "the refreshed token was cached"
+    );
+    assert_eq!(after["token_source"], "cache");
+    // Asking for more validity than the token has left forces a refresh.
+    let stricter = m
+        .run(&["token", "--min-validity", "7200", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(stricter["token_source"], "identity_provider");
+
+    // decode from stdin: JSON and human.
+    let decoded = m
+        .run_with(&["decode", "--json"], &[], Some(&new_token))
+        .await
+        .ok()
+        .json();
+    assert_eq!(decoded["kind"], "jws");
+    assert_eq!(decoded["signature_verified"], false);
+    assert_eq!(decoded["claims"]["preferred_username"], ALICE);
+    assert_eq!(
+        decoded["claims"]["oid"],
+        "3c5e2f1a-7b4d-4c6e-9f8a-a11ce0000001"
+    );
+    assert_eq!(decoded["expired"], false);
+    let human = m.run(&["decode", &new_token]).await.ok();
+    assert!(
+        human.stdout.contains("Signature:  NOT verified"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("Tenant ID"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("UTC (in 59 min)") || human.stdout.contains("UTC (in 1 h)"),
+        "{}",
+        human.stdout
+    );
+
+    let rts = m.refresh_tokens(SANDBOX_CLIENT);
+    assert!(!rts.is_empty());
+
+    let logout = m.run(&["logout", "--account", ALICE]).await.ok();
+    assert!(
+        logout
+            .stderr
+            .contains(&format!("Signed out {ALICE} (Sandbox)")),
+        "{}",
+        logout.stderr
+    );
+    assert!(
+        logout.stderr.contains("/oauth2/v2.0/logout"),
+        "the end-session URL is shown: {}",
+        logout.stderr
+    );
+    let gone = m.run(&["token"]).await.exit(3);
+    assert_eq!(gone.stdout, "");
+    m.run(&["token", "--account", ALICE]).await.exit(3);
+    assert_eq!(
+        m.run(&["accounts", "--json"]).await.ok().json(),
+        serde_json::json!([])
+    );
+    assert!(
+        m.refresh_tokens(SANDBOX_CLIENT).is_empty(),
+        "logout removed the refresh token"
+    );
+
+    let mut secrets: Vec<(&str, &str)> = vec![
+        ("access token", &token),
+        ("refreshed access token", &new_token),
+    ];
+    secrets.extend(rts.iter().map(|rt| ("refresh token", rt.as_str())));
+    m.assert_stderr_clean(&secrets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_browser_login_with_a_loopback_listener_and_choosing_between_accounts() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+
+    let bob = m
+        .run_with(
+            &["--profile", "Sandbox", "login"],
+            &[("TESSERA_BROWSER", &scripted_browser("sandbox", BOB))],
+            None,
+        )
+        .await
+        .ok();
+    assert!(
+        bob.stderr
+            .contains("Opening your browser... If it does not open, visit:"),
+        "{}",
+        bob.stderr
+    );
+    assert!(
+        bob.stderr
+            .contains(&format!("Signed in as {BOB} (Sandbox)")),
+        "{}",
+        bob.stderr
+    );
+    assert!(
+        bob.stderr.contains("listener answered 200"),
+        "the browser got the success page: {}",
+        bob.stderr
+    );
+    assert!(
+        bob.stderr
+            .contains("redirect_uri=http%3A%2F%2Flocalhost%3A"),
+        "a loopback redirect URI: {}",
+        bob.stderr
+    );
+    assert_eq!(bob.stdout, "");
+
+    // One account: `token` needs no --account.
+    let t = m.run(&["token"]).await.ok();
+    assert_eq!(
+        idp.verify_token(t.stdout.trim()).unwrap()["preferred_username"],
+        BOB
+    );
+
+    let alice = m
+        .run_with(
+            &[
+                "--profile",
+                "Sandbox",
+                "login",
+                "--browser",
+                "--json",
+                "--scope",
+                "User.Read",
+                "--login-hint",
+                ALICE,
+            ],
+            &[("TESSERA_BROWSER", &scripted_browser("sandbox", ALICE))],
+            None,
+        )
+        .await
+        .ok();
+    let j = alice.json();
+    assert_eq!(j["profile"], "Sandbox");
+    assert_eq!(j["account"]["username"], ALICE);
+    assert!(
+        j.get("access_token").is_none(),
+        "login --json prints no token"
+    );
+    assert!(
+        alice.stderr.contains("login_hint=alice%40contoso.example"),
+        "{}",
+        alice.stderr
+    );
+
+    // Two accounts: `token` must be told which.
+    let ambiguous = m.run(&["token"]).await.exit(2);
+    assert!(
+        ambiguous.stderr.contains("--account"),
+        "{}",
+        ambiguous.stderr
+    );
+    assert!(
+        ambiguous.stderr.contains(ALICE) && ambiguous.stderr.contains(BOB),
+        "{}",
+        ambiguous.stderr
+    );
+    assert_eq!(ambiguous.stdout, "");
+    let a = m
+        .run(&["token", "--account", "ALICE@contoso.example"])
+        .await
+        .ok();
+    assert_eq!(
+        idp.verify_token(a.stdout.trim()).unwrap()["preferred_username"],
+        ALICE
+    );
+    m.run(&["token", "--account", "carol@fabrikam.example"])
+        .await
+        .exit(3);
+
+    // A browser that fails before the redirect ends the sign-in at once (exit 3).
+    let failed = m
+        .run_with(
+            &["--profile", "Sandbox", "login"],
+            &[("TESSERA_BROWSER", "false")],
+            None,
+        )
+        .await
+        .exit(3);
+    assert!(failed.took < Duration::from_secs(20), "{:?}", failed.took);
+
+    let out = m.run(&["logout", "--all"]).await.ok();
+    assert!(
+        out.stderr.contains(ALICE) && out.stderr.contains(BOB),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        m.run(&["accounts", "--json"]).await.ok().json(),
+        serde_json::json!([])
+    );
+    m.run(&["logout", "--all"]).await.ok();
+    m.run(&["logout", "--account", BOB]).await.exit(3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_refresh_fault_gives_exit_3_and_an_unreachable_provider_exit_4_with_the_store_unchanged(
+) {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    device_login_sandbox(&m, &idp, ALICE).await.ok();
+    let before = m.snapshot(SANDBOX_CLIENT);
+    assert!(before.contains("|RT "), "{before}");
+
+    idp.set_faults(Faults {
+        refresh_invalid_grant: true,
+        ..Faults::default()
+    });
+    let rejected = m.run(&["token", "--force-refresh"]).await.exit(3);
+    assert!(
+        rejected.stderr.contains("interaction required"),
+        "{}",
+        rejected.stderr
+    );
+    assert!(
+        rejected.stderr.contains("AADSTS700082"),
+        "the provider's code is shown: {}",
+        rejected.stderr
+    );
+    assert_eq!(rejected.stdout, "");
+    assert_eq!(
+        m.snapshot(SANDBOX_CLIENT),
+        before,
+        "a rejected refresh changes nothing"
+    );
+
+    idp.set_faults(Faults {
+        http_status: Some(503),
+        ..Faults::default()
+    });
+    let unavailable = m.run(&["token", "--force-refresh"]).await.exit(4);
+    assert_eq!(unavailable.stdout, "");
+    assert_eq!(m.snapshot(SANDBOX_CLIENT), before);
+    idp.set_faults(Faults::default());
+
+    // The provider goes away: cached accounts and tokens still work, refreshing exits 4.
+    idp.shutdown().await;
+    let listed = m.run(&["accounts", "--json"]).await.ok().json();
+    assert_eq!(listed[0]["username"], ALICE);
+    m.run(&["token"]).await.ok();
+    let offline = m.run(&["token", "--force-refresh"]).await.exit(4);
+    assert!(
+        offline.stderr.contains("network error"),
+        "{}",
+        offline.stderr
+    );
+    assert_eq!(m.snapshot(SANDBOX_CLIENT), before);
+    let nobody = Machine::new();
+    let unreachable = nobody
+        .run(&[
+            "--authority",
+            &format!("http://127.0.0.1:{}/common", closed_port()),
+            "--client-id",
+            "c",
+            "--no-instance-discovery",
+            "login",
+            "--device-code",
+        ])
+        .await
+        .exit(4);
+    assert!(
+        unreachable.stderr.contains("cannot connect"),
+        "{}",
+        unreachable.stderr
+    );
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_usage_errors_exit_2() {
+    let m = Machine::new();
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["token", "--min-validity", "soon"],
+        &["logout"],
+        &["logout", "--all", "--account", "a"],
+        &["login"],
+        &["--profile", "Nope", "accounts"],
+        &[
+            "--profile",
+            "Sandbox",
+            "--issuer",
+            "https://idp.example",
+            "--client-id",
+            "c",
+            "login",
+        ],
+        &["--issuer", "https://idp.example", "login"],
+        &[
+            "--authority",
+            "http://idp.example/common",
+            "--client-id",
+            "c",
+            "login",
+        ],
+        &["login", "--device-code", "--browser"],
+    ] {
+        let r = m.run(args).await;
+        assert_eq!(
+            r.code, 2,
+            "{args:?} should be a usage error; stderr:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("error"), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+    }
+    let help = m.run(&["--help"]).await.ok();
+    assert!(
+        help.stdout.contains("Exit codes:") && help.stdout.contains("3  interaction required"),
+        "{}",
+        help.stdout
+    );
+
+    // A broken profiles.toml is a clear error naming the file and line, and stays as is.
+    let file = m.home.path().join("profiles.toml");
+    std::fs::write(&file, "[[profile]]\nname = \"x\"\nnope = 1\n").unwrap();
+    let broken = m.run(&["profiles"]).await.exit(2);
+    assert!(
+        broken.stderr.contains("profiles.toml, line 3"),
+        "{}",
+        broken.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[[profile]]\nname = \"x\"\nnope = 1\n"
+    );
+    std::fs::write(
+        &file,
+        "[[profile]]\nname = \"Dev\"\nissuer = \"http://127.0.0.1:1\"\nclient_id = \"c\"\nredirect_uri = \"http://localhost/cb\"\nsign_in = \"device-code\"\n",
+    )
+    .unwrap();
+    let listed = m.run(&["profiles", "--json"]).await.ok().json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Microsoft", "Sandbox", "Dev"]);
+    assert_eq!(listed[2]["kind"], "oidc");
+    assert_eq!(listed[2]["sign_in"], "device-code");
+    let table = m.run(&["profiles"]).await.ok();
+    assert!(
+        table.stdout.lines().nth(3).unwrap().starts_with("Dev "),
+        "{}",
+        table.stdout
+    );
+
+    // decode labels garbage and needs no home or network; empty input is a usage error.
+    let garbage = m
+        .run(&["decode", "--json", "eyJhbGciOi.not-json.sig"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(garbage["kind"], "malformed");
+    let opaque = m.run(&["decode", "an-opaque-token"]).await.ok();
+    assert!(
+        opaque.stdout.contains("opaque (not a JWT)"),
+        "{}",
+        opaque.stdout
+    );
+    m.run_with(&["decode"], &[], Some("  \n")).await.exit(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_oidc_provider_with_an_inline_issuer() {
+    let op = OidcProvider::start()
+        .await
+        .expect("oidc-provider starts (run scripts/setup)");
+    let issuer = op.issuer_str();
+    let m = Machine::new();
+    let target = ["--issuer", issuer.as_str(), "--client-id", JWT_CLIENT_ID];
+    let with = |rest: &[&str]| -> Vec<String> {
+        target.iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+
+    let login_args = with(&["login", "--scope", "api:read", "--scope", "offline_access"]);
+    let login = m
+        .run_with(
+            &args(&login_args),
+            &[("TESSERA_BROWSER", &scripted_browser("oidc", "grace"))],
+            None,
+        )
+        .await
+        .ok();
+    assert!(
+        login.stderr.contains("Signed in as grace (inline)"),
+        "{}",
+        login.stderr
+    );
+
+    let token_args = with(&["token", "--scope", "api:read", "--json"]);
+    let first = m.run(&args(&token_args)).await.ok().json();
+    assert_eq!(first["token_source"], "cache");
+    assert_eq!(first["account"]["username"], "grace");
+    let at = first["access_token"].as_str().unwrap().to_owned();
+    let decoded = m
+        .run_with(&["decode", "--json", "-"], &[], Some(&at))
+        .await
+        .ok()
+        .json();
+    assert_eq!(decoded["kind"], "jws");
+    assert_eq!(decoded["claims"]["aud"], "urn:tessera:api");
+    assert_eq!(decoded["claims"]["sub"], "grace");
+
+    let refresh_args = with(&["token", "--scope", "api:read", "--force-refresh", "--json"]);
+    let refreshed = m.run(&args(&refresh_args)).await.ok().json();
+    assert_eq!(refreshed["token_source"], "identity_provider");
+    assert_ne!(refreshed["access_token"], at.as_str());
+
+    // Device code through the provider's own pages.
+    let device_args = with(&["login", "--device-code", "--scope", "api:read"]);
+    let browser = ScriptedBrowser::new().unwrap();
+    let device = m
+        .device_login(&args(&device_args), |uri, code| async move {
+            browser.approve_device(&uri, &code, "heidi").await
+        })
+        .await
+        .ok();
+    assert!(
+        device.stderr.contains("Signed in as heidi (inline)"),
+        "{}",
+        device.stderr
+    );
+    let accounts = m
+        .run(&args(&with(&["accounts", "--json"])))
+        .await
+        .ok()
+        .json();
+    let mut names: Vec<&str> = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["grace", "heidi"]);
+    m.run(&args(&with(&["token", "--scope", "api:read"])))
+        .await
+        .exit(2);
+
+    let logout = m
+        .run(&args(&with(&["logout", "--account", "grace"])))
+        .await
+        .ok();
+    assert!(
+        logout.stderr.contains("Signed out grace (inline)"),
+        "{}",
+        logout.stderr
+    );
+    assert!(
+        logout.stderr.contains("/session/end"),
+        "the end-session URL: {}",
+        logout.stderr
+    );
+    m.run(&args(&with(&[
+        "token",
+        "--scope",
+        "api:read",
+        "--account",
+        "grace",
+    ])))
+    .await
+    .exit(3);
+    m.assert_stderr_clean(&[("access token", &at)]);
+}
