@@ -1,0 +1,460 @@
+//! The commands the main window calls. Each one delegates to the engine
+//! (`tessera-core`) and returns a view (`views.rs`) or an [`AppError`]. Argument names
+//! are snake_case on the JavaScript side too.
+//!
+//! Keep the list in step with `build.rs` (one permission per command) and
+//! `capabilities/main.json`.
+
+use tauri::{AppHandle, Emitter, Manager, Runtime, State};
+use tessera_core::app::SilentOptions;
+use tessera_core::decode::decode;
+use tessera_core::profile::{Profile, SignInMethod};
+use tessera_core::scopes::ScopeSet;
+
+use crate::clipboard;
+use crate::error::{AppError, AppResult};
+use crate::signin;
+use crate::state::{lock, AppState, NeedsSignIn, Settings};
+use crate::views::{
+    AccountRef, AccountView, AppInfo, CopyView, DeviceCodeView, ProfileInput, ProfileView,
+    SignInStarted, SignOutView, TokenView, EVENT_ACCOUNTS_CHANGED,
+};
+
+/// The scopes to ask for: `requested` (space-separated) if given, else the profile's
+/// default scopes.
+pub fn scopes_for(profile: &Profile, requested: Option<&str>) -> AppResult<ScopeSet> {
+    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
+    let scopes = match requested {
+        Some(s) => {
+            if let Some(bad) = s.split_whitespace().find(|w| {
+                w.chars()
+                    .any(|c| c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\'))
+            }) {
+                return Err(AppError::Invalid(format!("{bad:?} is not a valid scope.")));
+            }
+            ScopeSet::parse(s)
+        }
+        None => profile.scopes.iter().map(String::as_str).collect(),
+    };
+    Ok(scopes)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
+    let (home, store) = state
+        .with(|t| {
+            Ok((
+                t.paths().data_dir.display().to_string(),
+                t.store().describe(),
+            ))
+        })
+        .await?;
+    Ok(AppInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        home,
+        store,
+    })
+}
+
+// ------------------------------------------------------------------ profiles
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_profiles(state: State<'_, AppState>) -> AppResult<Vec<ProfileView>> {
+    state
+        .with(|t| Ok(t.profiles().list().iter().map(ProfileView::from).collect()))
+        .await
+}
+
+fn profile_from_input(input: ProfileInput) -> AppResult<Profile> {
+    let name = input.name.trim().to_string();
+    let url = input.authority.trim().to_string();
+    if url.is_empty() {
+        return Err(AppError::Invalid(
+            "Enter the authority (or issuer) URL.".into(),
+        ));
+    }
+    let oidc = match input.kind.as_deref().map(str::trim) {
+        None | Some("") | Some("entra") => false,
+        Some("oidc") => true,
+        Some(other) => {
+            return Err(AppError::Invalid(format!(
+                "Unknown profile kind {other:?}: use entra or oidc."
+            )))
+        }
+    };
+    let scopes: Vec<String> = input
+        .default_scopes
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Ok(Profile {
+        name,
+        authority: (!oidc).then(|| url.clone()),
+        issuer: oidc.then_some(url),
+        client_id: input.client_id.trim().to_string(),
+        redirect_uri: input
+            .redirect_uri
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "http://localhost".to_string()),
+        scopes,
+        sign_in: input.sign_in,
+        instance_discovery: input.instance_discovery.unwrap_or(!oidc),
+        builtin: false,
+    })
+}
+
+/// Add or edit a user profile: validated, then the provider is asked for its metadata
+/// (an unreachable or wrong URL is reported and nothing is saved).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_profile(
+    state: State<'_, AppState>,
+    original_name: Option<String>,
+    profile: ProfileInput,
+) -> AppResult<ProfileView> {
+    let profile = profile_from_input(profile)?;
+    profile.validate()?;
+    // Check the provider before saving: discovery must answer.
+    let app = state.with(|t| Ok(t.app(&profile)?)).await?;
+    app.metadata().await.map_err(|e| {
+        AppError::Invalid(format!(
+            "Could not reach the identity provider of {}: {}",
+            profile.name,
+            AppError::from(e)
+        ))
+    })?;
+    let view = ProfileView::from(&profile);
+    state
+        .with_mut(|t| {
+            let mut next = t.profiles().clone();
+            if let Some(old) = original_name
+                .as_deref()
+                .filter(|o| !o.trim().eq_ignore_ascii_case(profile.name.trim()))
+            {
+                if next.get(&profile.name).is_some() {
+                    return Err(AppError::Invalid(format!(
+                        "A profile named {} already exists.",
+                        profile.name
+                    )));
+                }
+                next.remove(old)?;
+            } else if original_name.is_none() && next.get(&profile.name).is_some() {
+                return Err(AppError::Invalid(format!(
+                    "A profile named {} already exists.",
+                    profile.name
+                )));
+            }
+            next.upsert(profile)?;
+            next.save(&t.paths().profiles_file())?;
+            *t.profiles_mut() = next;
+            Ok(())
+        })
+        .await?;
+    Ok(view)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn remove_profile(state: State<'_, AppState>, name: String) -> AppResult<()> {
+    state
+        .with_mut(|t| {
+            let mut next = t.profiles().clone();
+            next.remove(&name)?;
+            next.save(&t.paths().profiles_file())?;
+            *t.profiles_mut() = next;
+            Ok(())
+        })
+        .await
+}
+
+// ------------------------------------------------------------------ accounts and tokens
+
+/// Every profile's signed-in accounts, read from the token store (an unreachable
+/// provider does not hide them), with what the store says about their tokens.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountView>> {
+    let (accounts, profiles) = {
+        let guard = state.read().await?;
+        let t = guard.as_ref().map_err(|e| AppError::Store(e.clone()))?;
+        (t.accounts().await?, t.profiles().clone())
+    };
+    let mut out = Vec::with_capacity(accounts.len());
+    for pa in accounts {
+        let Some(profile) = profiles.get(&pa.profile) else {
+            continue;
+        };
+        let app = state.with(|t| Ok(t.app(profile)?)).await?;
+        out.push(state.account_view(profile, &app, &pa.account).await);
+    }
+    Ok(out)
+}
+
+/// Acquire a token silently (cache, then refresh token) for `account` and `scopes`
+/// (default: the profile's). Remembers when the account needs an interactive sign-in.
+async fn acquire(
+    state: &AppState,
+    account: &AccountRef,
+    scopes: Option<&str>,
+    force_refresh: bool,
+) -> AppResult<(AccountView, ScopeSet, tessera_core::app::AuthResult)> {
+    let (profile, app, acc) = state.resolve(account).await?;
+    let scopes = scopes_for(&profile, scopes)?;
+    let options = SilentOptions {
+        force_refresh,
+        ..SilentOptions::default()
+    };
+    let id = account.id();
+    match app.acquire_token_silent(&scopes, &acc, &options).await {
+        Ok(result) => {
+            state.mark_needs_sign_in(&id, None);
+            let view = state.account_view(&profile, &app, &acc).await;
+            Ok((view, scopes, result))
+        }
+        Err(e) => {
+            let claims = e.provider_error().and_then(|p| p.claims.clone());
+            let e = AppError::from(e);
+            if let AppError::InteractionRequired { message, .. } = &e {
+                state.mark_needs_sign_in(
+                    &id,
+                    Some(NeedsSignIn {
+                        message: message.clone(),
+                        claims,
+                    }),
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The account's access token, decoded. The token itself is not in the view.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn token_view(
+    state: State<'_, AppState>,
+    account: AccountRef,
+    scopes: Option<String>,
+    force_refresh: Option<bool>,
+) -> AppResult<TokenView> {
+    let (view, requested, result) = acquire(
+        &state,
+        &account,
+        scopes.as_deref(),
+        force_refresh.unwrap_or(false),
+    )
+    .await?;
+    let decoded = decode(result.access_token.secret(), state.now());
+    Ok(TokenView::new(view, &requested, &result, &decoded))
+}
+
+/// Copy the account's access token (`format` `raw`) or an `Authorization: Bearer ...`
+/// header line (`format` `header`) to the clipboard, from Rust.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn copy_token<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    account: AccountRef,
+    scopes: Option<String>,
+    format: String,
+) -> AppResult<CopyView> {
+    let header = match format.as_str() {
+        "raw" => false,
+        "header" => true,
+        other => {
+            return Err(AppError::Invalid(format!(
+                "Unknown copy format {other:?}: use raw or header."
+            )))
+        }
+    };
+    let (view, _, result) = acquire(&state, &account, scopes.as_deref(), false).await?;
+    let clear_after_secs = state.settings().clipboard_clear_secs;
+    let secret = result.access_token.secret();
+    if header {
+        clipboard::copy_secret(
+            &app,
+            &format!("Authorization: {} {secret}", result.token_type),
+            clear_after_secs,
+        )?;
+    } else {
+        clipboard::copy_secret(&app, secret, clear_after_secs)?;
+    }
+    tracing::info!(format = %format, "access token copied to the clipboard");
+    Ok(CopyView {
+        account: view,
+        format,
+        expires_on: result.expires_on,
+        clear_after_secs,
+    })
+}
+
+// ------------------------------------------------------------------ sign-in
+
+/// Start an interactive sign-in with `profile`: `method` `embedded` (sign-in window) or
+/// `browser` (system browser); default: the profile's. With `account`, that account
+/// signs in again (its username as the hint, with the provider's claims challenge if
+/// there was one); without, the provider lets the user pick or add an account. The
+/// outcome arrives as the `signin:finished` event.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_in<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    profile: String,
+    method: Option<SignInMethod>,
+    account: Option<AccountRef>,
+    scopes: Option<String>,
+) -> AppResult<SignInStarted> {
+    let (profile, pca) = state.profile_app(&profile).await?;
+    let mut params = signin::params(&profile, scopes.as_deref(), None)?;
+    if let Some(r) = account {
+        // An account that is gone (signed out meanwhile) simply signs in anew.
+        if let Ok((_, _, acc)) = state.resolve(&r).await {
+            params.login_hint = Some(acc.username);
+            params.prompt = None;
+        }
+        params.claims = state.claims_challenge(&r.id());
+    }
+    match method.unwrap_or(profile.sign_in) {
+        SignInMethod::Embedded => signin::start_embedded(&app, profile, pca, params).await,
+        SignInMethod::Browser => signin::start_browser(&app, profile, pca, params).await,
+        SignInMethod::DeviceCode => Err(AppError::Invalid(
+            "Use start_device_code for the device code sign-in.".into(),
+        )),
+    }
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn cancel_sign_in<R: Runtime>(app: AppHandle<R>) -> AppResult<bool> {
+    Ok(signin::cancel(&app))
+}
+
+/// Start a device code sign-in: the view has the code to show; the outcome arrives as
+/// the `signin:finished` event.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn start_device_code<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    profile: String,
+    scopes: Option<String>,
+) -> AppResult<DeviceCodeView> {
+    let (profile, pca) = state.profile_app(&profile).await?;
+    signin::start_device(&app, profile, pca, scopes.as_deref()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn cancel_device_code<R: Runtime>(app: AppHandle<R>) -> AppResult<bool> {
+    Ok(signin::cancel_device(&app))
+}
+
+/// Copy the device code sign-in's user code (not a secret: the user types it).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn copy_user_code<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<()> {
+    let code = lock(&state.device).as_ref().map(|d| d.user_code.clone());
+    let code =
+        code.ok_or_else(|| AppError::NotFound("No device code sign-in is in progress.".into()))?;
+    clipboard::copy_plain(&app, &code)
+}
+
+// ------------------------------------------------------------------ sign-out
+
+async fn sign_out_one<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    account: &AccountRef,
+) -> AppResult<usize> {
+    let (profile, pca, acc) = state.resolve(account).await?;
+    let out = pca.remove_account(&acc).await?;
+    state.mark_needs_sign_in(&account.id(), None);
+    signin::forget_web_data(app, &profile.name).await?;
+    tracing::info!(profile = %profile.name, removed = out.removed, "signed out");
+    Ok(out.removed)
+}
+
+/// Sign an account out: its tokens leave the store and the profile's sign-in window
+/// data (cookies) is deleted, so the next sign-in asks again.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_out<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    account: AccountRef,
+) -> AppResult<SignOutView> {
+    let removed = sign_out_one(&app, &state, &account).await?;
+    let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+    Ok(SignOutView {
+        accounts: 1,
+        removed,
+    })
+}
+
+/// Sign every listed account out, and delete every profile's sign-in window data.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_out_all<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<SignOutView> {
+    let accounts = list_accounts(app.state::<AppState>()).await?;
+    let mut removed = 0;
+    let mut count = 0;
+    let mut first_error = None;
+    for a in &accounts {
+        let r = AccountRef {
+            profile: a.profile.clone(),
+            home_account_id: a.home_account_id.clone(),
+        };
+        match sign_out_one(&app, &state, &r).await {
+            Ok(n) => {
+                removed += n;
+                count += 1;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let profiles: Vec<String> = state
+        .with(|t| Ok(t.profiles().list().iter().map(|p| p.name.clone()).collect()))
+        .await?;
+    for p in profiles {
+        if let Err(e) = signin::forget_web_data(&app, &p).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(SignOutView {
+            accounts: count,
+            removed,
+        }),
+    }
+}
+
+// ------------------------------------------------------------------ settings
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SettingsView {
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Where Tessera keeps its files.
+    pub home: Option<String>,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {
+    Ok(SettingsView {
+        settings: state.settings(),
+        home: state.home_description().map(|p| p.display().to_string()),
+    })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_settings(
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> AppResult<SettingsView> {
+    let settings = state.save_settings(settings)?;
+    Ok(SettingsView {
+        settings,
+        home: state.home_description().map(|p| p.display().to_string()),
+    })
+}

@@ -1,0 +1,83 @@
+//! Tessera's desktop app (Tauri v2): the main window (`ui/`) lists the accounts of every
+//! profile, shows the selected account's access token decoded, copies tokens, adds
+//! accounts through a sign-in window and signs them out. All protocol work is done by
+//! `tessera-core`; this crate is the shell around it.
+//!
+//! - [`commands`]: what the main window may call (one permission per command).
+//! - [`views`]: what it receives (never a raw token).
+//! - [`signin`]: the sign-in window, the browser and the device code flows.
+//! - [`clipboard`]: copying tokens and clearing them again.
+//! - [`error`]: the one error type, serialized as `{ kind, message }`.
+
+use tauri::{Manager, Runtime};
+
+pub mod clipboard;
+pub mod commands;
+pub mod error;
+pub mod signin;
+pub mod state;
+pub mod views;
+
+pub use state::AppState;
+
+/// The app's commands, plugins and state on any runtime (the real one, or Tauri's mock
+/// runtime in tests). `state` is the engine to use.
+pub fn builder<R: Runtime>(state: AppState) -> tauri::Builder<R> {
+    configure(tauri::Builder::<R>::new(), state)
+}
+
+/// Add the app's commands, plugins and state to `builder`.
+pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    builder
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::list_profiles,
+            commands::save_profile,
+            commands::remove_profile,
+            commands::list_accounts,
+            commands::token_view,
+            commands::copy_token,
+            commands::sign_in,
+            commands::cancel_sign_in,
+            commands::start_device_code,
+            commands::cancel_device_code,
+            commands::copy_user_code,
+            commands::sign_out,
+            commands::sign_out_all,
+            commands::get_settings,
+            commands::save_settings,
+        ])
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,tessera_lib=info,tessera_core=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run the desktop app.
+pub fn run() {
+    init_logging();
+    let state = AppState::open_default();
+    // The single-instance plugin goes first, so that a second launch hands over to the
+    // first (which comes to the front) before anything else starts.
+    let single =
+        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.unminimize();
+                let _ = w.show();
+                let _ = w.set_focus();
+            }
+        }));
+    let result = configure(single, state).run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("tessera: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,326 @@
+//! What the webview receives: serializable views of accounts, tokens, profiles and events.
+//!
+//! Invariant: no view carries a token, code, verifier or secret. A token view has the
+//! decoded header and claims (what anyone holding the token can read) and the token
+//! response's metadata; the token itself stays in Rust (copying happens in Rust).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tessera_core::app::{Account, AuthResult, TokenSource};
+use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
+use tessera_core::env::UnixTime;
+use tessera_core::profile::{Profile, SignInMethod};
+use tessera_core::scopes::ScopeSet;
+
+/// Identifies an account across commands: the profile it was listed under and its home
+/// account id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRef {
+    pub profile: String,
+    pub home_account_id: String,
+}
+
+impl AccountRef {
+    /// The list's key for the account (`profile|home_account_id`).
+    pub fn id(&self) -> String {
+        format!("{}|{}", self.profile, self.home_account_id)
+    }
+}
+
+/// What the list knows about an account's token without asking the provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TokenStateView {
+    /// Expiry of the freshest cached access token for the profile's default scopes.
+    pub expires_on: Option<UnixTime>,
+    /// Whether a refresh token is cached (a new access token can be had silently).
+    pub has_refresh_token: bool,
+    /// Set when the last silent attempt said the user must sign in again (the reason).
+    pub needs_sign_in: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    /// `profile|home_account_id`.
+    pub id: String,
+    pub profile: String,
+    pub home_account_id: String,
+    pub username: String,
+    pub name: Option<String>,
+    /// The account's tenant (directory) id.
+    pub tenant_id: String,
+    /// The provider's host (`login.microsoftonline.com`, `127.0.0.1:8479`).
+    pub environment: String,
+    /// "Sandbox · 127.0.0.1" style label for the list.
+    pub provider: String,
+    /// MSSTS (Entra), ADFS or Generic.
+    pub authority_type: String,
+    pub token: TokenStateView,
+}
+
+impl AccountView {
+    pub fn new(profile: &Profile, account: &Account, token: TokenStateView) -> Self {
+        let r = AccountRef {
+            profile: profile.name.clone(),
+            home_account_id: account.home_account_id.clone(),
+        };
+        AccountView {
+            id: r.id(),
+            profile: profile.name.clone(),
+            home_account_id: account.home_account_id.clone(),
+            username: account.username.clone(),
+            name: account.name.clone().filter(|n| !n.trim().is_empty()),
+            tenant_id: account.realm.clone(),
+            environment: account.environment.clone(),
+            provider: format!("{} · {}", profile.name, account.environment),
+            authority_type: account.authority_type.clone(),
+            token,
+        }
+    }
+}
+
+/// One header field or claim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimView {
+    pub name: String,
+    /// The value as in the token (JSON).
+    pub value: Value,
+    /// The value for people (lists joined, UTC dates for times).
+    pub display: String,
+    pub meaning: Option<String>,
+    /// For time claims (`exp`, `nbf`, `iat`, `auth_time`): the Unix time, so the UI can
+    /// show local time, UTC and a live countdown.
+    pub time: Option<UnixTime>,
+}
+
+const TIME_CLAIMS: &[&str] = &["exp", "nbf", "iat", "auth_time", "xms_tcdt", "updated_at"];
+
+impl ClaimView {
+    fn from_line(line: &ClaimLine, times: bool) -> Self {
+        let time = if times && TIME_CLAIMS.contains(&line.name.as_str()) {
+            match &line.value {
+                Value::Number(n) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        ClaimView {
+            name: line.name.clone(),
+            value: line.value.clone(),
+            display: line.display.clone(),
+            meaning: line.meaning.clone(),
+            time,
+        }
+    }
+}
+
+/// A decoded access token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecodedView {
+    pub kind: TokenKind,
+    pub header: Vec<ClaimView>,
+    pub claims: Vec<ClaimView>,
+    /// `scp`, split on spaces.
+    pub scp: Vec<String>,
+    /// `roles`.
+    pub roles: Vec<String>,
+    /// The token's own `exp`, when it has one.
+    pub expires_on: Option<UnixTime>,
+    pub error: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl From<&DecodedToken> for DecodedView {
+    fn from(d: &DecodedToken) -> Self {
+        let scp = match d.claim("scp") {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let roles = match d.claim("roles") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        DecodedView {
+            kind: d.kind,
+            header: d
+                .header_explained
+                .iter()
+                .map(|l| ClaimView::from_line(l, false))
+                .collect(),
+            claims: d
+                .explained
+                .iter()
+                .map(|l| ClaimView::from_line(l, true))
+                .collect(),
+            scp,
+            roles,
+            expires_on: d.expires_on,
+            error: d.error.clone(),
+            notes: d.notes.clone(),
+        }
+    }
+}
+
+/// The selected account's access token, decoded, with the token response's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenView {
+    pub account: AccountView,
+    /// What was asked for (without openid, profile, offline_access).
+    pub requested_scopes: Vec<String>,
+    /// What the token was granted for.
+    pub scopes: Vec<String>,
+    pub token_type: String,
+    pub expires_on: UnixTime,
+    pub refresh_on: Option<UnixTime>,
+    pub source: TokenSource,
+    pub decoded: DecodedView,
+}
+
+impl TokenView {
+    pub fn new(
+        account: AccountView,
+        requested: &ScopeSet,
+        result: &AuthResult,
+        decoded: &DecodedToken,
+    ) -> Self {
+        TokenView {
+            account,
+            requested_scopes: requested.without_reserved().to_vec(),
+            scopes: result.scopes.without_reserved().to_vec(),
+            token_type: result.token_type.clone(),
+            expires_on: result.expires_on,
+            refresh_on: result.refresh_on,
+            source: result.token_source,
+            decoded: DecodedView::from(decoded),
+        }
+    }
+}
+
+/// The answer to a copy: what was copied (never the token) and when the clipboard clears.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyView {
+    pub account: AccountView,
+    /// `raw` or `header`.
+    pub format: String,
+    pub expires_on: UnixTime,
+    /// 0 when the clipboard is not cleared automatically.
+    pub clear_after_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileView {
+    pub name: String,
+    /// `entra` or `oidc`.
+    pub kind: String,
+    /// The authority or issuer URL.
+    pub authority: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub default_scopes: Vec<String>,
+    /// `embedded`, `browser` or `device-code`.
+    pub sign_in: SignInMethod,
+    pub instance_discovery: bool,
+    pub builtin: bool,
+}
+
+impl From<&Profile> for ProfileView {
+    fn from(p: &Profile) -> Self {
+        ProfileView {
+            name: p.name.clone(),
+            kind: p.kind().to_string(),
+            authority: p.target().to_string(),
+            client_id: p.client_id.clone(),
+            redirect_uri: p.redirect_uri.clone(),
+            default_scopes: p.scopes.clone(),
+            sign_in: p.sign_in,
+            instance_discovery: p.instance_discovery,
+            builtin: p.builtin,
+        }
+    }
+}
+
+/// A profile as the edit form sends it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProfileInput {
+    pub name: String,
+    /// `entra` (default) or `oidc`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub authority: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// Space-separated.
+    #[serde(default)]
+    pub default_scopes: String,
+    #[serde(default)]
+    pub sign_in: SignInMethod,
+    #[serde(default)]
+    pub instance_discovery: Option<bool>,
+}
+
+/// Returned by `sign_in`: the sign-in runs on; `signin:finished` tells how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignInStarted {
+    /// `embedded` or `browser`.
+    pub method: SignInMethod,
+    pub message: String,
+}
+
+/// Returned by `start_device_code`. The user code is not a secret (the user types it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceCodeView {
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub message: String,
+    pub expires_on: UnixTime,
+}
+
+/// Payload of the `signin:finished` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignInOutcome {
+    /// `added`, `cancelled` or `failed`.
+    pub status: &'static str,
+    pub account: Option<AccountView>,
+    pub message: Option<String>,
+}
+
+/// Payload of the `signin:progress` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignInProgress {
+    /// `opened`, `page`, `finishing`.
+    pub stage: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignOutView {
+    pub accounts: usize,
+    /// Cache entries removed.
+    pub removed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppInfo {
+    pub version: String,
+    pub home: String,
+    pub store: String,
+}
+
+pub const EVENT_SIGNIN_FINISHED: &str = "signin:finished";
+pub const EVENT_SIGNIN_PROGRESS: &str = "signin:progress";
+pub const EVENT_CLIPBOARD_CLEARED: &str = "clipboard:cleared";
+pub const EVENT_ACCOUNTS_CHANGED: &str = "accounts:changed";

@@ -1,0 +1,637 @@
+//! The app's commands through Tauri's IPC, on Tauri's mock runtime, with the app's own
+//! configuration and capabilities (`tauri.conf.json`, `capabilities/`), against an
+//! in-process sandbox identity provider. Accounts are signed in through the engine with
+//! the sandbox's scripted user agent (plain HTTP through its real pages).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+use tessera_core::app::{InteractiveParams, SilentOptions};
+use tessera_core::cache::{PlaintextCipher, SqliteStore};
+use tessera_core::context::Tessera;
+use tessera_core::http::{HttpConfig, ReqwestClient};
+use tessera_core::paths::Paths;
+use tessera_core::profile::Profiles;
+use tessera_core::scopes::ScopeSet;
+use tessera_lib::AppState;
+use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle};
+
+const PASSWORD: &str = "tessera";
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tauri::async_runtime::block_on(f)
+}
+
+/// The engine on `home`, with the built-in Sandbox profile pointing at `sandbox`.
+fn tessera(home: &Path, sandbox: &SandboxHandle) -> Tessera {
+    let paths = Paths::resolve(Some(home)).unwrap();
+    paths.ensure().unwrap();
+    let base = sandbox.base_url().to_string();
+    let profiles = Profiles::builtin_with_sandbox_url(Some(base.trim_end_matches('/'))).unwrap();
+    let store = SqliteStore::open(&paths.store_file(), Arc::new(PlaintextCipher)).unwrap();
+    let http = ReqwestClient::new(&HttpConfig::default()).unwrap();
+    Tessera::with_parts(paths, profiles, Arc::new(store), Arc::new(http))
+}
+
+/// Sign `login` in with the Sandbox profile through the engine (interactive flow, the
+/// sandbox's pages filled in over HTTP).
+fn sign_in(t: &Tessera, login: &str) {
+    block_on(async {
+        let profile = t.profile("Sandbox").unwrap().clone();
+        let app = t.app(&profile).unwrap();
+        let flow = app
+            .start_interactive(InteractiveParams {
+                scopes: ScopeSet::parse("User.Read"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let redirected =
+            tessera_sandbox_idp::scripted_sign_in(flow.authorize_url(), login, PASSWORD)
+                .await
+                .unwrap();
+        app.finish_interactive(flow, &redirected).await.unwrap();
+    });
+}
+
+/// The raw access token the engine holds for `login` (to check it never reaches a view).
+fn raw_access_token(t: &Tessera, login: &str) -> String {
+    block_on(async {
+        let profile = t.profile("Sandbox").unwrap().clone();
+        let app = t.app(&profile).unwrap();
+        let account = app.find_account(login).await.unwrap().unwrap();
+        let r = app
+            .acquire_token_silent(
+                &ScopeSet::parse("User.Read"),
+                &account,
+                &SilentOptions::default(),
+            )
+            .await
+            .unwrap();
+        r.access_token.secret().to_string()
+    })
+}
+
+struct Harness {
+    _home: tempfile::TempDir,
+    home_path: std::path::PathBuf,
+    sandbox: SandboxHandle,
+    app: App<MockRuntime>,
+    main: WebviewWindow<MockRuntime>,
+}
+
+/// A sandbox, a home with `logins` signed in, and the app on the mock runtime.
+fn harness(logins: &[&str]) -> Harness {
+    let home = tempfile::tempdir().unwrap();
+    let sandbox = block_on(tessera_sandbox_idp::start(SandboxConfig::default())).unwrap();
+    let t = tessera(home.path(), &sandbox);
+    for login in logins {
+        sign_in(&t, login);
+    }
+    let app = tessera_lib::configure(mock_builder(), AppState::new(Ok(t)))
+        .build(tauri::generate_context!())
+        .expect("the app builds on the mock runtime");
+    let main = match app.get_webview_window("main") {
+        Some(w) => w,
+        None => WebviewWindowBuilder::new(&app, "main", WebviewUrl::App("index.html".into()))
+            .build()
+            .unwrap(),
+    };
+    let home_path = home.path().to_path_buf();
+    Harness {
+        _home: home,
+        home_path,
+        sandbox,
+        app,
+        main,
+    }
+}
+
+fn request(cmd: &str, args: Value, url: &str) -> InvokeRequest {
+    InvokeRequest {
+        cmd: cmd.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: url.parse().unwrap(),
+        body: InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    }
+}
+
+/// Invoke a command as the main window's page does.
+fn invoke(w: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+    get_ipc_response(w, request(cmd, args, "tauri://localhost"))
+        .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+fn account_ref(list: &Value, username: &str) -> Value {
+    let a = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == username)
+        .unwrap_or_else(|| panic!("{username} not listed in {list}"));
+    json!({ "profile": a["profile"], "home_account_id": a["home_account_id"] })
+}
+
+#[test]
+fn lists_the_accounts_of_a_home_with_their_token_state() {
+    let h = harness(&["alice@contoso.example", "carol@fabrikam.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice@contoso.example", "carol@fabrikam.example"]);
+    let alice = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "alice@contoso.example")
+        .unwrap();
+    assert_eq!(alice["profile"], "Sandbox");
+    assert_eq!(alice["name"], "Alice Example");
+    assert_eq!(
+        alice["id"],
+        format!("Sandbox|{}", alice["home_account_id"].as_str().unwrap())
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let exp = alice["token"]["expires_on"]
+        .as_i64()
+        .expect("a cached access token's expiry");
+    assert!(
+        exp > now + 3000 && exp <= now + 3700,
+        "expires_on {exp}, now {now}"
+    );
+    assert_eq!(alice["token"]["has_refresh_token"], true);
+    assert_eq!(alice["token"]["needs_sign_in"], Value::Null);
+}
+
+#[test]
+fn an_empty_home_lists_no_accounts_and_the_profiles() {
+    let h = harness(&[]);
+    assert_eq!(
+        invoke(&h.main, "list_accounts", json!({})).unwrap(),
+        json!([])
+    );
+    let profiles = invoke(&h.main, "list_profiles", json!({})).unwrap();
+    let sandbox = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Sandbox")
+        .unwrap();
+    assert_eq!(sandbox["builtin"], true);
+    assert_eq!(sandbox["sign_in"], "embedded");
+    assert_eq!(sandbox["default_scopes"], json!(["User.Read"]));
+    assert_eq!(
+        sandbox["authority"],
+        format!("{}common", h.sandbox.base_url())
+    );
+}
+
+#[test]
+fn the_token_view_has_decoded_claims_and_never_the_token() {
+    let h = harness(&["alice@contoso.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let alice = account_ref(&list, "alice@contoso.example");
+    let view = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": alice, "scopes": null }),
+    )
+    .unwrap();
+
+    assert_eq!(view["decoded"]["kind"], "jws");
+    assert_eq!(view["source"], "cache");
+    assert_eq!(view["scopes"], json!(["User.Read"]));
+    assert_eq!(view["decoded"]["scp"], json!(["User.Read"]));
+    let claim = |name: &str| {
+        view["decoded"]["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    assert_eq!(
+        claim("preferred_username").unwrap()["value"],
+        "alice@contoso.example"
+    );
+    let exp = claim("exp").unwrap();
+    assert_eq!(
+        exp["time"], exp["value"],
+        "exp carries its Unix time for the countdown"
+    );
+    assert_eq!(view["expires_on"], exp["value"]);
+    assert!(claim("aud").unwrap()["meaning"]
+        .as_str()
+        .unwrap()
+        .contains("Audience"));
+
+    // The token, and each of its parts, is nowhere in what the webview receives.
+    let raw = raw_access_token(&tessera(&h.home_path, &h.sandbox), "alice@contoso.example");
+    h.sandbox
+        .verify_token(&raw)
+        .expect("the engine holds a real token");
+    let serialized = serde_json::to_string(&view).unwrap();
+    assert!(
+        !serialized.contains(&raw),
+        "the raw token leaked into the view"
+    );
+    for (i, part) in raw.split('.').enumerate() {
+        assert!(
+            part.len() > 10 && !serialized.contains(part),
+            "part {i} of the token leaked into the view"
+        );
+    }
+}
+
+#[test]
+fn other_scopes_need_interaction_when_the_provider_requires_it() {
+    let h = harness(&["alice@contoso.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let alice = account_ref(&list, "alice@contoso.example");
+    h.sandbox.set_faults(Faults {
+        interaction_required: true,
+        ..Faults::default()
+    });
+    // Not cached for these scopes: the refresh token is redeemed, and the provider refuses.
+    let err = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": alice, "scopes": "Mail.Read" }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "interaction_required", "{err}");
+    // The sandbox sends a claims challenge with AADSTS50076 (MFA), as Entra does.
+    assert_eq!(err["reason"], "claims_challenge");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.starts_with("Sign-in needed: "), "{message}");
+    assert!(
+        message.contains("AADSTS50076"),
+        "the provider's description is shown: {message}"
+    );
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list[0]["token"]["needs_sign_in"], message);
+    // The cached token for the default scopes still serves, and clears the mark.
+    h.sandbox.set_faults(Faults::default());
+    invoke(&h.main, "token_view", json!({ "account": alice })).unwrap();
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list[0]["token"]["needs_sign_in"], Value::Null);
+}
+
+#[test]
+fn errors_serialize_to_a_kind_and_a_message() {
+    let h = harness(&[]);
+    let err = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": { "profile": "Sandbox", "home_account_id": "nobody.nowhere" } }),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        json!({ "kind": "not_found", "message": "That account is no longer signed in with Sandbox." })
+    );
+    let err = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": { "profile": "Nope", "home_account_id": "x" } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("no profile named \"Nope\""),
+        "{err}"
+    );
+    let err = invoke(
+        &h.main,
+        "copy_token",
+        json!({ "account": { "profile": "Sandbox", "home_account_id": "x" }, "format": "pdf" }),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err["message"],
+        "Unknown copy format \"pdf\": use raw or header."
+    );
+    let err = invoke(
+        &h.main,
+        "save_settings",
+        json!({ "settings": { "clipboard_clear_secs": 86400 } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid");
+}
+
+fn profile_input(name: &str, authority: &str) -> Value {
+    json!({
+        "name": name,
+        "kind": "entra",
+        "authority": authority,
+        "client_id": tessera_sandbox_idp::SANDBOX_CLIENT_ID,
+        "redirect_uri": "http://localhost/tessera-redirect",
+        "default_scopes": "User.Read Mail.Read",
+        "sign_in": "browser",
+        "instance_discovery": false,
+    })
+}
+
+#[test]
+fn profiles_are_validated_checked_against_the_provider_and_saved() {
+    let h = harness(&[]);
+    let err = invoke(
+        &h.main,
+        "save_profile",
+        json!({ "profile": profile_input("Broken", "not a url") }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid");
+    assert!(
+        err["message"].as_str().unwrap().contains("authority"),
+        "{err}"
+    );
+
+    // A free port: nothing answers there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = invoke(
+        &h.main,
+        "save_profile",
+        json!({ "profile": profile_input("Gone", &format!("http://127.0.0.1:{closed}/common")) }),
+    )
+    .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Could not reach the identity provider of Gone"),
+        "{err}"
+    );
+
+    let err = invoke(
+        &h.main,
+        "save_profile",
+        json!({ "profile": profile_input("Sandbox", &h.sandbox.authority("common")) }),
+    )
+    .unwrap_err();
+    assert!(
+        err["message"].as_str().unwrap().contains("already exists")
+            || err["message"].as_str().unwrap().contains("built in"),
+        "{err}"
+    );
+
+    let saved = invoke(&h.main, "save_profile", json!({ "profile": profile_input("Contoso (sandbox)", &h.sandbox.authority("contoso.example")) })).unwrap();
+    assert_eq!(saved["sign_in"], "browser");
+    assert_eq!(saved["default_scopes"], json!(["User.Read", "Mail.Read"]));
+    let file = std::fs::read_to_string(h.home_path.join("profiles.toml")).unwrap();
+    assert!(file.contains("name = \"Contoso (sandbox)\""), "{file}");
+
+    // Rename it.
+    invoke(&h.main, "save_profile", json!({ "original_name": "Contoso (sandbox)", "profile": profile_input("Contoso", &h.sandbox.authority("contoso.example")) })).unwrap();
+    let names: Vec<String> = invoke(&h.main, "list_profiles", json!({}))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["Microsoft", "Sandbox", "Contoso"]);
+
+    let err = invoke(&h.main, "remove_profile", json!({ "name": "Sandbox" })).unwrap_err();
+    assert!(
+        err["message"].as_str().unwrap().contains("built in"),
+        "{err}"
+    );
+    invoke(&h.main, "remove_profile", json!({ "name": "contoso" })).unwrap();
+    let file = std::fs::read_to_string(h.home_path.join("profiles.toml")).unwrap();
+    assert!(!file.contains("Contoso"), "{file}");
+}
+
+#[test]
+fn sign_out_removes_the_tokens_and_the_sign_in_window_data() {
+    let h = harness(&["alice@contoso.example", "bob@contoso.example"]);
+    let webview_dir = h.home_path.join("webview").join("sandbox");
+    std::fs::create_dir_all(&webview_dir).unwrap();
+    std::fs::write(
+        webview_dir.join("cookies"),
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n",
+    )
+    .unwrap();
+
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let bob = account_ref(&list, "bob@contoso.example");
+    let out = invoke(&h.main, "sign_out", json!({ "account": bob })).unwrap();
+    assert_eq!(out["accounts"], 1);
+    assert!(out["removed"].as_u64().unwrap() >= 3, "{out}");
+    assert!(
+        !webview_dir.exists(),
+        "the Sandbox sign-in window's data is deleted"
+    );
+
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice@contoso.example"]);
+    let err = invoke(&h.main, "token_view", json!({ "account": bob })).unwrap_err();
+    assert_eq!(err["kind"], "not_found");
+
+    let out = invoke(&h.main, "sign_out_all", json!({})).unwrap();
+    assert_eq!(out["accounts"], 1);
+    assert_eq!(
+        invoke(&h.main, "list_accounts", json!({})).unwrap(),
+        json!([])
+    );
+}
+
+#[test]
+fn settings_are_saved_in_the_home() {
+    let h = harness(&[]);
+    let s = invoke(&h.main, "get_settings", json!({})).unwrap();
+    assert_eq!(s["clipboard_clear_secs"], 30);
+    invoke(
+        &h.main,
+        "save_settings",
+        json!({ "settings": { "clipboard_clear_secs": 5 } }),
+    )
+    .unwrap();
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(h.home_path.join("app-settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(file["clipboard_clear_secs"], 5);
+    assert_eq!(
+        invoke(&h.main, "get_settings", json!({})).unwrap()["clipboard_clear_secs"],
+        5
+    );
+}
+
+#[test]
+fn only_the_main_window_may_call_commands() {
+    let h = harness(&["alice@contoso.example"]);
+    assert!(invoke(&h.main, "list_accounts", json!({})).is_ok());
+    // The sign-in window has no capability: its page (the provider's) is refused.
+    let signin =
+        WebviewWindowBuilder::new(&h.app, "signin", WebviewUrl::External(h.sandbox.base_url()))
+            .build()
+            .unwrap();
+    let page = format!("{}common/oauth2/v2.0/authorize", h.sandbox.base_url());
+    for cmd in [
+        "list_accounts",
+        "copy_token",
+        "token_view",
+        "plugin:clipboard-manager|read_text",
+    ] {
+        let err = get_ipc_response(&signin, request(cmd, json!({}), &page)).unwrap_err();
+        assert!(err.to_string().contains("not allowed"), "{cmd}: {err}");
+    }
+    // The main window cannot use the clipboard plugin directly either.
+    let err = get_ipc_response(
+        &h.main,
+        request(
+            "plugin:clipboard-manager|read_text",
+            json!({}),
+            "tauri://localhost",
+        ),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+    // Nor can a remote page loaded in the main window.
+    let err = get_ipc_response(&h.main, request("list_accounts", json!({}), &page)).unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+}
+
+#[test]
+fn a_sign_in_opens_one_window_and_closing_it_cancels() {
+    use std::sync::mpsc;
+    use tauri::Listener;
+
+    let h = harness(&[]);
+    let (tx, rx) = mpsc::channel::<String>();
+    h.app.listen_any("signin:finished", move |event| {
+        let _ = tx.send(event.payload().to_string());
+    });
+    let started = invoke(
+        &h.main,
+        "sign_in",
+        json!({ "profile": "Sandbox", "method": "embedded" }),
+    )
+    .unwrap();
+    assert_eq!(started["method"], "embedded");
+    assert_eq!(
+        started["message"],
+        "Sign in to Sandbox in the sign-in window…"
+    );
+    let window = h
+        .app
+        .get_webview_window("signin")
+        .expect("the sign-in window is open");
+    let url = window.url().unwrap();
+    assert!(
+        url.as_str().starts_with(&format!(
+            "{}common/oauth2/v2.0/authorize?",
+            h.sandbox.base_url()
+        )),
+        "{url}"
+    );
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["prompt"], "select_account");
+    assert_eq!(query["redirect_uri"], "http://localhost/tessera-redirect");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(
+        h.home_path.join("webview").join("sandbox").is_dir(),
+        "the profile's own web data folder"
+    );
+
+    // One sign-in at a time.
+    let err = invoke(&h.main, "sign_in", json!({ "profile": "Sandbox" })).unwrap_err();
+    assert_eq!(err["kind"], "busy");
+
+    // Cancelling closes the window; the UI hears "cancelled".
+    assert_eq!(invoke(&h.main, "cancel_sign_in", json!({})).unwrap(), true);
+    let outcome: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+            .unwrap();
+    assert_eq!(
+        outcome,
+        json!({ "status": "cancelled", "account": null, "message": "Sign-in cancelled." })
+    );
+    assert_eq!(
+        invoke(&h.main, "cancel_sign_in", json!({})).unwrap(),
+        false,
+        "nothing left to cancel"
+    );
+    assert_eq!(
+        invoke(&h.main, "list_accounts", json!({})).unwrap(),
+        json!([])
+    );
+}
+
+#[test]
+fn a_device_code_sign_in_adds_the_account() {
+    use std::sync::mpsc;
+    use tauri::Listener;
+
+    let h = harness(&[]);
+    h.sandbox.set_faults(Faults {
+        device_code_interval_secs: Some(0),
+        ..Faults::default()
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    h.app.listen_any("signin:finished", move |event| {
+        let _ = tx.send(event.payload().to_string());
+    });
+    let flow = invoke(
+        &h.main,
+        "start_device_code",
+        json!({ "profile": "Sandbox" }),
+    )
+    .unwrap();
+    let code = flow["user_code"].as_str().unwrap().to_string();
+    assert!(
+        flow["verification_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(h.sandbox.base_url().as_str()),
+        "{flow}"
+    );
+    let err = invoke(&h.main, "sign_in", json!({ "profile": "Sandbox" })).unwrap_err();
+    assert_eq!(err["kind"], "busy", "no second sign-in meanwhile");
+
+    block_on(tessera_sandbox_idp::scripted_device_approval(
+        &h.sandbox.base_url(),
+        &code,
+        "dave@outlook.example",
+        PASSWORD,
+    ))
+    .unwrap();
+    let outcome: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
+            .unwrap();
+    assert_eq!(outcome["status"], "added", "{outcome}");
+    assert_eq!(outcome["account"]["username"], "dave@outlook.example");
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], outcome["account"]["id"]);
+}

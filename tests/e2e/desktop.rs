@@ -1,0 +1,110 @@
+//! The X11 side of the desktop: the sign-in window lives in its own web context (its own
+//! cookies), which WebKitWebDriver cannot drive, so it is driven like a user would: by
+//! its title (`xdotool search`), the keyboard (`xdotool type`/`key`) and the window
+//! manager's close request (`WM_DELETE_WINDOW`, sent with x11rb: there is no window
+//! manager under Xvfb). The clipboard is read with `xclip`, the screen with `import`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt, EventMask};
+
+use crate::webdriver::{Result, WAIT};
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Windows whose title matches the regular expression `title`.
+pub fn windows(title: &str) -> Vec<u32> {
+    // `xdotool search` exits 1 when nothing matches.
+    run("xdotool", &["search", "--name", title])
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Wait for a window whose title matches `title`.
+pub async fn wait_window(title: &str) -> Result<u32> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(w) = windows(title).into_iter().next() {
+            return Ok(w);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no window titled {title:?} appeared"));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Wait until no window's title matches `title`.
+pub async fn wait_no_window(title: &str) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while !windows(title).is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("the window titled {title:?} is still there"));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    Ok(())
+}
+
+/// Give `window` the keyboard focus, then type `text`.
+pub fn type_text(window: u32, text: &str) -> Result<()> {
+    run("xdotool", &["windowfocus", "--sync", &window.to_string()])?;
+    run("xdotool", &["type", "--delay", "20", text]).map(|_| ())
+}
+
+/// Give `window` the keyboard focus, then press `keys` (xdotool key names).
+pub fn keys(window: u32, keys: &[&str]) -> Result<()> {
+    run("xdotool", &["windowfocus", "--sync", &window.to_string()])?;
+    let mut args = vec!["key", "--delay", "60"];
+    args.extend_from_slice(keys);
+    run("xdotool", &args).map(|_| ())
+}
+
+/// Ask `window` to close, as a window manager's close button does.
+pub fn request_close(window: u32) -> Result<()> {
+    let (conn, _) =
+        x11rb::connect(None).map_err(|e| format!("cannot connect to the X server: {e}"))?;
+    let atom = |name: &[u8]| -> Result<u32> {
+        Ok(conn
+            .intern_atom(false, name)
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?
+            .atom)
+    };
+    let protocols = atom(b"WM_PROTOCOLS")?;
+    let delete = atom(b"WM_DELETE_WINDOW")?;
+    let event = ClientMessageEvent::new(
+        32,
+        window,
+        protocols,
+        [delete, x11rb::CURRENT_TIME, 0, 0, 0],
+    );
+    conn.send_event(false, window, EventMask::NO_EVENT, event)
+        .map_err(|e| e.to_string())?;
+    conn.flush().map_err(|e| e.to_string())
+}
+
+/// The clipboard's text ("" when it is empty).
+pub fn clipboard() -> String {
+    run("xclip", &["-o", "-selection", "clipboard"]).unwrap_or_default()
+}
+
+/// Save a PNG of the whole screen (the sign-in window is not WebDriver's to capture).
+pub fn screenshot_screen(path: &std::path::Path) -> Result<()> {
+    run("import", &["-window", "root", &path.display().to_string()]).map(|_| ())
+}

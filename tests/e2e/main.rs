@@ -1,0 +1,417 @@
+//! End-to-end: the real desktop app (debug build) on WebKitGTK under Xvfb, driven through
+//! `tauri-driver` + WebKitWebDriver, against a sandbox identity provider.
+//!
+//! Run with `tests/e2e/run.sh`, which starts Xvfb, a D-Bus session with an unlocked
+//! keyring, the sandbox on a free port and tauri-driver, and sets:
+//! `TESSERA_E2E_WEBDRIVER` (tauri-driver's URL), `TESSERA_E2E_APP` (the app binary),
+//! `TESSERA_SANDBOX_URL`, `TESSERA_HOME` (the app's home, shared with tauri-driver's
+//! environment) and `TESSERA_E2E_SCREENSHOTS` (where to save screenshots).
+
+mod desktop;
+mod webdriver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use webdriver::Session;
+
+struct Env {
+    driver: String,
+    app: String,
+    sandbox: String,
+    home: PathBuf,
+    shots: PathBuf,
+}
+
+fn env() -> Env {
+    let var = |k: &str| {
+        std::env::var(k)
+            .unwrap_or_else(|_| panic!("{k} is not set: run this suite with tests/e2e/run.sh"))
+    };
+    let shots = PathBuf::from(var("TESSERA_E2E_SCREENSHOTS"));
+    std::fs::create_dir_all(&shots).expect("cannot create the screenshot folder");
+    Env {
+        driver: var("TESSERA_E2E_WEBDRIVER")
+            .trim_end_matches('/')
+            .to_string(),
+        app: var("TESSERA_E2E_APP"),
+        sandbox: var("TESSERA_SANDBOX_URL").trim_end_matches('/').to_string(),
+        home: PathBuf::from(var("TESSERA_HOME")),
+        shots,
+    }
+}
+
+/// Panic with the step's name and the error.
+trait Step<T> {
+    fn step(self, what: &str) -> T;
+}
+
+impl<T> Step<T> for Result<T, String> {
+    fn step(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
+/// Any of Tessera's sign-in windows.
+const SIGNIN_TITLE: &str = "Tessera sign-in";
+/// The sandbox's sign-in page, shown in Tessera's sign-in window.
+const SIGNIN_PAGE: &str = "^Sign in to your account — Tessera sign-in";
+/// The sandbox's consent page.
+const CONSENT_PAGE: &str = "^Permissions requested - Sign in to your account — Tessera sign-in";
+
+fn account_item(username: &str) -> String {
+    format!(r#"#accounts li[data-username="{username}"]"#)
+}
+
+async fn account_count(s: &Session) -> usize {
+    s.find_all("#accounts li[data-username]")
+        .await
+        .step("count the accounts")
+        .len()
+}
+
+/// Fill the sandbox's pages in the sign-in window, as a user would, and wait for the
+/// window to close.
+async fn sign_in_through_window(e: &Env, login: &str, consent: bool, screenshot: Option<&str>) {
+    let w = desktop::wait_window(SIGNIN_PAGE)
+        .await
+        .step("the sign-in window shows the sign-in page");
+    if let Some(name) = screenshot {
+        desktop::screenshot_screen(&e.shots.join(name)).step("screenshot of the sign-in window");
+    }
+    desktop::type_text(w, login).step("type the username");
+    desktop::keys(w, &["Tab"]).step("go to the password");
+    desktop::type_text(w, "tessera").step("type the password");
+    desktop::keys(w, &["Return"]).step("submit");
+    if consent {
+        let w = desktop::wait_window(CONSENT_PAGE)
+            .await
+            .step("the consent page");
+        // Cancel, then Accept.
+        desktop::keys(w, &["Tab", "Tab", "Return"]).step("accept");
+    }
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the sign-in window closes after the redirect");
+}
+
+async fn sandbox_me(e: &Env, token: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/_sandbox/me", e.sandbox))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the sandbox answers /_sandbox/me");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn set_faults(e: &Env, faults: Option<Value>) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/_sandbox/faults", e.sandbox);
+    let r = match faults {
+        Some(f) => http.post(url).json(&f).send().await,
+        None => http.delete(url).send().await,
+    };
+    assert!(r.expect("the sandbox takes faults").status().is_success());
+}
+
+async fn shot(s: &Session, e: &Env, name: &str) {
+    s.screenshot(&e.shots.join(name))
+        .await
+        .step(&format!("screenshot {name}"));
+}
+
+#[tokio::test]
+#[ignore = "needs Xvfb, D-Bus, tauri-driver and a sandbox: run tests/e2e/run.sh"]
+async fn desktop_journey() {
+    let e = env();
+    let started = Instant::now();
+    let mut marks: Vec<(&str, Duration)> = Vec::new();
+
+    // 1. First launch, empty store: the empty state says what to do.
+    let s = Session::start(&e.driver, &e.app)
+        .await
+        .step("launch the app");
+    let empty = s
+        .wait_text("#empty", "No accounts yet")
+        .await
+        .step("the empty state");
+    assert!(
+        empty.contains("Sandbox")
+            && empty.contains("alice@contoso.example")
+            && empty.contains("tessera"),
+        "{empty}"
+    );
+    assert_eq!(account_count(&s).await, 0);
+    marks.push(("launched, empty state shown", started.elapsed()));
+    shot(&s, &e, "01-empty.png").await;
+
+    // 2. Add an account: pick the Sandbox profile, sign in inside the sign-in window.
+    s.click("#empty-add").await.step("Add account");
+    s.wait_visible("#add-dialog")
+        .await
+        .step("the add-account dialog");
+    assert_eq!(
+        s.script(
+            "return document.getElementById('add-profile').value",
+            json!([])
+        )
+        .await
+        .unwrap(),
+        "Sandbox"
+    );
+    shot(&s, &e, "02-add-account.png").await;
+    s.click("#add-go").await.step("Continue");
+    sign_in_through_window(
+        &e,
+        "alice@contoso.example",
+        true,
+        Some("03-sign-in-window.png"),
+    )
+    .await;
+    marks.push(("alice signed in", started.elapsed()));
+
+    // 3. Listed, selected, and its access token decoded.
+    let alice = account_item("alice@contoso.example");
+    s.wait_visible(&format!(r#"{alice}[aria-selected="true"]"#))
+        .await
+        .step("alice is listed and selected");
+    s.wait_text("#toast", "Signed in as alice@contoso.example")
+        .await
+        .step("the sign-in is confirmed");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "alice@contoso.example",
+    )
+    .await
+    .step("the decoded claims");
+    s.wait_text(r#"#t-claims tr[data-claim="scp"]"#, "User.Read")
+        .await
+        .step("the scp claim");
+    s.wait_text("#t-scp", "User.Read")
+        .await
+        .step("scp as chips");
+    let countdown = s
+        .wait_text("#t-countdown", "in ")
+        .await
+        .step("the countdown");
+    assert!(countdown.contains("min"), "{countdown}");
+    s.wait_text(&alice, "Valid until")
+        .await
+        .step("the list shows the token state");
+    shot(&s, &e, "04-account-token.png").await;
+
+    // 4. Copy: the clipboard holds a token the provider accepts; the page never had it.
+    s.click("#copy-token").await.step("Copy access token");
+    s.wait_text("#toast", "Access token copied")
+        .await
+        .step("copy confirmed");
+    let token = desktop::clipboard();
+    assert_eq!(token.split('.').count(), 3, "a JWT on the clipboard");
+    let (status, me) = sandbox_me(&e, &token).await;
+    assert_eq!(status, 200, "the sandbox accepts the copied token: {me}");
+    assert_eq!(me["preferred_username"], "alice@contoso.example");
+    let html = s
+        .script("return document.documentElement.outerHTML", json!([]))
+        .await
+        .unwrap();
+    let html = html.as_str().unwrap();
+    for part in token.split('.') {
+        assert!(!html.contains(part), "a part of the token is in the page");
+    }
+    s.click("#copy-header")
+        .await
+        .step("Copy as Authorization header");
+    s.wait_text("#toast", "Authorization header copied")
+        .await
+        .step("header copy confirmed");
+    assert_eq!(
+        desktop::clipboard(),
+        format!("Authorization: Bearer {token}")
+    );
+    marks.push(("copied and checked", started.elapsed()));
+
+    // 5. The clipboard is cleared after the configured delay, if it still holds the token.
+    s.click("#open-settings").await.step("Settings");
+    s.type_into("#set-clear", "2").await.step("set 2 s");
+    s.click("#set-save").await.step("save the settings");
+    s.wait_hidden("#settings-dialog")
+        .await
+        .step("settings saved");
+    s.click("#copy-token").await.step("copy again");
+    s.wait_text("#toast", "cleared in 2 s")
+        .await
+        .step("copy with a 2 s clear");
+    assert!(!desktop::clipboard().is_empty());
+    s.wait_text("#toast", "Clipboard cleared")
+        .await
+        .step("the UI says the clipboard was cleared");
+    assert_eq!(desktop::clipboard(), "", "the clipboard is empty again");
+    s.click("#open-settings").await.step("Settings");
+    s.type_into("#set-clear", "30").await.step("back to 30 s");
+    s.click("#set-save").await.step("save the settings");
+    s.wait_hidden("#settings-dialog")
+        .await
+        .step("settings saved");
+
+    // 6. A second sign-in, cancelled by closing its window.
+    s.click("#add-account").await.step("Add account");
+    s.click("#add-go").await.step("Continue");
+    let w = desktop::wait_window(SIGNIN_PAGE)
+        .await
+        .step("the sign-in window opens");
+    s.wait_text("#signin-banner", "Sign in at")
+        .await
+        .step("the main window says where to sign in");
+    desktop::request_close(w).step("close the sign-in window");
+    s.wait_text("#toast", "Sign-in cancelled")
+        .await
+        .step("the UI says cancelled");
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the window is gone");
+    s.wait_hidden("#signin-banner")
+        .await
+        .step("the banner goes away");
+    assert_eq!(account_count(&s).await, 1, "still one account");
+    marks.push(("second sign-in cancelled", started.elapsed()));
+
+    // 7. Another account.
+    s.click("#add-account").await.step("Add account");
+    s.click("#add-go").await.step("Continue");
+    sign_in_through_window(&e, "bob@contoso.example", true, None).await;
+    let bob = account_item("bob@contoso.example");
+    s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
+        .await
+        .step("bob is listed and selected");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "bob@contoso.example",
+    )
+    .await
+    .step("bob's claims");
+    assert_eq!(account_count(&s).await, 2);
+    // Keyboard: arrows move the selection.
+    s.keys("#accounts", "\u{E013}").await.step("arrow up");
+    s.wait_visible(&format!(r#"{alice}[aria-selected="true"]"#))
+        .await
+        .step("the arrow key selects alice");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "alice@contoso.example",
+    )
+    .await
+    .step("alice's claims");
+    shot(&s, &e, "05-two-accounts.png").await;
+    marks.push(("bob signed in", started.elapsed()));
+
+    // 8. Sign alice out (confirmed in the page): her tokens and the Sandbox sign-in
+    // window's cookies go.
+    s.click("#sign-out").await.step("Sign out");
+    s.wait_text("#confirm-dialog", "Sign out alice@contoso.example?")
+        .await
+        .step("the confirmation");
+    shot(&s, &e, "06-confirm-sign-out.png").await;
+    s.click("#confirm-ok").await.step("confirm");
+    s.wait_text("#toast", "Signed out alice@contoso.example")
+        .await
+        .step("signed out");
+    s.wait_until("alice to leave the list", || async {
+        Ok(account_count(&s).await == 1)
+    })
+    .await
+    .step("one account left");
+    assert!(s.find_all(&alice).await.unwrap().is_empty());
+    assert!(
+        !e.home.join("webview").join("sandbox").exists(),
+        "the Sandbox sign-in data is deleted"
+    );
+    marks.push(("alice signed out", started.elapsed()));
+
+    // 9. The provider demands interaction: a token for other scopes needs a new
+    // sign-in, which asks for the password again (the sign-in cookies are gone).
+    s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
+        .await
+        .step("bob is selected");
+    set_faults(&e, Some(json!({ "interaction_required": true }))).await;
+    s.type_into("#scopes", "Mail.Read")
+        .await
+        .step("other scopes");
+    s.click("#scopes-go").await.step("Get token");
+    s.wait_visible("#needs-signin")
+        .await
+        .step("Sign in again is offered");
+    let reason = s.text("#needs-signin-reason").await.unwrap();
+    assert!(
+        reason.starts_with("Sign-in needed") && reason.contains("AADSTS50076"),
+        "{reason}"
+    );
+    s.wait_text(&bob, "Needs sign-in")
+        .await
+        .step("the list marks bob");
+    shot(&s, &e, "07-needs-sign-in.png").await;
+    s.click("#sign-in-again").await.step("Sign in again");
+    desktop::wait_window(SIGNIN_PAGE)
+        .await
+        .step("the sign-in page is shown");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !desktop::windows(SIGNIN_PAGE).is_empty(),
+        "no single sign-on: the sign-in page stays"
+    );
+    s.click("#signin-banner-cancel")
+        .await
+        .step("Cancel sign-in");
+    s.wait_text("#toast", "Sign-in cancelled")
+        .await
+        .step("cancelled from the main window");
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the window is gone");
+    set_faults(&e, None).await;
+    s.click("#scopes-reset").await.step("Default scopes");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "bob@contoso.example",
+    )
+    .await
+    .step("bob's token again");
+    marks.push(("interaction required handled", started.elapsed()));
+
+    // 10. Relaunch: the remaining account is still there.
+    s.quit().await.step("quit");
+    let s = Session::start(&e.driver, &e.app)
+        .await
+        .step("relaunch the app");
+    s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
+        .await
+        .step("bob is still there after a relaunch");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "bob@contoso.example",
+    )
+    .await
+    .step("bob's claims");
+    assert_eq!(account_count(&s).await, 1);
+    assert!(s.find_all(&alice).await.unwrap().is_empty());
+    marks.push(("relaunched", started.elapsed()));
+
+    // 11. The profiles, for the record.
+    s.click("#open-profiles").await.step("Profiles");
+    s.wait_text("#profiles-body", "Sandbox")
+        .await
+        .step("the profiles list");
+    shot(&s, &e, "08-profiles.png").await;
+    s.click("#profiles-close").await.step("close the profiles");
+    s.quit().await.step("quit");
+
+    for (what, at) in &marks {
+        eprintln!("e2e: {:>6.1} s  {what}", at.as_secs_f64());
+    }
+    eprintln!(
+        "e2e: the journey took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

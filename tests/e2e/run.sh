@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end tests of Tessera's desktop app: the real app (debug build) on WebKitGTK under
+# Xvfb, inside its own D-Bus session with an unlocked gnome-keyring, driven through
+# tauri-driver + WebKitWebDriver, against the sandbox identity provider on a free port,
+# with a throwaway TESSERA_HOME and HOME.
+#
+#   tests/e2e/run.sh              # screenshots go to docs/screenshots/
+#   KEEP_E2E_WORK=1 tests/e2e/run.sh   # keep the work folder (logs, home) for a look
+#
+# Everything it starts (Xvfb, keyring, sandbox, tauri-driver) is stopped by PID at the end.
+# Needs: scripts/setup (Xvfb, dbus, gnome-keyring, webkit2gtk-driver, xdotool, xclip,
+# ImageMagick, tauri-driver).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+say() { echo "e2e: $*" >&2; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      say "timed out waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+if [[ "${1:-}" != "--inside" ]]; then
+  # ---------------------------------------------------------------- outside: build, Xvfb
+  missing=()
+  for tool in Xvfb dbus-run-session gnome-keyring-daemon tauri-driver WebKitWebDriver xdotool xclip import python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  if ((${#missing[@]})); then
+    say "missing: ${missing[*]} (run scripts/setup)"
+    exit 1
+  fi
+
+  started=$SECONDS
+  say "building the app, the sandbox and the suite (debug)..."
+  cargo build -q -p tessera -p tessera-sandbox-idp
+  cargo test -q -p tessera-tests --test e2e --no-run 2>/dev/null
+  say "built in $((SECONDS - started)) s"
+
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-e2e.XXXXXX")"
+  display=""
+  for n in $(seq 90 199); do
+    if [[ ! -e "/tmp/.X$n-lock" && ! -e "/tmp/.X11-unix/X$n" ]]; then
+      display="$n"
+      break
+    fi
+  done
+  [[ -n "$display" ]] || { say "no free X display number"; exit 1; }
+
+  Xvfb ":$display" -screen 0 1280x860x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+  XVFB_PID=$!
+  cleanup_outside() {
+    kill "$XVFB_PID" 2>/dev/null || true
+    wait "$XVFB_PID" 2>/dev/null || true
+    if [[ -n "${KEEP_E2E_WORK:-}" ]]; then
+      say "work folder kept: $WORK"
+    else
+      rm -rf "$WORK"
+    fi
+  }
+  trap cleanup_outside EXIT
+  wait_for 20 "Xvfb" test -e "/tmp/.X11-unix/X$display"
+
+  export DISPLAY=":$display" TESSERA_E2E_WORK="$WORK"
+  status=0
+  dbus-run-session -- "$0" --inside || status=$?
+  say "finished in $((SECONDS - started)) s (status $status)"
+  exit "$status"
+fi
+
+# ------------------------------------------------------------------ inside the D-Bus session
+WORK="$TESSERA_E2E_WORK"
+pids=()
+cleanup_inside() {
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+}
+trap cleanup_inside EXIT
+
+# The app's world: its own HOME (webview data, keyring) and TESSERA_HOME. Only the
+# processes that start the app get this HOME; cargo keeps the real one.
+APP_HOME="$WORK/home"
+export TESSERA_HOME="$WORK/tessera"
+export XDG_RUNTIME_DIR="$WORK/run"
+mkdir -p "$APP_HOME" "$TESSERA_HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+unset XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME
+
+# An unlocked Secret Service.
+printf pw | HOME="$APP_HOME" gnome-keyring-daemon --foreground --unlock --components=secrets >"$WORK/keyring.log" 2>&1 &
+pids+=($!)
+
+# The sandbox identity provider on a free port.
+"$ROOT/target/debug/tessera-sandbox-idp" --port 0 >"$WORK/sandbox.out" 2>"$WORK/sandbox.log" &
+pids+=($!)
+wait_for 30 "the sandbox" grep -q "listening on" "$WORK/sandbox.out"
+TESSERA_SANDBOX_URL="$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/sandbox.out" | head -n1)"
+export TESSERA_SANDBOX_URL
+say "sandbox at $TESSERA_SANDBOX_URL"
+
+# tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
+driver_port="$(free_port)"
+native_port="$(free_port)"
+HOME="$APP_HOME" NO_AT_BRIDGE=1 tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
+pids+=($!)
+wait_for 30 "tauri-driver" curl -sf "http://127.0.0.1:$driver_port/status"
+
+export TESSERA_E2E_WEBDRIVER="http://127.0.0.1:$driver_port"
+export TESSERA_E2E_APP="$ROOT/target/debug/tessera"
+export TESSERA_E2E_SCREENSHOTS="${TESSERA_E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
+say "running the suite (logs in $WORK)"
+status=0
+cargo test -q -p tessera-tests --test e2e -- --ignored --nocapture --test-threads=1 || status=$?
+if ((status != 0)); then
+  say "failed; the app's and the driver's log (last lines):"
+  tail -n 40 "$WORK/tauri-driver.log" >&2 || true
+fi
+exit "$status"

@@ -1,0 +1,414 @@
+// Tessera's main window: account list, selected account's token, sign-in and sign-out.
+// All work happens in Rust (src-tauri/src/commands.rs); this file only shows results.
+
+import { invoke, listen, errorMessage } from "./ipc.js";
+import { $, el, nowSecs, tokenState } from "./util.js";
+import { renderToken } from "./token.js";
+import { confirmDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
+
+const FILTER_THRESHOLD = 7;
+
+const state = {
+  accounts: [],
+  profiles: [],
+  selectedId: null,
+  filter: "",
+  tokenRequest: 0,
+  scopesEdited: false,
+  signIn: null, // { kind: "window" | "browser" | "device", profile }
+};
+
+// ---------------------------------------------------------------- toasts
+
+let toastTimer = null;
+export function toast(message, { error = false, ms = 4000 } = {}) {
+  const t = $("toast");
+  t.textContent = message;
+  t.classList.toggle("error", error);
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (t.hidden = true), ms);
+}
+
+// ---------------------------------------------------------------- accounts
+
+const selected = () => state.accounts.find((a) => a.id === state.selectedId) ?? null;
+const profileOf = (name) => state.profiles.find((p) => p.name === name) ?? null;
+const accountRef = (a) => ({ profile: a.profile, home_account_id: a.home_account_id });
+
+function visibleAccounts() {
+  const f = state.filter.trim().toLowerCase();
+  if (!f) return state.accounts;
+  return state.accounts.filter((a) =>
+    [a.name, a.username, a.profile, a.tenant_id, a.provider].some((v) => (v ?? "").toLowerCase().includes(f)),
+  );
+}
+
+export async function refreshAccounts({ select } = {}) {
+  try {
+    state.accounts = await invoke("list_accounts");
+  } catch (e) {
+    toast(`Could not list accounts: ${errorMessage(e)}`, { error: true, ms: 8000 });
+    state.accounts = [];
+  }
+  $("loading").hidden = true;
+  if (select && state.accounts.some((a) => a.id === select)) state.selectedId = select;
+  if (!state.accounts.some((a) => a.id === state.selectedId)) {
+    state.selectedId = state.accounts[0]?.id ?? null;
+  }
+  renderList();
+  renderDetail();
+}
+
+function renderList() {
+  const list = $("accounts");
+  const filter = $("filter");
+  filter.hidden = state.accounts.length <= FILTER_THRESHOLD;
+  if (filter.hidden && state.filter) {
+    state.filter = "";
+    filter.value = "";
+  }
+  $("sign-out-all").disabled = state.accounts.length === 0;
+  $("list-hint").hidden = state.accounts.length === 0;
+  const now = nowSecs();
+  const items = visibleAccounts().map((a) => {
+    const st = tokenState(a.token, now);
+    const li = el(
+      "li",
+      { role: "option", id: `acc-${cssId(a.id)}`, "aria-selected": String(a.id === state.selectedId), dataset: { id: a.id, username: a.username } },
+      el("span", { class: "acc-name" }, a.name || a.username),
+      el("span", { class: `state ${st.cls}`, title: st.title }, st.text),
+      el("span", { class: "acc-user" }, a.username),
+      el("span", { class: "acc-provider" }, `${a.provider} · tenant ${a.tenant_id}`),
+    );
+    li.addEventListener("click", () => select(a.id));
+    li.addEventListener("dblclick", () => copy("raw"));
+    return li;
+  });
+  if (state.accounts.length > 0 && items.length === 0) {
+    items.push(el("li", { class: "no-match", "aria-disabled": "true" }, "No account matches the filter."));
+  }
+  list.replaceChildren(...items);
+  const sel = state.selectedId && list.querySelector(`[data-id="${CSS.escape(state.selectedId)}"]`);
+  if (sel) {
+    list.setAttribute("aria-activedescendant", sel.id);
+    sel.scrollIntoView({ block: "nearest" });
+  } else {
+    list.removeAttribute("aria-activedescendant");
+  }
+}
+
+function cssId(id) {
+  return id.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+function select(id) {
+  if (state.selectedId === id) return;
+  state.selectedId = id;
+  state.scopesEdited = false;
+  renderList();
+  renderDetail();
+}
+
+function moveSelection(delta) {
+  const vis = visibleAccounts();
+  if (vis.length === 0) return;
+  let i = vis.findIndex((a) => a.id === state.selectedId);
+  i = i < 0 ? 0 : Math.min(vis.length - 1, Math.max(0, i + delta));
+  select(vis[i].id);
+}
+
+// ---------------------------------------------------------------- detail
+
+function renderDetail() {
+  const a = selected();
+  $("empty").hidden = state.accounts.length > 0;
+  $("sidebar").hidden = state.accounts.length === 0;
+  $("account-detail").hidden = !a;
+  if (!a) {
+    renderToken(null);
+    return;
+  }
+  $("d-name").textContent = a.name || a.username;
+  $("d-username").textContent = a.username;
+  $("d-meta").textContent = `${a.provider} · tenant ${a.tenant_id} · ${a.authority_type}`;
+  const profile = profileOf(a.profile);
+  if (!state.scopesEdited) $("scopes").value = (profile?.default_scopes ?? []).join(" ");
+  loadToken({});
+}
+
+function currentScopes() {
+  const s = $("scopes").value.trim();
+  return s.length ? s : null;
+}
+
+async function loadToken({ forceRefresh = false } = {}) {
+  const a = selected();
+  if (!a) return;
+  const request = ++state.tokenRequest;
+  $("needs-signin").hidden = true;
+  $("token-error").hidden = true;
+  $("account-detail").setAttribute("aria-busy", "true");
+  try {
+    const view = await invoke("token_view", { account: accountRef(a), scopes: currentScopes(), force_refresh: forceRefresh });
+    if (request !== state.tokenRequest) return;
+    renderToken(view);
+    a.token = view.account.token;
+    renderList();
+  } catch (e) {
+    if (request !== state.tokenRequest) return;
+    renderToken(null);
+    showTokenError(a, e);
+  } finally {
+    if (request === state.tokenRequest) $("account-detail").removeAttribute("aria-busy");
+  }
+}
+
+function showTokenError(account, e) {
+  if (e && e.kind === "interaction_required") {
+    $("needs-signin-reason").textContent = e.message;
+    $("needs-signin").hidden = false;
+    account.token = { ...(account.token ?? {}), needs_sign_in: e.message };
+    renderList();
+  } else {
+    const t = $("token-error");
+    t.textContent = errorMessage(e);
+    t.hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------- copy
+
+async function copy(format) {
+  const a = selected();
+  if (!a) return;
+  try {
+    const r = await invoke("copy_token", { account: accountRef(a), scopes: currentScopes(), format });
+    const what = format === "header" ? "Authorization header" : "Access token";
+    const clear = r.clear_after_secs > 0 ? ` The clipboard will be cleared in ${r.clear_after_secs} s.` : "";
+    toast(`${what} copied for ${a.username}.${clear}`, { ms: 5000 });
+    a.token = r.account.token;
+    renderList();
+  } catch (e) {
+    if (e && e.kind === "interaction_required") {
+      showTokenError(a, e);
+      toast("Could not copy: sign-in needed.", { error: true });
+    } else {
+      toast(`Could not copy: ${errorMessage(e)}`, { error: true, ms: 8000 });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- sign-in
+
+function setSignInBanner(text) {
+  $("signin-banner-text").textContent = text ?? "";
+  $("signin-banner").hidden = !text;
+  $("signin-banner").dataset.state = text ? "active" : "";
+}
+
+export async function startSignIn({ profile, method, account = null, scopes = null }) {
+  if (method === "device-code") {
+    try {
+      const flow = await invoke("start_device_code", { profile, scopes });
+      state.signIn = { kind: "device", profile };
+      openDeviceDialog(flow, async () => {
+        await invoke("cancel_device_code").catch(() => {});
+      });
+    } catch (e) {
+      toast(`Could not start the device code sign-in: ${errorMessage(e)}`, { error: true, ms: 9000 });
+    }
+    return;
+  }
+  try {
+    const started = await invoke("sign_in", { profile, method, account, scopes });
+    state.signIn = { kind: method, profile };
+    setSignInBanner(started.message);
+  } catch (e) {
+    toast(`Could not start the sign-in: ${errorMessage(e)}`, { error: true, ms: 9000 });
+  }
+}
+
+async function onSignInFinished(p) {
+  const wasDevice = state.signIn?.kind === "device";
+  state.signIn = null;
+  setSignInBanner(null);
+  if (wasDevice) closeDeviceDialog();
+  if (p.status === "added") {
+    state.scopesEdited = false;
+    await refreshAccounts({ select: p.account?.id });
+    toast(`Signed in as ${p.account?.username ?? "the new account"}.`);
+  } else if (p.status === "cancelled") {
+    toast("Sign-in cancelled.");
+    if (wasDevice) setDeviceStatus("Sign-in cancelled.");
+  } else {
+    toast(`Sign-in failed: ${p.message}`, { error: true, ms: 12000 });
+  }
+}
+
+function signInAgain() {
+  const a = selected();
+  if (!a) return;
+  const profile = profileOf(a.profile);
+  const method = profile?.sign_in ?? "embedded";
+  startSignIn({ profile: a.profile, method, account: accountRef(a), scopes: currentScopes() });
+}
+
+// ---------------------------------------------------------------- sign-out
+
+async function signOut() {
+  const a = selected();
+  if (!a) return;
+  const ok = await confirmDialog({
+    title: `Sign out ${a.username}?`,
+    text: `Tessera forgets this account's tokens and the ${a.profile} sign-in window's cookies, so the next sign-in asks for the password again.`,
+    ok: "Sign out",
+  });
+  if (!ok) return;
+  try {
+    await invoke("sign_out", { account: accountRef(a) });
+    toast(`Signed out ${a.username}.`);
+  } catch (e) {
+    toast(`Could not sign out: ${errorMessage(e)}`, { error: true, ms: 8000 });
+  }
+  await refreshAccounts();
+}
+
+async function signOutAll() {
+  const n = state.accounts.length;
+  if (n === 0) return;
+  const ok = await confirmDialog({
+    title: "Sign out of all accounts?",
+    text: `Tessera forgets the tokens of ${n} account${n === 1 ? "" : "s"} and every sign-in window's cookies.`,
+    ok: "Sign out of all",
+  });
+  if (!ok) return;
+  try {
+    const r = await invoke("sign_out_all");
+    toast(`Signed out of ${r.accounts} account${r.accounts === 1 ? "" : "s"}.`);
+  } catch (e) {
+    toast(`Could not sign out: ${errorMessage(e)}`, { error: true, ms: 8000 });
+  }
+  await refreshAccounts();
+}
+
+// ---------------------------------------------------------------- profiles
+
+export async function refreshProfiles() {
+  try {
+    state.profiles = await invoke("list_profiles");
+  } catch (e) {
+    toast(`Could not read the profiles: ${errorMessage(e)}`, { error: true, ms: 8000 });
+  }
+  return state.profiles;
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $("add-account").addEventListener("click", addAccount);
+  $("empty-add").addEventListener("click", addAccount);
+  $("open-profiles").addEventListener("click", async () => {
+    await openProfiles();
+    await refreshProfiles();
+    await refreshAccounts();
+  });
+  $("open-settings").addEventListener("click", () => openSettings());
+  $("sign-out-all").addEventListener("click", signOutAll);
+  $("sign-out").addEventListener("click", signOut);
+  $("copy-token").addEventListener("click", () => copy("raw"));
+  $("copy-header").addEventListener("click", () => copy("header"));
+  $("sign-in-again").addEventListener("click", signInAgain);
+  $("signin-banner-cancel").addEventListener("click", () => invoke("cancel_sign_in").catch(() => {}));
+  $("scope-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.scopesEdited = true;
+    loadToken({});
+  });
+  $("scopes-reset").addEventListener("click", () => {
+    state.scopesEdited = false;
+    const p = profileOf(selected()?.profile);
+    $("scopes").value = (p?.default_scopes ?? []).join(" ");
+    loadToken({});
+  });
+
+  const list = $("accounts");
+  list.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown") moveSelection(1);
+    else if (ev.key === "ArrowUp") moveSelection(-1);
+    else if (ev.key === "Home") moveSelection(-Infinity);
+    else if (ev.key === "End") moveSelection(Infinity);
+    else if (ev.key === "Enter") copy("raw");
+    else return;
+    ev.preventDefault();
+  });
+  const filter = $("filter");
+  filter.addEventListener("input", () => {
+    state.filter = filter.value;
+    const vis = visibleAccounts();
+    if (vis.length && !vis.some((a) => a.id === state.selectedId)) select(vis[0].id);
+    else renderList();
+  });
+  filter.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown" || ev.key === "Enter") {
+      ev.preventDefault();
+      list.focus();
+      if (ev.key === "Enter") copy("raw");
+    } else if (ev.key === "Escape") {
+      filter.value = "";
+      state.filter = "";
+      renderList();
+    }
+  });
+  document.addEventListener("keydown", (ev) => {
+    const typing = ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement;
+    if (ev.key === "/" && !typing && !$("filter").hidden) {
+      ev.preventDefault();
+      $("filter").focus();
+    }
+  });
+
+  // The list's "valid until / expiring soon" follows the clock.
+  setInterval(renderListStates, 15000);
+}
+
+function renderListStates() {
+  const now = nowSecs();
+  for (const li of $("accounts").querySelectorAll("li[data-id]")) {
+    const a = state.accounts.find((x) => x.id === li.dataset.id);
+    const badge = li.querySelector(".state");
+    if (!a || !badge) continue;
+    const st = tokenState(a.token, now);
+    badge.className = `state ${st.cls}`;
+    badge.textContent = st.text;
+    badge.title = st.title;
+  }
+}
+
+async function addAccount() {
+  if (state.signIn) {
+    toast("A sign-in is already in progress: finish or cancel it first.");
+    return;
+  }
+  await refreshProfiles();
+  const choice = await openAddDialog(state.profiles);
+  if (choice) await startSignIn(choice);
+}
+
+async function main() {
+  wire();
+  await Promise.all([
+    listen("signin:finished", onSignInFinished),
+    listen("signin:progress", (p) => {
+      if (state.signIn?.kind === "device") setDeviceStatus(p.message);
+      else if (state.signIn) setSignInBanner(p.message);
+    }),
+    listen("clipboard:cleared", () => toast("Clipboard cleared.")),
+    listen("accounts:changed", () => refreshAccounts()),
+  ]);
+  await refreshProfiles();
+  await refreshAccounts();
+  $("accounts").focus();
+}
+
+main().catch((e) => toast(`Tessera could not start: ${errorMessage(e)}`, { error: true, ms: 60000 }));
