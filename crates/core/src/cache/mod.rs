@@ -57,6 +57,7 @@ use crate::secret::{AccessToken, IdTokenString, RefreshToken};
 
 pub mod cipher;
 pub mod memory;
+pub mod msal_file;
 pub mod msal_json;
 pub mod sqlite;
 

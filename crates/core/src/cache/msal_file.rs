@@ -1,0 +1,1180 @@
+//! [`MsalFileStore`]: an MSAL Python token cache file (Azure CLI's
+//! `~/.azure/msal_token_cache.json`, an msal-extensions `FilePersistence`) used directly
+//! as Tessera's token store, shared with the programs that already use it.
+//!
+//! # The file
+//! Read and written as MSAL Python's `SerializableTokenCache.serialize()` writes it, through
+//! [`MsalCacheDocument`]: unknown sections, fields and entries survive every write. The
+//! lookups and write rules are [`MemoryStore`]'s (MSAL's semantics, see [`super`]). A
+//! missing file is an empty cache; it is created (mode 0600, directories 0700) by the
+//! first write. A file that is not an MSAL cache is an error naming the file, and is
+//! never overwritten.
+//!
+//! # Sharing it: what msal-extensions 1.3.1 does, and what this store does
+//! `PersistedTokenCache` (msal-extensions) guards every change with `CrossPlatLock` on
+//! `<file>.lockfile`, next to the file:
+//! 1. it creates the lock file exclusively (`open(path, "x")`), retrying every 0.25 s for
+//!    up to 5 s, and goes on anyway when that fails (a stale lock file);
+//! 2. with the `portalocker` extra installed (Azure CLI has it), `portalocker.Lock`
+//!    opens the lock file (`ab+`) and takes `fcntl.flock(LOCK_EX | LOCK_NB)`, retrying
+//!    every 0.25 s for up to 5 s (then `LockError`); without it, step 1 is the lock and
+//!    its timeout is an error;
+//! 3. it truncates the lock file and writes `"{pid} {sys.argv[0]}"` into it;
+//! 4. inside the lock: reload the file if its mtime is newer than the last load, apply
+//!    the change, write the whole file in place (`O_TRUNC`, mode 0600 on creation);
+//! 5. it unlocks, closes and deletes the lock file.
+//!
+//! Reads (`search`) take no lock: they reload when the mtime is newer than the last
+//! load, and retry a file that does not parse (a write in progress) 3 times, 0.5 s apart.
+//!
+//! This store takes the same lock the same way (exclusive creation, then `flock` on that
+//! file, then `"{pid} {argv0}"`; 5 s before a lock file is treated as stale, 10 s in all
+//! by default), with three differences that only make it safer: after `flock` it checks
+//! that the lock file it holds is still the one at the path (another process may have
+//! deleted it meanwhile) and starts over if not; it deletes the lock file *before*
+//! unlocking; it polls every 5–100 ms instead of every 250 ms. Every change is: lock,
+//! re-read if the file changed, apply, write a temporary file in the same directory,
+//! set its mtime to the exact current time, fsync, rename it over the file, fsync the
+//! directory, unlock. Readers therefore never see half a file written here, and MSAL
+//! Python's mtime check always sees the change (its `_last_sync` was taken before it
+//! released the lock). A symlinked cache file stays a symlink (its target is replaced).
+//! The replacement is mode 0600 even if the old file was more open.
+//!
+//! Reads take no lock either, as msal-extensions: a read whose file looks different from
+//! the last one (device, inode, length, mtime, ctime) re-reads it; if that read is not
+//! clean (the file changed while it was read, is empty, or does not parse: MSAL Python
+//! writes in place) it is read again under the lock, where a file that does not parse
+//! is an error. While the file is unchanged the parsed document is used as is, so a
+//! lookup costs one `stat` (plus the lookup) however big the file. A file modified too
+//! recently for its timestamp to tell two writes apart (within 100 ms of the last check,
+//! 2 s on file systems with whole-second times) is hashed and compared instead, and
+//! re-parsed only if its content changed.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::memory::MemoryStore;
+use super::msal_json::MsalCacheDocument;
+use super::{
+    AccessTokenEntry, AccountEntry, AppMetadataEntry, CredentialQuery, IdTokenEntry,
+    RefreshTokenEntry, TokenStore, TokenWrite,
+};
+use crate::env::{Clock, SystemClock};
+use crate::error::StoreError;
+
+/// How long to wait for the lock in all, by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// After this long, an existing lock file is taken over with `flock` (msal-extensions' 5 s).
+const STALE_LOCK_FILE_AFTER: Duration = Duration::from_secs(5);
+const POLL_MIN: Duration = Duration::from_millis(5);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// An MSAL token cache file as the token store. See the module docs.
+pub struct MsalFileStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+    clock: Arc<dyn Clock>,
+    lock_timeout: Duration,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The cache as last read from (or written to) the file.
+    mem: MemoryStore,
+    /// What the file looked like then; `None`: unknown, read it again.
+    seen: Option<Seen>,
+    /// How many times the file was parsed (tests check that unchanged files are not).
+    parses: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    Missing,
+    File {
+        dev: u64,
+        ino: u64,
+        len: u64,
+        /// Nanoseconds since the epoch.
+        mtime: i128,
+        ctime: i128,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    stamp: Stamp,
+    /// SHA-256 of the content (`None` for a missing file).
+    digest: Option<[u8; 32]>,
+    /// When the content was last known to match `stamp` (nanoseconds since the epoch).
+    checked_at: i128,
+}
+
+impl Seen {
+    /// Could the file have changed since `checked_at` without its stamp changing? Yes
+    /// while its mtime is within the file system's timestamp granularity of that time.
+    fn racy(&self) -> bool {
+        match self.stamp {
+            Stamp::Missing => false,
+            Stamp::File { mtime, .. } => {
+                let window: i128 = if mtime % 1_000_000_000 == 0 {
+                    2_000_000_000
+                } else {
+                    100_000_000
+                };
+                mtime + window > self.checked_at
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MsalFileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsalFileStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+#[cfg(unix)]
+fn stamp_of(m: &Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    Stamp::File {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        ctime: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+    }
+}
+
+#[cfg(not(unix))]
+fn stamp_of(m: &Metadata) -> Stamp {
+    Stamp::File {
+        dev: 0,
+        ino: 0,
+        len: m.len(),
+        mtime: m.modified().map(nanos).unwrap_or(0),
+        ctime: 0,
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What one read of the file found.
+enum Found {
+    Missing,
+    /// The content is what was seen before (same digest): nothing to parse.
+    Same {
+        stamp: Stamp,
+    },
+    Parsed {
+        stamp: Stamp,
+        digest: [u8; 32],
+        doc: Box<MsalCacheDocument>,
+    },
+    /// Not a clean read without the lock (changing, empty, or not parseable).
+    Unclear,
+}
+
+impl MsalFileStore {
+    /// Opens the MSAL token cache at `path` (it need not exist yet). Fails if the file
+    /// exists but is not an MSAL token cache; the file is left as it is.
+    pub fn open(path: &Path) -> Result<MsalFileStore, StoreError> {
+        let store = MsalFileStore {
+            path: path.to_path_buf(),
+            lock_path: sibling(path, ".lockfile"),
+            clock: Arc::new(SystemClock),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            state: Mutex::new(State {
+                mem: MemoryStore::new(),
+                seen: None,
+                parses: 0,
+            }),
+        };
+        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                reason: "it is a directory, not an MSAL token cache file".into(),
+            });
+        }
+        {
+            let mut st = store.lock_state();
+            store.sync(&mut st, false).map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// The clock that expires access tokens and stamps rotated refresh tokens.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Arc::clone(&clock);
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        st.mem = MemoryStore::from_document(st.mem.snapshot()).with_clock(clock);
+        self
+    }
+
+    /// How long a change waits for another program's lock before failing (default 10 s).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lock file msal-extensions uses: `<file>.lockfile`.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    /// The whole cache as it is in the file now.
+    pub fn snapshot(&self) -> Result<MsalCacheDocument, StoreError> {
+        Ok(self.fresh()?.mem.snapshot())
+    }
+
+    /// Changes the document under the lock and writes it back (one atomic replacement),
+    /// whatever `change` did. For imports, exports and repairs that go beyond
+    /// [`TokenStore`]'s operations.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut MsalCacheDocument) -> R,
+    ) -> Result<R, StoreError> {
+        self.change(|st| {
+            let mut doc = st.mem.snapshot();
+            let r = change(&mut doc);
+            st.mem = MemoryStore::from_document(doc).with_clock(Arc::clone(&self.clock));
+            Ok((true, r))
+        })
+    }
+
+    /// How many times the file has been parsed by this store (for tests and benchmarks).
+    pub fn parse_count(&self) -> u64 {
+        self.lock_state().parses
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is made whole (or `seen` is cleared first), so a
+        // poisoned lock still guards a usable state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, brought up to date with the file.
+    fn fresh(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        let mut st = self.lock_state();
+        self.sync(&mut st, false)?;
+        Ok(st)
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&MemoryStore) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let st = self.fresh()?;
+        f(&st.mem)
+    }
+
+    /// Lock, bring up to date, apply `f` (which says whether it changed anything), write
+    /// the file if it did, unlock.
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<(bool, R), StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut st = self.lock_state();
+        let _lock = FileLock::acquire(&self.lock_path, self.lock_timeout)?;
+        self.sync(&mut st, true)?;
+        // Until the file is written, the memory may differ from it.
+        let seen = st.seen.take();
+        let (changed, r) = f(&mut st)?;
+        if !changed {
+            st.seen = seen;
+            return Ok(r);
+        }
+        let text = st.mem.to_msal_json();
+        let checked_at = nanos(SystemTime::now());
+        let stamp = self.persist(text.as_bytes())?;
+        st.seen = Some(Seen {
+            stamp,
+            digest: Some(Sha256::digest(text.as_bytes()).into()),
+            checked_at,
+        });
+        tracing::debug!(path = %self.path.display(), bytes = text.len(), "MSAL token cache written");
+        Ok(r)
+    }
+
+    fn stat(&self) -> Result<Stamp, StoreError> {
+        match fs::metadata(&self.path) {
+            Ok(m) => Ok(stamp_of(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Stamp::Missing),
+            Err(e) => Err(self.io_err("cannot read", e)),
+        }
+    }
+
+    fn io_err(&self, what: &str, e: io::Error) -> StoreError {
+        StoreError::Io(format!(
+            "{what} the MSAL token cache {}: {e}",
+            self.path.display()
+        ))
+    }
+
+    /// Brings `st` up to date with the file. `locked`: this process holds the file lock,
+    /// so the file is complete and a file that does not parse is an error.
+    fn sync(&self, st: &mut State, locked: bool) -> Result<(), StoreError> {
+        if let Some(seen) = st.seen {
+            if seen.stamp == self.stat()? && !seen.racy() {
+                return Ok(());
+            }
+        }
+        let known = st.seen.and_then(|s| s.digest);
+        let checked_at = nanos(SystemTime::now());
+        let found = match self.read_file(known, locked)? {
+            Found::Unclear => {
+                debug_assert!(!locked);
+                let _lock = FileLock::acquire(&self.lock_path, self.lock_timeout)?;
+                self.read_file(known, true)?
+            }
+            found => found,
+        };
+        match found {
+            Found::Missing => {
+                if !matches!(
+                    st.seen,
+                    Some(Seen {
+                        stamp: Stamp::Missing,
+                        ..
+                    })
+                ) {
+                    st.mem = MemoryStore::new().with_clock(Arc::clone(&self.clock));
+                }
+                st.seen = Some(Seen {
+                    stamp: Stamp::Missing,
+                    digest: None,
+                    checked_at,
+                });
+            }
+            Found::Same { stamp } => {
+                st.seen = Some(Seen {
+                    stamp,
+                    digest: known,
+                    checked_at,
+                });
+            }
+            Found::Parsed { stamp, digest, doc } => {
+                st.mem = MemoryStore::from_document(*doc).with_clock(Arc::clone(&self.clock));
+                st.parses += 1;
+                st.seen = Some(Seen {
+                    stamp,
+                    digest: Some(digest),
+                    checked_at,
+                });
+                tracing::debug!(path = %self.path.display(), "MSAL token cache (re)loaded");
+            }
+            Found::Unclear => unreachable!("a locked read is never unclear"),
+        }
+        Ok(())
+    }
+
+    /// Reads the file once. Without the lock, anything but a clean read is `Unclear`.
+    fn read_file(&self, known: Option<[u8; 32]>, locked: bool) -> Result<Found, StoreError> {
+        let mut f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+            Err(e) => return Err(self.io_err("cannot open", e)),
+        };
+        let before = f.metadata().map_err(|e| self.io_err("cannot read", e))?;
+        if before.is_dir() {
+            return Err(StoreError::Io(format!(
+                "the MSAL token cache {} is a directory",
+                self.path.display()
+            )));
+        }
+        let mut bytes = Vec::with_capacity(before.len() as usize + 1);
+        f.read_to_end(&mut bytes)
+            .map_err(|e| self.io_err("cannot read", e))?;
+        let after = f.metadata().map_err(|e| self.io_err("cannot read", e))?;
+        let stamp = stamp_of(&after);
+        if !locked && (stamp_of(&before) != stamp || bytes.len() as u64 != after.len()) {
+            return Ok(Found::Unclear);
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if known == Some(digest) {
+            return Ok(Found::Same { stamp });
+        }
+        let not_a_cache = |detail: String| {
+            StoreError::Format(format!(
+                "{} is not a usable MSAL token cache ({detail}); it was left untouched",
+                self.path.display()
+            ))
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) if !locked => return Ok(Found::Unclear),
+            Err(_) => return Err(not_a_cache("it is not UTF-8 text".into())),
+        };
+        if !locked && text.trim().is_empty() {
+            // MSAL Python truncates before it writes: only the lock tells "empty" apart.
+            return Ok(Found::Unclear);
+        }
+        match text.parse::<MsalCacheDocument>() {
+            Ok(doc) => Ok(Found::Parsed {
+                stamp,
+                digest,
+                doc: Box::new(doc),
+            }),
+            Err(_) if !locked => Ok(Found::Unclear),
+            Err(e) => Err(not_a_cache(e.to_string())),
+        }
+    }
+
+    /// Replaces the file with `content`: temporary file in the same directory (0600),
+    /// exact mtime, fsync, rename, fsync of the directory. Returns the new file's stamp.
+    fn persist(&self, content: &[u8]) -> Result<Stamp, StoreError> {
+        let err = |what: &str, e: io::Error| self.io_err(what, e);
+        // Replace a symlink's target, not the symlink.
+        let target = match fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(&self.path).map_err(|e| err("cannot resolve the symlink to", e))?
+            }
+            _ => self.path.clone(),
+        };
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            create_dir(&dir).map_err(|e| err("cannot create the directory of", e))?;
+        }
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "msal_token_cache".into());
+        let tmp = dir.join(format!(
+            ".{name}.tessera-{}-{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let write_tmp = || -> io::Result<()> {
+            let mut f = create_new(&tmp)?;
+            f.write_all(content)?;
+            // The exact time, not the file system's coarse clock: MSAL Python reloads
+            // only when the mtime is newer than its last load.
+            f.set_modified(SystemTime::now())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &target)
+        };
+        if let Err(e) = write_tmp() {
+            let _ = fs::remove_file(&tmp);
+            return Err(err("cannot write", e));
+        }
+        #[cfg(unix)]
+        if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+            tracing::debug!(error = %e, "fsync of the cache directory failed");
+        }
+        let m = fs::metadata(&target).map_err(|e| err("cannot read", e))?;
+        Ok(stamp_of(&m))
+    }
+}
+
+impl TokenStore for MsalFileStore {
+    fn describe(&self) -> String {
+        format!(
+            "MSAL token cache file {} (MSAL Python's format, shared with MSAL Python and Azure CLI; not encrypted)",
+            self.path.display()
+        )
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountEntry>, StoreError> {
+        self.read(|m| m.accounts())
+    }
+
+    fn access_tokens(&self, q: &CredentialQuery<'_>) -> Result<Vec<AccessTokenEntry>, StoreError> {
+        self.read(|m| m.access_tokens(q))
+    }
+
+    fn refresh_tokens(
+        &self,
+        q: &CredentialQuery<'_>,
+        family_id: Option<&str>,
+    ) -> Result<Vec<RefreshTokenEntry>, StoreError> {
+        self.read(|m| m.refresh_tokens(q, family_id))
+    }
+
+    fn id_token(&self, q: &CredentialQuery<'_>) -> Result<Option<IdTokenEntry>, StoreError> {
+        self.read(|m| m.id_token(q))
+    }
+
+    fn app_metadata(
+        &self,
+        environments: &[String],
+        client_id: &str,
+    ) -> Result<Option<AppMetadataEntry>, StoreError> {
+        self.read(|m| m.app_metadata(environments, client_id))
+    }
+
+    fn write(&self, w: TokenWrite) -> Result<(), StoreError> {
+        let empty = w.access_token.is_none()
+            && w.refresh_token.is_none()
+            && w.id_token.is_none()
+            && w.account.is_none()
+            && w.app_metadata.is_none()
+            && w.rotated_refresh_token.is_none();
+        if empty {
+            return Ok(());
+        }
+        self.change(|st| st.mem.write(w).map(|()| (true, ())))
+    }
+
+    fn remove_account(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+    ) -> Result<usize, StoreError> {
+        self.change(|st| {
+            let n = st.mem.remove_account(home_account_id, environments)?;
+            Ok((n > 0, n))
+        })
+    }
+}
+
+/// msal-extensions' `CrossPlatLock` on `<file>.lockfile`, held until dropped.
+struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, StoreError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let stale_at = start + STALE_LOCK_FILE_AFTER.min(timeout);
+        let mut poll = POLL_MIN;
+        let mut wait = |until: Instant| -> bool {
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            std::thread::sleep(poll.min(until - now));
+            poll = (poll * 2).min(POLL_MAX);
+            true
+        };
+        let err = |what: &str, e: io::Error| {
+            StoreError::Io(format!(
+                "cannot {what} the lock file {}: {e}",
+                path.display()
+            ))
+        };
+        loop {
+            // 1. Create the lock file exclusively (msal-extensions' first step); after
+            //    5 s an existing one counts as stale and is opened instead.
+            let file = loop {
+                match create_new(path) {
+                    Ok(f) => break f,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !wait(stale_at) {
+                            match OpenOptions::new()
+                                .read(true)
+                                .write(true)
+                                .create(true)
+                                .truncate(false)
+                                .open(path)
+                            {
+                                Ok(f) => break f,
+                                Err(e) => return Err(err("open", e)),
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // The cache's directory does not exist yet.
+                        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                        let Some(dir) = dir.filter(|d| !d.is_dir()) else {
+                            return Err(err("create", e));
+                        };
+                        create_dir(dir).map_err(|e| err("create the directory of", e))?;
+                    }
+                    Err(e) => return Err(err("create", e)),
+                }
+            };
+            // 2. flock it (portalocker's LOCK_EX | LOCK_NB, retried).
+            loop {
+                match try_flock(&file) {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        if !wait(deadline) {
+                            return Err(Self::timed_out(path, timeout));
+                        }
+                    }
+                    Err(e) => return Err(err("lock", e)),
+                }
+            }
+            // 3. Is it still the lock file, or was it deleted while we waited?
+            if same_file(&file, path) {
+                let mut file = file;
+                let holder = format!(
+                    "{} {}",
+                    std::process::id(),
+                    std::env::args_os()
+                        .next()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                );
+                // Content is informational (msal-extensions writes the same); a failure
+                // to write it does not matter.
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.write_all(holder.as_bytes()));
+                return Ok(FileLock {
+                    file,
+                    path: path.to_path_buf(),
+                });
+            }
+            drop(file);
+            if Instant::now() >= deadline {
+                return Err(Self::timed_out(path, timeout));
+            }
+        }
+    }
+
+    fn timed_out(path: &Path, timeout: Duration) -> StoreError {
+        let holder = fs::read_to_string(path)
+            .ok()
+            .map(|s| s.chars().take(200).collect::<String>())
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| format!(" (it names process {})", s.trim()))
+            .unwrap_or_default();
+        StoreError::Io(format!(
+            "the MSAL token cache is locked by another program: the lock file {}{holder} was not \
+             released within {} s. If no program is using the cache, delete the lock file.",
+            path.display(),
+            timeout.as_secs_f32()
+        ))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Delete first, then unlock: a process that was waiting in flock on this file
+        // then sees it is gone (and starts over) instead of sharing the lock.
+        if let Err(e) = fs::remove_file(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::debug!(error = %e, "cannot delete the lock file");
+            }
+        }
+        unlock(&self.file);
+    }
+}
+
+/// Creates `path` exclusively, mode 0600.
+fn create_new(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+/// Creates a directory and its parents, mode 0700.
+fn create_dir(dir: &Path) -> io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+#[cfg(unix)]
+fn try_flock(file: &File) -> io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: flock on a file descriptor this `File` owns for the whole call.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn unlock(file: &File) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: as above; closing the file would release the lock too.
+    unsafe {
+        libc::flock(file.as_raw_fd(), libc::LOCK_UN);
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+// Elsewhere the exclusive creation of the lock file is the lock (msal-extensions without
+// portalocker).
+#[cfg(not(unix))]
+fn try_flock(_file: &File) -> io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn unlock(_file: &File) {}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::FixedClock;
+    use crate::secret::{AccessToken, RefreshToken};
+    use serde_json::Map;
+
+    const MSAL: &str = include_str!("testdata/msal_python_cache.json");
+    const FOREIGN: &str = include_str!("testdata/msal_python_cache_foreign.json");
+    /// The fixtures' time: their access tokens are still valid.
+    const FIXTURE_NOW: i64 = 1_700_000_100;
+
+    fn account(home: &str) -> AccountEntry {
+        AccountEntry {
+            home_account_id: home.into(),
+            environment: "login.example.test".into(),
+            realm: "tenant".into(),
+            local_account_id: home.into(),
+            username: format!("{home}@example.test"),
+            authority_type: "MSSTS".into(),
+            account_source: Some("authorization_code".into()),
+            name: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn access_token(home: &str, secret: &str, expires_on: i64) -> AccessTokenEntry {
+        AccessTokenEntry {
+            home_account_id: home.into(),
+            environment: "login.example.test".into(),
+            client_id: "client".into(),
+            realm: "tenant".into(),
+            target: "api:read".into(),
+            secret: AccessToken::new(secret.into()),
+            token_type: "Bearer".into(),
+            cached_at: expires_on - 3600,
+            expires_on,
+            extended_expires_on: Some(expires_on),
+            refresh_on: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn query<'a>(home: &'a str, envs: &'a [String]) -> CredentialQuery<'a> {
+        CredentialQuery {
+            home_account_id: home,
+            environments: envs,
+            client_id: "client",
+            realm: None,
+        }
+    }
+
+    fn envs() -> Vec<String> {
+        vec!["login.example.test".into()]
+    }
+
+    fn homes(store: &dyn TokenStore) -> Vec<String> {
+        store
+            .accounts()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.home_account_id)
+            .collect()
+    }
+
+    fn write_account(store: &MsalFileStore, home: &str) {
+        store
+            .write(TokenWrite {
+                account: Some(account(home)),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_cache_created_0600_by_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/msal_token_cache.json");
+        let store = MsalFileStore::open(&path).unwrap();
+        assert!(store.accounts().unwrap().is_empty());
+        assert!(!path.exists(), "reading creates nothing");
+        write_account(&store, "alice");
+        let text = fs::read_to_string(&path).unwrap();
+        let doc: MsalCacheDocument = text.parse().unwrap();
+        assert_eq!(doc.accounts.len(), 1);
+        assert_eq!(text, doc.to_string_pretty(), "MSAL Python's layout");
+        assert!(text
+            .starts_with("{\n    \"Account\": {\n        \"alice-login.example.test-tenant\": {"));
+        assert!(
+            !store.lock_path().exists(),
+            "the lock file is deleted after the write"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            ["msal_token_cache.json"],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn msal_pythons_file_is_served_and_everything_unknown_survives_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        fs::write(&path, FOREIGN).unwrap();
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_clock(Arc::new(FixedClock::new(FIXTURE_NOW)));
+        let original: MsalCacheDocument = FOREIGN.parse().unwrap();
+        assert_eq!(store.accounts().unwrap().len(), original.accounts.len());
+        let alice = "a11ce000-0000-4000-8000-00000000a11c.11111111-aaaa-4aaa-aaaa-111111111111";
+        let envs = vec!["login.microsoftonline.com".to_string()];
+        let q = CredentialQuery {
+            home_account_id: alice,
+            environments: &envs,
+            client_id: "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+            realm: Some("11111111-aaaa-4aaa-aaaa-111111111111"),
+        };
+        let ats = store.access_tokens(&q).unwrap();
+        assert!(ats
+            .iter()
+            .any(|a| a.secret.secret() == "at-alice-cli-graph-secret"));
+
+        write_account(&store, "zed");
+        let mut after: MsalCacheDocument = fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert_eq!(
+            after.unknown_sections().keys().collect::<Vec<_>>(),
+            ["FutureSection"]
+        );
+        assert!(after.accounts.remove("zed-login.example.test-tenant"));
+        assert_eq!(
+            after.to_string_pretty(),
+            FOREIGN,
+            "apart from the new entry, the file is byte for byte what MSAL Python wrote"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_msal_cache_is_an_error_naming_it_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        fs::write(&path, "{\"AccessToken\": [1, 2").unwrap();
+        let err = MsalFileStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("not valid JSON"), "{err}");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\"AccessToken\": [1, 2"
+        );
+
+        // Corrupted after opening: reads and writes fail, the file stays as it is.
+        fs::write(&path, MSAL).unwrap();
+        let store = MsalFileStore::open(&path).unwrap();
+        fs::write(&path, "[]").unwrap();
+        let err = store.accounts().unwrap_err().to_string();
+        assert!(
+            err.contains("not a JSON object") && err.contains("cache.json"),
+            "{err}"
+        );
+        let err = store
+            .write(TokenWrite {
+                account: Some(account("x")),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "[]");
+        assert!(!store.lock_path().exists());
+
+        fs::create_dir(dir.path().join("d")).unwrap();
+        let err = MsalFileStore::open(&dir.path().join("d")).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        fs::write(&path, "").unwrap();
+        let store = MsalFileStore::open(&path).unwrap();
+        assert!(store.accounts().unwrap().is_empty());
+        write_account(&store, "alice");
+        assert_eq!(homes(&store), ["alice"]);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_parsed_once_and_a_changed_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        fs::write(&path, MSAL).unwrap();
+        let store = MsalFileStore::open(&path).unwrap();
+        assert_eq!(store.parse_count(), 1);
+        for _ in 0..20 {
+            store.accounts().unwrap();
+            store.access_tokens(&query("alice", &envs())).unwrap();
+        }
+        assert_eq!(
+            store.parse_count(),
+            1,
+            "no re-parse while the file is unchanged"
+        );
+
+        // Same content rewritten (another program saving without changes): hashed, not parsed.
+        fs::write(&path, MSAL).unwrap();
+        store.accounts().unwrap();
+        assert_eq!(store.parse_count(), 1);
+
+        // Another writer changes it: seen by the next read.
+        let other = MsalFileStore::open(&path).unwrap();
+        write_account(&other, "from-other");
+        assert!(homes(&store).contains(&"from-other".to_string()));
+        assert_eq!(store.parse_count(), 2);
+
+        // Our own write is not read back.
+        write_account(&store, "mine");
+        let before = store.parse_count();
+        assert!(homes(&store).contains(&"mine".to_string()));
+        assert_eq!(store.parse_count(), before);
+    }
+
+    #[test]
+    fn writes_merge_with_what_other_writers_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let a = MsalFileStore::open(&path).unwrap();
+        let b = MsalFileStore::open(&path).unwrap();
+        write_account(&a, "a1");
+        write_account(&b, "b1"); // b never read a1, but re-reads under the lock
+        write_account(&a, "a2");
+        assert_eq!(homes(&b), ["a1", "a2", "b1"]);
+        assert_eq!(b.remove_account("a1", &envs()).unwrap(), 1);
+        assert_eq!(homes(&a), ["a2", "b1"]);
+    }
+
+    #[test]
+    fn concurrent_writers_in_threads_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let path = path.clone();
+                s.spawn(move || {
+                    let store = MsalFileStore::open(&path).unwrap();
+                    for i in 0..15 {
+                        let home = format!("t{t}-{i}");
+                        store
+                            .write(TokenWrite {
+                                account: Some(account(&home)),
+                                access_token: Some(access_token(&home, &home, i64::MAX / 2)),
+                                ..Default::default()
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let doc: MsalCacheDocument = fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert_eq!((doc.accounts.len(), doc.access_tokens.len()), (60, 60));
+    }
+
+    #[test]
+    fn rotation_and_sign_out_change_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path).unwrap();
+        let rt = RefreshTokenEntry {
+            home_account_id: "alice".into(),
+            environment: "login.example.test".into(),
+            client_id: "client".into(),
+            target: "api:read".into(),
+            secret: RefreshToken::new("rt-1".into()),
+            family_id: None,
+            last_modification_time: Some(1),
+            extra: Map::new(),
+        };
+        let key = super::super::refresh_token_key(&rt);
+        store
+            .write(TokenWrite {
+                account: Some(account("alice")),
+                refresh_token: Some(rt),
+                ..Default::default()
+            })
+            .unwrap();
+        store
+            .write(TokenWrite {
+                rotated_refresh_token: Some((key.clone(), RefreshToken::new("rt-2".into()))),
+                ..Default::default()
+            })
+            .unwrap();
+        let doc: MsalCacheDocument = fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert_eq!(
+            doc.refresh_tokens.get(&key).unwrap().secret.secret(),
+            "rt-2"
+        );
+        let again = MsalFileStore::open(&path).unwrap();
+        assert_eq!(
+            again
+                .refresh_tokens(&query("alice", &envs()), None)
+                .unwrap()[0]
+                .secret
+                .secret(),
+            "rt-2"
+        );
+        assert_eq!(store.remove_account("alice", &envs()).unwrap(), 2);
+        let doc: MsalCacheDocument = fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert!(doc.accounts.is_empty() && doc.refresh_tokens.is_empty());
+        assert!(again.accounts().unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_held_lock_makes_writers_wait_and_then_fail_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(400));
+        let held = FileLock::acquire(store.lock_path(), Duration::from_secs(1)).unwrap();
+        let holder = fs::read_to_string(store.lock_path()).unwrap();
+        assert!(
+            holder.starts_with(&format!("{} ", std::process::id())),
+            "{holder}"
+        );
+        let started = Instant::now();
+        let err = store
+            .write(TokenWrite {
+                account: Some(account("alice")),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(
+            err.contains("locked by another program") && err.contains(".lockfile"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&std::process::id().to_string()),
+            "names the holder: {err}"
+        );
+        assert!(!path.exists(), "nothing written");
+        drop(held);
+        assert!(!store.lock_path().exists());
+        write_account(&store, "alice");
+        assert_eq!(homes(&store), ["alice"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_released_lock_lets_a_waiting_writer_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path).unwrap();
+        let held = FileLock::acquire(store.lock_path(), Duration::from_secs(1)).unwrap();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                drop(held);
+            });
+            write_account(&store, "alice");
+        });
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(homes(&store), ["alice"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_lock_file_nobody_holds_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_secs(2));
+        // Left behind by a crashed process: exists, but no flock on it.
+        fs::write(store.lock_path(), "99999 crashed.py").unwrap();
+        let started = Instant::now();
+        write_account(&store, "alice");
+        // The stale wait is half the timeout here (5 s by default, as msal-extensions).
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(homes(&store), ["alice"]);
+        assert!(!store.lock_path().exists(), "and cleaned up");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_cache_stays_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let link = dir.path().join("link.json");
+        fs::write(&real, MSAL).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let store = MsalFileStore::open(&link).unwrap();
+        write_account(&store, "zed");
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let doc: MsalCacheDocument = fs::read_to_string(&real).unwrap().parse().unwrap();
+        assert!(doc.accounts.get("zed-login.example.test-tenant").is_some());
+    }
+
+    #[test]
+    fn debug_and_describe_show_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        fs::write(&path, MSAL).unwrap();
+        let store = MsalFileStore::open(&path).unwrap();
+        let shown = format!("{store:?} {}", store.describe());
+        assert!(shown.contains("cache.json"));
+        for secret in ["at-alice", "rt-alice", "at-bob", "eyJ"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
