@@ -346,7 +346,7 @@ fn start(
                 .clone()
                 .or_else(|| session.map(|u| u.login.to_string()))
                 .unwrap_or_default();
-            sign_in_response(st, &req, &prefill, None)
+            sign_in_response(&req, &prefill, None)
         }
         Some("none") => match session {
             Some(u) if hint_matches(u) => {
@@ -376,7 +376,7 @@ fn start(
         },
         Some("consent") => match session {
             Some(u) if hint_matches(u) => consent_response(st, &req, u, None),
-            _ => sign_in_response(st, &req, req.login_hint.as_deref().unwrap_or(""), None),
+            _ => sign_in_response(&req, req.login_hint.as_deref().unwrap_or(""), None),
         },
         _ => match session {
             Some(u) if hint_matches(u) => {
@@ -387,7 +387,7 @@ fn start(
                     consent_response(st, &req, u, None)
                 }
             }
-            _ => sign_in_response(st, &req, req.login_hint.as_deref().unwrap_or(""), None),
+            _ => sign_in_response(&req, req.login_hint.as_deref().unwrap_or(""), None),
         },
     }
 }
@@ -396,8 +396,7 @@ fn authorize_path(r: &AuthRequest) -> String {
     format!("/{}/oauth2/v2.0/authorize", r.tenant_segment)
 }
 
-fn sign_in_response(st: &AppState, r: &AuthRequest, login: &str, error: Option<&str>) -> Response {
-    let _ = st;
+fn sign_in_response(r: &AuthRequest, login: &str, error: Option<&str>) -> Response {
     let action = authorize_path(r);
     let mut users = r.tenant.users();
     if let Some(dh) = r.domain_hint.as_deref() {
@@ -559,7 +558,7 @@ fn credentials_step(
         }
         Err(msg) => {
             tracing::info!("sign-in refused: {}", msg.split(" (").next().unwrap_or(""));
-            sign_in_response(st, &req, login.trim(), Some(&msg))
+            sign_in_response(&req, login.trim(), Some(&msg))
         }
     }
 }

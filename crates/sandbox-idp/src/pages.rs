@@ -119,9 +119,10 @@ pub fn sign_in(p: &SignIn<'_>) -> String {
          <form method=\"post\" action=\"{action}\" autocomplete=\"off\">\n{hidden}\
          <label for=\"login\">Email or username</label>\n\
          <input type=\"text\" id=\"login\" name=\"login\" value=\"{login}\" autocomplete=\"username\" \
-         autocapitalize=\"off\" spellcheck=\"false\" required autofocus>\n\
+         autocapitalize=\"off\" spellcheck=\"false\" required{focus_login}>\n\
          <label for=\"password\">Password</label>\n\
-         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\n\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" \
+         required{focus_password}>\n\
          <p class=\"hint\">Demo accounts use the password <code>{pw}</code>.</p>\n\
          <div class=\"buttons\"><button type=\"submit\" id=\"next\">Sign in</button></div>\n</form>\n\
          <h2>Demo accounts</h2>\n<ul class=\"accounts\">\n{accounts}</ul>\n",
@@ -131,6 +132,9 @@ pub fn sign_in(p: &SignIn<'_>) -> String {
         hidden = hidden_fields(&p.hidden),
         login = esc(p.login),
         pw = DEMO_PASSWORD,
+        // Focus the first empty field.
+        focus_login = if p.login.is_empty() { " autofocus" } else { "" },
+        focus_password = if p.login.is_empty() { "" } else { " autofocus" },
     );
     layout("Sign in to your account", &content)
 }
