@@ -60,6 +60,7 @@ pub mod memory;
 pub mod msal_file;
 pub mod msal_json;
 pub mod sqlite;
+pub mod transfer;
 
 pub use cipher::{AesGcmCipher, Cipher, PlaintextCipher, StoreKey};
 pub use memory::MemoryStore;
