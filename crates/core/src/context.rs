@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::app::{Account, Deps, PublicClientApplication};
-use crate::cache::{Cipher, PlaintextCipher, SqliteStore, TokenStore};
+use crate::cache::TokenStore;
 use crate::env::{OsEntropy, SystemClock};
 use crate::error::{Error, Result};
 use crate::http::{HttpClient, HttpConfig, ReqwestClient};
+use crate::keystore::{open_store, plaintext_allowed, StoreInfo, StoreOptions};
 use crate::paths::Paths;
 use crate::profile::{Profile, Profiles};
 
@@ -24,6 +25,8 @@ pub struct Tessera {
     paths: Paths,
     profiles: Profiles,
     store: Arc<dyn TokenStore>,
+    /// How the store was opened (`None` when it was handed in by `with_parts`).
+    store_info: Option<StoreInfo>,
     http: Arc<dyn HttpClient>,
     /// One app per profile (it memoizes discovery), keyed by lower-cased name; the
     /// profile it was built from is kept so an edited profile gets a fresh app.
@@ -40,27 +43,31 @@ impl std::fmt::Debug for Tessera {
     }
 }
 
-/// How stored secrets are sealed. The one place to change when the store key moves
-/// to the OS keyring.
-fn store_cipher() -> Arc<dyn Cipher> {
-    Arc::new(PlaintextCipher)
-}
-
 impl Tessera {
     /// Resolve the paths (`home`, else `TESSERA_HOME`, else XDG), create the folders,
-    /// load the profiles, open the SQLite store and the HTTP client.
+    /// load the profiles, open the SQLite store and the HTTP client. The store is
+    /// encrypted with a key from the OS keyring; unencrypted only where no keyring can be
+    /// reached and `TESSERA_ALLOW_PLAINTEXT=1` or `allow_plaintext = true` in
+    /// `config.toml` allows it (see [`crate::keystore`]).
     pub fn open(home: Option<&Path>) -> Result<Tessera> {
+        Self::open_with(home, &StoreOptions::default())
+    }
+
+    /// [`Self::open`] with options: `allow_plaintext` (the CLI's `--allow-plaintext`; the
+    /// environment and `config.toml` can allow it too, never forbid it) and the key store.
+    pub fn open_with(home: Option<&Path>, options: &StoreOptions) -> Result<Tessera> {
         let paths = Paths::resolve(home)?;
         paths.ensure()?;
         let profiles = Profiles::load(&paths.profiles_file())?;
-        let store = SqliteStore::open(&paths.store_file(), store_cipher())?;
+        let options = StoreOptions {
+            allow_plaintext: options.allow_plaintext || plaintext_allowed(&paths.config_dir)?,
+            keystore: options.keystore.clone(),
+        };
+        let opened = open_store(&paths.store_file(), &options)?;
         let http = ReqwestClient::new(&HttpConfig::default())?;
-        Ok(Self::with_parts(
-            paths,
-            profiles,
-            Arc::new(store),
-            Arc::new(http),
-        ))
+        let mut t = Self::with_parts(paths, profiles, Arc::new(opened.store), Arc::new(http));
+        t.store_info = Some(opened.info);
+        Ok(t)
     }
 
     /// Assemble from parts (tests: a memory store, a scripted HTTP client).
@@ -74,6 +81,7 @@ impl Tessera {
             paths,
             profiles,
             store,
+            store_info: None,
             http,
             apps: Mutex::new(HashMap::new()),
         }
@@ -95,6 +103,12 @@ impl Tessera {
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.store
+    }
+
+    /// The store's path, protection and key location (`None` for a store handed to
+    /// [`Self::with_parts`]).
+    pub fn store_info(&self) -> Option<&StoreInfo> {
+        self.store_info.as_ref()
     }
 
     pub fn http(&self) -> &Arc<dyn HttpClient> {
@@ -382,13 +396,37 @@ mod tests {
     fn open_creates_the_home_and_the_store() {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let t = Tessera::open(Some(&home)).unwrap();
+        let keys = Arc::new(crate::keystore::tests::MemoryKeys::default());
+        let options = StoreOptions {
+            allow_plaintext: false,
+            keystore: Some(keys.clone() as Arc<dyn crate::keystore::KeyStore>),
+        };
+        let t = Tessera::open_with(Some(&home), &options).unwrap();
         assert_eq!(t.paths().store_file(), home.join("store.db"));
         assert!(home.join("store.db").is_file());
         assert!(t.profiles().get("Microsoft").is_some());
+        let info = t.store_info().unwrap();
+        assert_eq!(info.protection, crate::keystore::StoreProtection::Encrypted);
+        assert_eq!(info.path, home.join("store.db"));
         drop(t);
+        // No keyring: plaintext only when config.toml (or the flag, or the variable) says so.
+        keys.unreachable
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let other = tmp.path().join("other");
+        if std::env::var_os(crate::keystore::ALLOW_PLAINTEXT_ENV).is_none() {
+            let err = Tessera::open_with(Some(&other), &options).unwrap_err();
+            assert_eq!(err.exit_code(), 5, "{err}");
+            std::fs::write(other.join("config.toml"), "allow_plaintext = true\n").unwrap();
+            let t = Tessera::open_with(Some(&other), &options).unwrap();
+            assert_eq!(
+                t.store_info().unwrap().protection,
+                crate::keystore::StoreProtection::Plaintext
+            );
+        }
         std::fs::write(home.join("profiles.toml"), "[[profile]\n").unwrap();
-        let err = Tessera::open(Some(&home)).unwrap_err().to_string();
+        let err = Tessera::open_with(Some(&home), &options)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("profiles.toml") && err.contains("line 1"),
             "{err}"

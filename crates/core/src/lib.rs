@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod id_token;
 pub mod jwt;
+pub mod keystore;
 pub mod paths;
 pub mod profile;
 pub mod refresh;
