@@ -2,3 +2,4 @@ mod cli;
 mod engine;
 mod support_smoke;
 mod oidc;
+mod msal_interop;

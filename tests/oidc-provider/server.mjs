@@ -4,6 +4,13 @@
 //   node server.mjs --port 0 [--access-token-ttl 3600] [--id-token-ttl 3600]
 //                   [--refresh-token-ttl 1209600] [--device-code-ttl 600]
 //                   [--session-ttl 1209600] [--ignore-stdin]
+//                   [--tls-cert cert.pem --tls-key key.pem] [--issuer-path /tenant]
+//
+// --tls-cert/--tls-key: serve https with this certificate chain and key (PEM); the
+// issuer is then https://127.0.0.1:PORT. MSAL Python accepts only https authorities.
+// --issuer-path: the issuer gets this path (https://127.0.0.1:PORT/tenant) and every
+// endpoint lives under it. MSAL Python's oidc_authority needs a path segment (it takes
+// the first one as the tenant, and the token endpoint's first one as the cache realm).
 //
 // Every TTL flag can also be given as an environment variable:
 //   OIDC_ACCESS_TOKEN_TTL, OIDC_ID_TOKEN_TTL, OIDC_REFRESH_TOKEN_TTL,
@@ -22,7 +29,9 @@
 // oidc-provider applies port-agnostic matching to loopback URIs of native clients).
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { parseArgs } from 'node:util';
 
 // oidc-provider prints its NOTICEs with console.info (stdout); stdout is reserved
@@ -53,6 +62,9 @@ try {
       'device-code-ttl': { type: 'string' },
       'session-ttl': { type: 'string' },
       'ignore-stdin': { type: 'boolean', default: false },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'issuer-path': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -64,7 +76,8 @@ try {
 
 if (args.help) {
   console.error('usage: node server.mjs --port 0 [--access-token-ttl S] [--id-token-ttl S] '
-    + '[--refresh-token-ttl S] [--device-code-ttl S] [--session-ttl S] [--ignore-stdin]');
+    + '[--refresh-token-ttl S] [--device-code-ttl S] [--session-ttl S] [--ignore-stdin] '
+    + '[--tls-cert FILE --tls-key FILE] [--issuer-path /PATH]');
   process.exit(0);
 }
 
@@ -81,6 +94,23 @@ if (!/^[0-9]+$/.test(args.port) || Number(args.port) > 65535) {
   fail(`--port must be a number between 0 and 65535, got ${JSON.stringify(args.port)}`);
 }
 const port = Number(args.port);
+
+if (Boolean(args['tls-cert']) !== Boolean(args['tls-key'])) {
+  fail('--tls-cert and --tls-key go together');
+}
+let tls;
+if (args['tls-cert']) {
+  try {
+    tls = { cert: fs.readFileSync(args['tls-cert']), key: fs.readFileSync(args['tls-key']) };
+  } catch (err) {
+    fail(`cannot read the TLS certificate or key: ${err.message}`);
+  }
+}
+
+const issuerPath = (args['issuer-path'] ?? '').replace(/\/+$/, '');
+if (issuerPath !== '' && !/^(\/[A-Za-z0-9._~-]+)+$/.test(issuerPath)) {
+  fail(`--issuer-path must look like /segment[/segment...], got ${JSON.stringify(args['issuer-path'])}`);
+}
 
 const ttl = {
   accessToken: seconds('access-token-ttl', 'OIDC_ACCESS_TOKEN_TTL', 3600),
@@ -215,18 +245,32 @@ const configuration = {
   },
 };
 
-const server = http.createServer();
+let server;
+try {
+  server = tls ? https.createServer(tls) : http.createServer();
+} catch (err) {
+  fail(`cannot serve https with the given certificate and key: ${err.message}`);
+}
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(port, '127.0.0.1', resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}${issuerPath}`;
 
 let provider;
 try {
   provider = new Provider(issuer, configuration);
 } catch (err) {
   fail(`invalid configuration: ${err.message}`);
+}
+
+// Mounted under the issuer path (the request handler below strips it): oidc-provider
+// builds every URL it hands out (endpoints, login and consent pages) with ctx.mountPath.
+if (issuerPath) {
+  provider.use(async (ctx, next) => {
+    ctx.mountPath = issuerPath;
+    await next();
+  });
 }
 
 // oidc-provider drops offline_access from an authorization request unless its
@@ -263,7 +307,22 @@ for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_
   });
 }
 
-server.on('request', provider.callback());
+const callback = provider.callback();
+if (issuerPath) {
+  // Everything lives under the issuer path; strip it. Anything else is 404.
+  server.on('request', (req, res) => {
+    const url = req.url ?? '/';
+    if (url === issuerPath || url.startsWith(`${issuerPath}/`) || url.startsWith(`${issuerPath}?`)) {
+      req.url = url.slice(issuerPath.length) || '/';
+      callback(req, res);
+    } else {
+      console.error(`${req.method} ${url.split('?')[0]} -> 404 (outside ${issuerPath})`);
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+} else {
+  server.on('request', callback);
+}
 
 function shutdown(reason) {
   console.error(`oidc-provider server: stopping (${reason})`);

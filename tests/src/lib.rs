@@ -5,8 +5,10 @@
 //!   plain-HTTP user agent that signs in through its pages.
 //! - [`home`]: a fresh `TESSERA_HOME` per test.
 //! - [`redact`]: assertions that logs carry no secrets.
+//! - [`tls`]: a throwaway test CA and a certificate for 127.0.0.1 (https providers).
 
 pub mod home;
 mod html;
 pub mod oidc_provider;
 pub mod redact;
+pub mod tls;

@@ -258,10 +258,30 @@ enum Step {
 
 impl ScriptedBrowser {
     pub fn new() -> Result<ScriptedBrowser, String> {
-        let http = reqwest::Client::builder()
+        Self::build(None)
+    }
+
+    /// Like [`Self::new`], also trusting the CA certificates in the PEM file `ca_file`
+    /// (for a provider serving https with a test CA, see `crate::tls`).
+    pub fn trusting(ca_file: &Path) -> Result<ScriptedBrowser, String> {
+        Self::build(Some(ca_file))
+    }
+
+    fn build(ca_file: Option<&Path>) -> Result<ScriptedBrowser, String> {
+        let mut builder = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(Policy::none())
-            .timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(20));
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("bad CA file {}: {e}", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(ScriptedBrowser { http })
