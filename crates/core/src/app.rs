@@ -388,7 +388,7 @@ impl PublicClientApplication {
         };
         granted.sort();
         let target = granted.join(" ");
-        let expires_on = now + tr.expires_in.unwrap_or(600);
+        let expires_on = now.saturating_add(tr.expires_in.unwrap_or(600));
         let hid = identity.home_account_id.clone();
         let refresh_token = tr.refresh_token.clone().map(|secret| RefreshTokenEntry {
             home_account_id: hid.clone(),
@@ -418,8 +418,8 @@ impl PublicClientApplication {
                 token_type: tr.token_type.clone(),
                 cached_at: now,
                 expires_on,
-                extended_expires_on: Some(now + tr.ext_expires_in.or(tr.expires_in).unwrap_or(600)),
-                refresh_on: tr.refresh_in.map(|r| now + r),
+                extended_expires_on: Some(now.saturating_add(tr.ext_expires_in.or(tr.expires_in).unwrap_or(600))),
+                refresh_on: tr.refresh_in.map(|r| now.saturating_add(r)),
                 extra: Default::default(),
             }),
             refresh_token,
@@ -457,7 +457,7 @@ impl PublicClientApplication {
             access_token: tr.access_token,
             token_type: tr.token_type,
             expires_on,
-            refresh_on: tr.refresh_in.map(|r| now + r),
+            refresh_on: tr.refresh_in.map(|r| now.saturating_add(r)),
             scopes: ScopeSet::parse(&target),
             token_source: TokenSource::IdentityProvider,
             account: Account {
@@ -525,7 +525,7 @@ impl PublicClientApplication {
             verification_uri: auth.verification_uri.clone(),
             verification_uri_complete: auth.verification_uri_complete.clone(),
             message: auth.message(),
-            expires_at: self.deps.clock.now() + auth.expires_in as i64,
+            expires_at: self.deps.clock.now().saturating_add(i64::try_from(auth.expires_in).unwrap_or(i64::MAX)),
             interval_secs: auth.interval.unwrap_or(device::DEFAULT_INTERVAL_SECS),
             inner: auth,
             scopes,
@@ -547,7 +547,7 @@ impl PublicClientApplication {
             let response = self.deps.http.execute(device::device_token_request(&metadata, &self.config.client_id, &flow.inner)).await?;
             match device::process_device_token_response(&response)? {
                 Poll::Pending => {}
-                Poll::SlowDown => interval += device::SLOW_DOWN_STEP_SECS,
+                Poll::SlowDown => interval = interval.saturating_add(device::SLOW_DOWN_STEP_SECS),
                 Poll::Done(tr) => return self.cache_response(*tr, &metadata, &flow.scopes, device::GRANT_TYPE, None, None, None),
             }
         }

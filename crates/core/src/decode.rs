@@ -75,7 +75,7 @@ pub struct DecodedToken {
 impl DecodedToken {
     /// Seconds until `exp` (negative once expired), if the token has an expiry.
     pub fn expires_in_secs(&self, now: UnixTime) -> Option<i64> {
-        self.expires_on.map(|exp| exp - now)
+        self.expires_on.map(|exp| exp.saturating_sub(now))
     }
 
     /// Whether the token has an expiry and it has passed at `now`.

@@ -54,8 +54,8 @@ pub fn validate(claims: &Claims, check: &IdTokenCheck<'_>) -> Result<()> {
         }
     }
     match claims.get("exp").and_then(Value::as_i64) {
-        Some(exp) if exp + CLOCK_SKEW_SECS > check.now => Ok(()),
-        Some(exp) => Err(Error::Validation(format!("the ID token expired {} s ago", check.now - exp))),
+        Some(exp) if exp.saturating_add(CLOCK_SKEW_SECS) > check.now => Ok(()),
+        Some(exp) => Err(Error::Validation(format!("the ID token expired {} s ago", check.now.saturating_sub(exp)))),
         None => Err(Error::Validation("the ID token has no expiry (exp)".into())),
     }
 }
