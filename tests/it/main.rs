@@ -3,3 +3,4 @@ mod engine;
 mod support_smoke;
 mod oidc;
 mod msal_interop;
+mod storage;

@@ -13,7 +13,8 @@ Exit codes:
   3  interaction required: no such account, no usable refresh token, consent or a claims
      challenge needed, or the sign-in was cancelled; run `login`
   4  the identity provider refused the request or could not be reached
-  5  the token store could not be read or written
+  5  the token store could not be opened, read or written (no OS keyring, its key is
+     missing, a corrupt file); the message says how to fix it
 
 Choosing the target:
   --profile NAME picks a profile (`tessera-cli profiles` lists them). Instead, a target can
@@ -24,6 +25,8 @@ Choosing the target:
 
 Environment:
   TESSERA_HOME    folder for profiles and tokens (same as --home; default: XDG folders)
+  TESSERA_ALLOW_PLAINTEXT=1  same as --allow-plaintext (so is `allow_plaintext = true` in
+                  config.toml in the config folder)
   TESSERA_LOG     log filter for stderr (default: warn), e.g. debug or tessera_core=trace
   TESSERA_BROWSER command that opens the sign-in page (the URL is appended as the last
                   argument; default: xdg-open; `none` only prints the URL)";
@@ -44,6 +47,12 @@ pub struct Cli {
     /// The profile to use (case-insensitive).
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
+
+    /// Where no OS keyring (Secret Service, Keychain, Credential Manager) can be reached,
+    /// keep tokens unencrypted instead of failing; also needed to use a store created
+    /// that way. Tokens are encrypted whenever a keyring works.
+    #[arg(long, global = true)]
+    pub allow_plaintext: bool,
 
     #[command(flatten)]
     pub inline: InlineTarget,
@@ -174,6 +183,32 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+
+    /// Show where the token store is, whether it is encrypted and where its key is, the
+    /// number of accounts, and the profiles file.
+    Status {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Manage the token store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Start over: move the store aside (to store.db.reset-<UTC time>; nothing is deleted)
+    /// and remove its key from the OS keyring. Every account must sign in again; the old
+    /// file's tokens can no longer be decrypted.
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[cfg(test)]
@@ -284,6 +319,31 @@ mod tests {
         ] {
             assert!(help.contains(needle), "help lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn status_store_reset_and_allow_plaintext() {
+        let cli = parse(&["status", "--json", "--allow-plaintext"]).unwrap();
+        assert!(cli.allow_plaintext);
+        assert!(matches!(cli.command, Command::Status { json: true }));
+        let cli = parse(&["--home", "/h", "store", "reset", "--yes"]).unwrap();
+        assert!(!cli.allow_plaintext);
+        assert!(matches!(
+            cli.command,
+            Command::Store {
+                action: StoreAction::Reset { yes: true }
+            }
+        ));
+        assert_eq!(
+            parse(&["store"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        assert_eq!(
+            parse(&["store", "wipe"]).unwrap_err().kind(),
+            ErrorKind::InvalidSubcommand
+        );
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("TESSERA_ALLOW_PLAINTEXT"), "{help}");
     }
 
     #[test]

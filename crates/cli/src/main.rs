@@ -4,6 +4,7 @@
 mod cli;
 mod loopback;
 mod output;
+mod storage;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -13,11 +14,12 @@ use tessera_core::app::{Account, InteractiveParams, SilentOptions};
 use tessera_core::context::{account_matches, ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::error::{Error, InteractionReason};
+use tessera_core::keystore::StoreOptions;
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::ScopeSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, InlineTarget};
+use crate::cli::{Cli, Command, InlineTarget, StoreAction};
 use crate::loopback::{LoopbackAgent, Opener};
 
 /// Largest token `decode` reads from stdin.
@@ -127,8 +129,21 @@ async fn run(cli: Cli) -> CliResult {
         // Needs no home, store or network.
         return decode(token.as_deref(), *json);
     }
+    if let Command::Store {
+        action: StoreAction::Reset { yes },
+    } = &cli.command
+    {
+        // Works when the store cannot be opened (that is what it is for).
+        return storage::reset(cli.home.as_deref(), *yes);
+    }
     let inline = inline_profile(&cli.profile, &cli.inline)?;
-    let ctx = Tessera::open(cli.home.as_deref())?;
+    let ctx = Tessera::open_with(
+        cli.home.as_deref(),
+        &StoreOptions {
+            allow_plaintext: cli.allow_plaintext,
+            keystore: None,
+        },
+    )?;
     let target: Option<Profile> = match (&inline, &cli.profile) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(name)) => Some(
@@ -217,7 +232,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Logout { account, all } => {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
         }
-        Command::Decode { .. } => unreachable!("handled above"),
+        Command::Status { json } => storage::status(&ctx, json).await,
+        Command::Decode { .. } | Command::Store { .. } => unreachable!("handled above"),
     }
 }
 

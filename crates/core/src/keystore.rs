@@ -329,15 +329,15 @@ impl Cipher for Undecided {
 }
 
 fn keyring_unavailable_reason(location: &str, why: &str) -> String {
-    format!("the {location} cannot be reached ({why})")
+    format!("the {location} cannot be used ({why})")
 }
 
 fn how_to_fix_keyring() -> String {
     format!(
         "To fix this, start a Secret Service such as gnome-keyring (or KWallet) in your desktop \
          session, or unlock it. Or opt into unencrypted storage: pass --allow-plaintext, set \
-         `allow_plaintext = true` in {CONFIG_FILE} in the config folder, or set \
-         {ALLOW_PLAINTEXT_ENV}=1."
+         `allow_plaintext = true` in {CONFIG_FILE} in Tessera's config folder ($TESSERA_HOME, \
+         else ~/.config/tessera), or set {ALLOW_PLAINTEXT_ENV}=1."
     )
 }
 
@@ -642,7 +642,7 @@ fn move_aside(path: &Path, why: &str) -> Result<PathBuf> {
             move_no_clobber(&from, &sibling(&target, suffix)).map_err(fail)?;
         }
     }
-    tracing::warn!(path = %path.display(), moved_to = %target.display(), "the token store was moved aside");
+    tracing::info!(path = %path.display(), moved_to = %target.display(), "the token store was moved aside");
     Ok(target)
 }
 
@@ -844,7 +844,7 @@ pub(crate) mod tests {
         assert_eq!(err.exit_code(), 5);
         let msg = err.to_string();
         for needle in [
-            "cannot be reached",
+            "cannot be used",
             "no Secret Service on the bus",
             "gnome-keyring",
             "unlock",
@@ -885,7 +885,7 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("cannot be reached")
+            msg.contains("cannot be used")
                 && msg.contains("unlock")
                 && msg.contains("nothing was deleted"),
             "{msg}"
