@@ -4,3 +4,4 @@ mod support_smoke;
 mod oidc;
 mod msal_interop;
 mod storage;
+mod hostile;

@@ -15,8 +15,17 @@ fn b64(s: &str) -> String {
 #[test]
 fn decode_expiry_at_the_edges_of_i64() {
     let now = 1_800_000_000;
-    for (exp, expired) in [(i64::MIN, true), (i64::MIN + 1, true), (i64::MAX, false), (-1, true)] {
-        let token = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(&format!(r#"{{"exp":{exp}}}"#)));
+    for (exp, expired) in [
+        (i64::MIN, true),
+        (i64::MIN + 1, true),
+        (i64::MAX, false),
+        (-1, true),
+    ] {
+        let token = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"none"}"#),
+            b64(&format!(r#"{{"exp":{exp}}}"#))
+        );
         let d = decode(&token, now);
         assert_eq!(d.kind, TokenKind::Jws);
         assert_eq!(d.expires_on, Some(exp));
@@ -39,7 +48,11 @@ fn msal_cache_floats_survive_a_round_trip() {
     assert!(written.contains("-9.926157570794669e-234"), "{written}");
     let again: MsalCacheDocument = written.parse().expect("our output parses");
     assert_eq!(doc.to_value(), again.to_value());
-    assert_eq!(again.to_string_pretty(), written, "writing is a fixed point");
+    assert_eq!(
+        again.to_string_pretty(),
+        written,
+        "writing is a fixed point"
+    );
 }
 
 /// fuzz target `app_token`: an ID token whose `exp` is near the largest i64 made
@@ -53,14 +66,29 @@ fn id_token_expiry_at_the_edges_of_i64() {
         "issuer": "https://idp.example.com", "authorization_endpoint": "https://idp.example.com/a", "token_endpoint": "https://idp.example.com/t"
     }))
     .unwrap();
-    let check = IdTokenCheck { metadata: &metadata, client_id: "c", nonce: None, now: 1_800_000_000 };
+    let check = IdTokenCheck {
+        metadata: &metadata,
+        client_id: "c",
+        nonce: None,
+        now: 1_800_000_000,
+    };
     let claims = |exp: i64| {
-        serde_json::json!({"iss": "https://idp.example.com", "aud": "c", "exp": exp}).as_object().unwrap().clone()
+        serde_json::json!({"iss": "https://idp.example.com", "aud": "c", "exp": exp})
+            .as_object()
+            .unwrap()
+            .clone()
     };
     validate(&claims(i64::MAX), &check).expect("an ID token valid until the end of time is valid");
     validate(&claims(i64::MAX - 60), &check).expect("valid");
     let e = validate(&claims(i64::MIN), &check).unwrap_err();
     assert!(e.to_string().contains("expired"), "{e}");
-    let e = validate(&claims(0), &IdTokenCheck { now: i64::MAX, ..check }).unwrap_err();
+    let e = validate(
+        &claims(0),
+        &IdTokenCheck {
+            now: i64::MAX,
+            ..check
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("expired"), "{e}");
 }
