@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera_core::cache::{CredentialQuery, PlaintextCipher, SqliteStore, TokenStore};
+use tessera_core::cache::{CredentialQuery, SqliteStore, TokenStore};
 use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, DEMO_PASSWORD};
 use tessera_tests::oidc_provider::{OidcProvider, ScriptedBrowser, JWT_CLIENT_ID};
 use tessera_tests::redact::assert_no_named_secrets;
@@ -217,11 +217,11 @@ impl Machine {
     }
 
     fn store(&self) -> SqliteStore {
-        SqliteStore::open(
-            &self.home.path().join("store.db"),
-            Arc::new(PlaintextCipher),
-        )
-        .expect("the store opens")
+        // The same open-time decision as the CLI: the key from the real keyring.
+        let options = tessera_core::keystore::StoreOptions { allow_plaintext: true, keystore: None };
+        tessera_core::keystore::open_store(&self.home.path().join("store.db"), &options)
+            .expect("the store opens")
+            .store
     }
 
     /// Every account, token and secret in the store, to prove a failure changed nothing.
