@@ -136,6 +136,17 @@ async fn run(cli: Cli) -> CliResult {
         // Works when the store cannot be opened (that is what it is for).
         return storage::reset(cli.home.as_deref(), *yes);
     }
+    if let Command::Profiles { json } = &cli.command {
+        // Reads profiles.toml only: works without a store or a keyring.
+        let paths = tessera_core::paths::Paths::resolve(cli.home.as_deref())?;
+        let profiles = tessera_core::profile::Profiles::load(&paths.profiles_file())?;
+        let list = profiles.list();
+        return if *json {
+            print_json(&output::profiles_json(list))
+        } else {
+            print_stdout(&output::profiles_table(list))
+        };
+    }
     let inline = inline_profile(&cli.profile, &cli.inline)?;
     let ctx = Tessera::open_with(
         cli.home.as_deref(),
@@ -154,14 +165,6 @@ async fn run(cli: Cli) -> CliResult {
         (None, None) => None,
     };
     match cli.command {
-        Command::Profiles { json } => {
-            let list = ctx.profiles().list();
-            if json {
-                print_json(&output::profiles_json(list))
-            } else {
-                print_stdout(&output::profiles_table(list))
-            }
-        }
         Command::Accounts { json } => {
             let accounts = match &target {
                 Some(p) => ctx.accounts_of(p).await?,
@@ -233,7 +236,7 @@ async fn run(cli: Cli) -> CliResult {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
         }
         Command::Status { json } => storage::status(&ctx, json).await,
-        Command::Decode { .. } | Command::Store { .. } => unreachable!("handled above"),
+        Command::Decode { .. } | Command::Store { .. } | Command::Profiles { .. } => unreachable!("handled above"),
     }
 }
 
