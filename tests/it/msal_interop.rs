@@ -134,9 +134,9 @@ fn python_command(issuer: &str, ca: Option<&Path>, cache: &Path, p: Persistence)
     cmd
 }
 
-/// Runs the helper to the end; returns its JSON lines (panics, with its stderr, if it
-/// printed none).
-async fn run_python(mut cmd: Command) -> Vec<Value> {
+/// Runs the helper to the end; returns its JSON lines and its stderr (panics, with its
+/// stderr, if it failed).
+async fn run_python(mut cmd: Command) -> (Vec<Value>, String) {
     let out = tokio::time::timeout(PYTHON_TIMEOUT, cmd.output())
         .await
         .expect("the MSAL Python helper finishes")
@@ -151,7 +151,7 @@ async fn run_python(mut cmd: Command) -> Vec<Value> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    lines
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// One provider test at a time: each starts Node (RSA key generation) and several
@@ -204,7 +204,11 @@ impl Interop {
 
     /// The helper's last line.
     async fn py(&self, cache: &Path, p: Persistence, args: &[&str]) -> Value {
-        run_python(self.python(cache, p, args)).await.pop().unwrap()
+        run_python(self.python(cache, p, args))
+            .await
+            .0
+            .pop()
+            .unwrap()
     }
 
     /// MSAL Python's device code flow, approved through the provider's pages as `login`.
@@ -618,10 +622,16 @@ async fn tessera_and_msal_extensions_writing_the_same_file_at_once_lose_nothing(
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("msal_token_cache.json");
     // No provider needed: the helper adds synthetic token responses, as an MSAL app does
-    // after each sign-in (5 locked writes each).
+    // after each sign-in (5 locked writes each), one every 50 ms.
+    //
+    // The pace matters: msal-extensions polls for the lock file every 250 ms and, after
+    // 5 s without getting it, goes on with flock alone, which no longer excludes the
+    // next holder (between two Python processes just as with Tessera). Writers that keep
+    // the lock busy almost all the time for 5 s (two Python loops without pauses do)
+    // make msal-extensions lose entries by itself.
     let issuer = "https://login.example.test/tessera";
-    const PYTHON_ROUNDS: usize = 25;
-    const TESSERA_ROUNDS: usize = 60;
+    const PYTHON_ROUNDS: usize = 20;
+    const TESSERA_ROUNDS: usize = 40;
     let pythons: Vec<_> = ["py1", "py2"]
         .iter()
         .map(|prefix| {
@@ -632,27 +642,53 @@ async fn tessera_and_msal_extensions_writing_the_same_file_at_once_lose_nothing(
                 &PYTHON_ROUNDS.to_string(),
                 "--prefix",
                 prefix,
+                "--sleep",
+                "0.05",
             ]);
             tokio::spawn(run_python(cmd))
         })
         .collect();
+    // Tessera writes (and reads) until both Python writers are done, at least
+    // TESSERA_ROUNDS times, noting how many Python accounts it saw each time.
+    let pythons_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tessera = {
         let cache = cache.clone();
+        let pythons_done = Arc::clone(&pythons_done);
         std::thread::spawn(move || {
             let store = MsalFileStore::open(&cache).unwrap();
-            for i in 0..TESSERA_ROUNDS {
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while i < TESSERA_ROUNDS || !pythons_done.load(std::sync::atomic::Ordering::SeqCst) {
                 tessera_write(&store, &format!("rs-{i}"));
-                // Readers in between, as an app would.
-                store.accounts().unwrap();
-                std::thread::sleep(Duration::from_millis(5));
+                let py = store
+                    .accounts()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a.home_account_id.starts_with("py"))
+                    .count();
+                seen.push(py);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20 + (i as u64 * 17) % 40));
             }
+            (i, seen)
         })
     };
+    let mut python_stderr = String::new();
     for p in pythons {
-        let out = p.await.unwrap();
+        let (out, stderr) = p.await.unwrap();
         assert_eq!(out.last().unwrap()["count"], PYTHON_ROUNDS, "{out:?}");
+        python_stderr.push_str(&stderr);
     }
-    tessera.join().unwrap();
+    pythons_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (tessera_rounds, seen) = tessera.join().unwrap();
+    let interleaved = seen
+        .iter()
+        .filter(|&&n| n > 0 && n < 2 * PYTHON_ROUNDS)
+        .count();
+    assert!(
+        interleaved >= 5,
+        "the writers did not overlap (Python accounts seen after each Tessera write: {seen:?})"
+    );
 
     let doc = read_doc(&cache);
     let accounts: Vec<&str> = doc
@@ -691,7 +727,7 @@ async fn tessera_and_msal_extensions_writing_the_same_file_at_once_lose_nothing(
             }
         }
     }
-    for i in 0..TESSERA_ROUNDS {
+    for i in 0..tessera_rounds {
         let home = format!("rs-{i}");
         for (kind, section) in [
             ("Account", &accounts),
@@ -705,10 +741,11 @@ async fn tessera_and_msal_extensions_writing_the_same_file_at_once_lose_nothing(
     }
     assert!(
         missing.is_empty(),
-        "lost {} entries: {missing:?}",
+        "lost {} entries: {missing:?}\nMSAL Python's stderr (\"failed to create lock file\": \
+         msal-extensions gave up waiting and went on without the lock file):\n{python_stderr}",
         missing.len()
     );
-    assert_eq!(doc.accounts.len(), 2 * PYTHON_ROUNDS + TESSERA_ROUNDS);
+    assert_eq!(doc.accounts.len(), 2 * PYTHON_ROUNDS + tessera_rounds);
     assert!(!dir.path().join("msal_token_cache.json.lockfile").exists());
 }
 

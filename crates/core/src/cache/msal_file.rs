@@ -1165,6 +1165,71 @@ mod tests {
         assert!(doc.accounts.get("zed-login.example.test-tenant").is_some());
     }
 
+    /// A cache the size of a busy Azure CLI's (about 23 MB): parsed once, then served
+    /// with one `stat` per lookup. Prints timings; run with
+    /// `cargo test -p tessera-core --release --lib large_cache -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; run by hand in release mode"]
+    fn large_cache_is_parsed_once_and_served_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let mut doc = MsalCacheDocument::default();
+        let jwt = "x".repeat(2400);
+        for i in 0..2200 {
+            let home = format!("user-{i:05}.tenant");
+            doc.accounts.insert(account(&home));
+            for scope in ["api:read", "graph:mail", "arm:manage"] {
+                let mut at = access_token(&home, &format!("{jwt}{i}"), 4_000_000_000);
+                at.target = scope.into();
+                doc.access_tokens.insert(at);
+            }
+            doc.refresh_tokens.insert(RefreshTokenEntry {
+                home_account_id: home.clone(),
+                environment: "login.example.test".into(),
+                client_id: "client".into(),
+                target: "api:read".into(),
+                secret: RefreshToken::new(format!("{}{i}", &jwt[..900])),
+                family_id: Some("1".into()),
+                last_modification_time: Some(1),
+                extra: Map::new(),
+            });
+        }
+        let text = doc.to_string_pretty();
+        fs::write(&path, &text).unwrap();
+        // Old enough that its timestamp is trustworthy (as a cache between sign-ins).
+        let old = SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mb = text.len() as f64 / 1e6;
+
+        let t = Instant::now();
+        let store = MsalFileStore::open(&path).unwrap();
+        let open = t.elapsed();
+        let home = "user-01234.tenant";
+        let envs = envs();
+        let q = query(home, &envs);
+        let t = Instant::now();
+        let n = 200;
+        for _ in 0..n {
+            let ats = store.access_tokens(&q).unwrap();
+            assert_eq!(ats.len(), 3);
+            assert_eq!(store.refresh_tokens(&q, Some("1")).unwrap().len(), 1);
+        }
+        let lookup = t.elapsed() / n;
+        assert_eq!(store.parse_count(), 1, "never re-parsed");
+        let t = Instant::now();
+        write_account(&store, "new-user");
+        let write = t.elapsed();
+        eprintln!(
+            "{mb:.1} MB: open+parse {open:?}, silent lookup (ATs + RTs of one account) {lookup:?}, \
+             one write {write:?}"
+        );
+    }
+
     #[test]
     fn debug_and_describe_show_no_secret() {
         let dir = tempfile::tempdir().unwrap();
