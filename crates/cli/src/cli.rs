@@ -54,6 +54,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub allow_plaintext: bool,
 
+    /// Use an MSAL token cache file (MSAL Python's format, e.g. Azure CLI's
+    /// ~/.azure/msal_token_cache.json) directly as the store, locked as msal-extensions
+    /// locks it, so Tessera, Azure CLI and MSAL Python can share it. The file is plaintext,
+    /// as MSAL keeps it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub msal_cache: Option<PathBuf>,
+
     #[command(flatten)]
     pub inline: InlineTarget,
 
@@ -190,6 +197,20 @@ pub enum Command {
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+
+    /// Copy every account and token of an MSAL token cache file into Tessera's store
+    /// (the file is not changed).
+    ImportMsal {
+        /// The MSAL cache file, e.g. ~/.azure/msal_token_cache.json.
+        file: PathBuf,
+    },
+
+    /// Copy Tessera's accounts and tokens into an MSAL token cache file (created if
+    /// missing; entries already in it are kept).
+    ExportMsal {
+        /// The MSAL cache file to write.
+        file: PathBuf,
     },
 
     /// Manage the token store.

@@ -148,13 +148,29 @@ async fn run(cli: Cli) -> CliResult {
         };
     }
     let inline = inline_profile(&cli.profile, &cli.inline)?;
-    let ctx = Tessera::open_with(
-        cli.home.as_deref(),
-        &StoreOptions {
-            allow_plaintext: cli.allow_plaintext,
-            keystore: None,
-        },
-    )?;
+    let ctx = match &cli.msal_cache {
+        Some(file) => {
+            let paths = tessera_core::paths::Paths::resolve(cli.home.as_deref())?;
+            let profiles = tessera_core::profile::Profiles::load(&paths.profiles_file())?;
+            let store = tessera_core::cache::msal_file::MsalFileStore::open(file)
+                .map_err(tessera_core::Error::from)?;
+            let http = tessera_core::http::ReqwestClient::new(&Default::default())
+                .map_err(tessera_core::Error::from)?;
+            Tessera::with_parts(
+                paths,
+                profiles,
+                std::sync::Arc::new(store),
+                std::sync::Arc::new(http),
+            )
+        }
+        None => Tessera::open_with(
+            cli.home.as_deref(),
+            &StoreOptions {
+                allow_plaintext: cli.allow_plaintext,
+                keystore: None,
+            },
+        )?,
+    };
     let target: Option<Profile> = match (&inline, &cli.profile) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(name)) => Some(
@@ -236,7 +252,26 @@ async fn run(cli: Cli) -> CliResult {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
         }
         Command::Status { json } => storage::status(&ctx, json).await,
-        Command::Decode { .. } | Command::Store { .. } | Command::Profiles { .. } => unreachable!("handled above"),
+        Command::ImportMsal { file } => {
+            let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
+            eprintln!("Imported from {}: {report}", file.display());
+            Ok(())
+        }
+        Command::ExportMsal { file } => {
+            let clients: Vec<&str> = ctx
+                .profiles()
+                .list()
+                .iter()
+                .map(|p| p.client_id.as_str())
+                .collect();
+            let report =
+                tessera_core::cache::transfer::export_msal(ctx.store().as_ref(), &file, &clients)?;
+            eprintln!("Exported to {}: {report}", file.display());
+            Ok(())
+        }
+        Command::Decode { .. } | Command::Store { .. } | Command::Profiles { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

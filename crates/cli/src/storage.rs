@@ -25,7 +25,7 @@ pub async fn status(ctx: &Tessera, json: bool) -> CliResult {
     let encrypted = protection == Some(StoreProtection::Encrypted);
     if json {
         return print_json(&json!({
-            "store": store_path.display().to_string(),
+            "store": if info.is_some() { store_path.display().to_string() } else { ctx.store().describe() },
             "protection": protection,
             "encrypted": encrypted,
             "cipher": if encrypted { Some("AES-256-GCM") } else { None },
@@ -38,7 +38,10 @@ pub async fn status(ctx: &Tessera, json: bool) -> CliResult {
             "profiles": profiles,
         }));
     }
-    let mut text = format!("Store:       {}\n", store_path.display());
+    let mut text = match info {
+        Some(_) => format!("Store:       {}\n", store_path.display()),
+        None => format!("Store:       {}\n", ctx.store().describe()),
+    };
     match info {
         Some(i) if i.protection == StoreProtection::Encrypted => {
             text.push_str("Protection:  encrypted (AES-256-GCM)\n");
@@ -54,7 +57,9 @@ pub async fn status(ctx: &Tessera, json: bool) -> CliResult {
             );
             text.push_str("Key:         none\n");
         }
-        None => text.push_str("Protection:  unknown\n"),
+        None => text.push_str(
+            "Protection:  plaintext, as MSAL keeps it (the file is readable by you only)\n",
+        ),
     }
     text.push_str(&format!("Accounts:    {accounts}\n"));
     text.push_str(&format!(
