@@ -126,7 +126,7 @@ fn check(text: &str) {
         let _ = store.app_metadata(&envs, "04b07795-8ddb-461a-bbee-02f9e1bf7b46");
     }
     if let Some(a) = accounts.first() {
-        let _ = store.remove_account(&a.home_account_id, &[a.environment.clone()]);
+        let _ = store.remove_account(&a.home_account_id, std::slice::from_ref(&a.environment));
         let after: MsalCacheDocument = store
             .to_msal_json()
             .parse()
