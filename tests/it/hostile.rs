@@ -674,8 +674,17 @@ async fn huge_bodies_are_refused_whatever_the_content_length_says() {
         transport,
     )
     .await;
-    // Just under the cap is read whole (and then refused as a token response only if it
-    // is not one: this one is one, so the client may take it; see the next test).
+    // A 1 MiB header line: refused while reading the head, before any body.
+    let huge_header: &'static str =
+        format!("application/json\r\nX-Padding: {}", "x".repeat(MIB)).leak();
+    expect_failure(
+        &w,
+        &account,
+        "a 1 MiB header",
+        raw(200, huge_header, "{}", Length::Honest),
+        transport,
+    )
+    .await;
 }
 
 #[tokio::test]
