@@ -218,7 +218,10 @@ impl Machine {
 
     fn store(&self) -> SqliteStore {
         // The same open-time decision as the CLI: the key from the real keyring.
-        let options = tessera_core::keystore::StoreOptions { allow_plaintext: true, keystore: None };
+        let options = tessera_core::keystore::StoreOptions {
+            allow_plaintext: true,
+            keystore: None,
+        };
         tessera_core::keystore::open_store(&self.home.path().join("store.db"), &options)
             .expect("the store opens")
             .store
@@ -908,4 +911,104 @@ async fn cli_against_oidc_provider_with_an_inline_issuer() {
     .await
     .exit(3);
     m.assert_stderr_clean(&[("access token", &at)]);
+}
+
+/// An MSAL cache file as the store, and copying between it and Tessera's own store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_msal_cache_file_import_and_export() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    let file = m.home.path().join("msal_token_cache.json");
+    let file_arg = file.to_str().unwrap().to_string();
+
+    // Sign in straight into the MSAL file.
+    m.run_with(
+        &["--msal-cache", &file_arg, "--profile", "Sandbox", "login"],
+        &[("TESSERA_BROWSER", &scripted_browser("sandbox", BOB))],
+        None,
+    )
+    .await
+    .ok();
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for section in [
+        "AccessToken",
+        "RefreshToken",
+        "IdToken",
+        "Account",
+        "AppMetadata",
+    ] {
+        assert_eq!(
+            doc[section].as_object().map(|o| o.len()),
+            Some(1),
+            "{section} in {doc}"
+        );
+    }
+    let account = doc["Account"].as_object().unwrap().values().next().unwrap();
+    assert_eq!(account["username"], BOB);
+    assert!(
+        !m.home.path().join("store.db").exists(),
+        "the MSAL file is the store"
+    );
+
+    let cached = m
+        .run(&["--msal-cache", &file_arg, "token", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(cached["token_source"], "cache");
+    let at = doc["AccessToken"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(
+        cached["access_token"], at["secret"],
+        "the token MSAL's file holds"
+    );
+    let status = m.run(&["--msal-cache", &file_arg, "status"]).await.ok();
+    assert!(
+        status.stdout.contains("MSAL token cache file"),
+        "{}",
+        status.stdout
+    );
+
+    // Import into Tessera's own store, then use it there.
+    let import = m.run(&["import-msal", &file_arg]).await.ok();
+    assert!(
+        import
+            .stderr
+            .contains("copied 1 accounts, 1 refresh tokens"),
+        "{}",
+        import.stderr
+    );
+    let mine = m.run(&["token", "--json"]).await.ok().json();
+    assert_eq!(mine["access_token"], cached["access_token"]);
+    assert_eq!(mine["token_source"], "cache");
+
+    // Export into a new MSAL file: the same entries.
+    let out = m.home.path().join("exported.json");
+    m.run(&["export-msal", out.to_str().unwrap()]).await.ok();
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for section in ["AccessToken", "RefreshToken", "IdToken", "Account"] {
+        let keys = |d: &Value| {
+            d[section]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&exported), keys(&doc), "{section}");
+    }
+
+    // A file that is not an MSAL cache: a clear store error, the file untouched.
+    let bad = m.home.path().join("bad.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    let run = m
+        .run(&["--msal-cache", bad.to_str().unwrap(), "accounts"])
+        .await
+        .exit(5);
+    assert!(run.stderr.contains("bad.json"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), "{not json");
 }
