@@ -31,6 +31,10 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
     builder
         .plugin(tauri_plugin_clipboard_manager::init())
         .manage(state)
+        .setup(|app| {
+            create_main_window(app.handle())?;
+            Ok(())
+        })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::list_profiles,
@@ -49,6 +53,40 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::get_settings,
             commands::save_settings,
         ])
+}
+
+/// The main window (from `tauri.conf.json`, where `create` is false), kept on the app's
+/// own pages: a link or a script cannot navigate it elsewhere. Runs at start-up (setup);
+/// tests on the mock runtime, which has no event loop, call it themselves.
+pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Result<()> {
+    let Some(config) = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == "main")
+        .cloned()
+    else {
+        return Ok(());
+    };
+    tauri::WebviewWindowBuilder::from_config(app, &config)?
+        .on_navigation(|url| {
+            let own = match url.scheme() {
+                "tauri" => url.host_str() == Some("localhost"),
+                "http" | "https" => url.host_str() == Some("tauri.localhost"),
+                _ => false,
+            };
+            if !own {
+                tracing::warn!(
+                    scheme = url.scheme(),
+                    host = url.host_str().unwrap_or(""),
+                    "main window: navigation refused"
+                );
+            }
+            own
+        })
+        .build()?;
+    Ok(())
 }
 
 fn init_logging() {

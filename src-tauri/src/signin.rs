@@ -198,10 +198,13 @@ pub async fn start_embedded<R: Runtime>(
         let nav_app = app.clone();
         let load_app = app.clone();
         let profile_name = profile.name.clone();
-        let window = WebviewWindowBuilder::new(app, SIGNIN_WINDOW, WebviewUrl::External(authorize))
-            .title(signin_title(&profile.name, None))
-            .inner_size(520.0, 720.0)
-            .min_inner_size(380.0, 480.0)
+        let builder =
+            WebviewWindowBuilder::new(app, SIGNIN_WINDOW, WebviewUrl::External(authorize))
+                .title(signin_title(&profile.name, None))
+                .inner_size(520.0, 720.0)
+                .min_inner_size(380.0, 480.0)
+                .center();
+        let window = builder
             .data_directory(data_dir.clone())
             .on_navigation(move |url| {
                 if redirect_matches(&redirect, url) {

@@ -96,12 +96,9 @@ fn harness(logins: &[&str]) -> Harness {
     let app = tessera_lib::configure(mock_builder(), AppState::new(Ok(t)))
         .build(tauri::generate_context!())
         .expect("the app builds on the mock runtime");
-    let main = match app.get_webview_window("main") {
-        Some(w) => w,
-        None => WebviewWindowBuilder::new(&app, "main", WebviewUrl::App("index.html".into()))
-            .build()
-            .unwrap(),
-    };
+    // The mock runtime has no event loop, so no setup: create the main window as it does.
+    tessera_lib::create_main_window(app.handle()).unwrap();
+    let main = app.get_webview_window("main").expect("the main window");
     let home_path = home.path().to_path_buf();
     Harness {
         _home: home,
@@ -634,4 +631,25 @@ fn a_device_code_sign_in_adds_the_account() {
     let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], outcome["account"]["id"]);
+}
+
+#[test]
+fn a_home_that_cannot_be_opened_is_reported_not_a_crash() {
+    let broken = AppState::new(Err(tessera_core::Error::Config(
+        "/nowhere/profiles.toml, line 3 is not a valid profiles file".into(),
+    )));
+    let app = tessera_lib::configure(mock_builder(), broken)
+        .build(tauri::generate_context!())
+        .unwrap();
+    // The mock runtime has no event loop, so no setup: create the main window as it does.
+    tessera_lib::create_main_window(app.handle()).unwrap();
+    let main = app.get_webview_window("main").expect("the main window");
+    for cmd in ["app_info", "list_accounts", "list_profiles"] {
+        let err = invoke(&main, cmd, json!({})).unwrap_err();
+        assert_eq!(err["kind"], "store", "{cmd}: {err}");
+        assert_eq!(
+            err["message"],
+            "Tessera could not open its data: /nowhere/profiles.toml, line 3 is not a valid profiles file"
+        );
+    }
 }

@@ -7,7 +7,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt, EventMask};
 
 use crate::webdriver::{Result, WAIT};
@@ -94,9 +93,11 @@ pub fn request_close(window: u32) -> Result<()> {
         protocols,
         [delete, x11rb::CURRENT_TIME, 0, 0, 0],
     );
-    conn.send_event(false, window, EventMask::NO_EVENT, event)
-        .map_err(|e| e.to_string())?;
-    conn.flush().map_err(|e| e.to_string())
+    let sent = conn
+        .send_event(false, window, EventMask::NO_EVENT, event)
+        .map_err(|e| e.to_string())?
+        .check();
+    sent.map_err(|e| format!("the X server refused the close request: {e}"))
 }
 
 /// The clipboard's text ("" when it is empty).

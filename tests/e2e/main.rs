@@ -71,29 +71,75 @@ async fn account_count(s: &Session) -> usize {
         .len()
 }
 
+/// How many pages the sign-in window has loaded, as the main window counts them.
+async fn pages_loaded(s: &Session) -> u64 {
+    let v = s
+        .script(
+            "return Number(document.getElementById('signin-banner').dataset.pages || 0)",
+            json!([]),
+        )
+        .await;
+    v.ok().and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+async fn wait_pages(s: &Session, n: u64, what: &str) {
+    s.wait_until(what, || async { Ok(pages_loaded(s).await >= n) })
+        .await
+        .step(what);
+}
+
+/// Save a picture of the screen next to the logs (to see what went wrong).
+fn work_screenshot(name: &str) {
+    if let Ok(work) = std::env::var("TESSERA_E2E_WORK") {
+        let _ = desktop::screenshot_screen(&PathBuf::from(work).join(name));
+    }
+}
+
 /// Fill the sandbox's pages in the sign-in window, as a user would, and wait for the
 /// window to close.
-async fn sign_in_through_window(e: &Env, login: &str, consent: bool, screenshot: Option<&str>) {
+async fn sign_in_through_window(
+    s: &Session,
+    e: &Env,
+    login: &str,
+    prefilled: bool,
+    consent: bool,
+    screenshot: Option<&str>,
+) {
     let w = desktop::wait_window(SIGNIN_PAGE)
         .await
         .step("the sign-in window shows the sign-in page");
+    wait_pages(s, 1, "the sign-in page has loaded").await;
     if let Some(name) = screenshot {
+        // Loaded is not yet painted.
+        tokio::time::sleep(Duration::from_millis(700)).await;
         desktop::screenshot_screen(&e.shots.join(name)).step("screenshot of the sign-in window");
     }
+    // The sandbox focuses the first empty field. With an SSO session in the window's
+    // cookies it suggests that user, so the password has the focus: go back one field.
+    if prefilled {
+        desktop::keys(w, &["shift+Tab"]).step("back to the username");
+    }
+    desktop::keys(w, &["ctrl+a"]).step("select the username field's text");
     desktop::type_text(w, login).step("type the username");
+    work_screenshot(&format!("typed-{login}.png"));
     desktop::keys(w, &["Tab"]).step("go to the password");
     desktop::type_text(w, "tessera").step("type the password");
     desktop::keys(w, &["Return"]).step("submit");
     if consent {
-        let w = desktop::wait_window(CONSENT_PAGE)
-            .await
-            .step("the consent page");
+        let found = desktop::wait_window(CONSENT_PAGE).await;
+        if found.is_err() {
+            work_screenshot("failure-consent.png");
+        }
+        let w = found.step("the consent page");
+        wait_pages(s, 2, "the consent page has loaded").await;
         // Cancel, then Accept.
         desktop::keys(w, &["Tab", "Tab", "Return"]).step("accept");
     }
-    desktop::wait_no_window(SIGNIN_TITLE)
-        .await
-        .step("the sign-in window closes after the redirect");
+    let closed = desktop::wait_no_window(SIGNIN_TITLE).await;
+    if closed.is_err() {
+        work_screenshot("failure-sign-in.png");
+    }
+    closed.step("the sign-in window closes after the redirect");
 }
 
 async fn sandbox_me(e: &Env, token: &str) -> (u16, Value) {
@@ -165,8 +211,10 @@ async fn desktop_journey() {
     shot(&s, &e, "02-add-account.png").await;
     s.click("#add-go").await.step("Continue");
     sign_in_through_window(
+        &s,
         &e,
         "alice@contoso.example",
+        false,
         true,
         Some("03-sign-in-window.png"),
     )
@@ -265,7 +313,13 @@ async fn desktop_journey() {
     s.wait_text("#signin-banner", "Sign in at")
         .await
         .step("the main window says where to sign in");
+    work_screenshot("before-close.png");
     desktop::request_close(w).step("close the sign-in window");
+    let gone = desktop::wait_no_window(SIGNIN_TITLE).await;
+    if gone.is_err() {
+        work_screenshot("failure-close.png");
+    }
+    gone.step("the sign-in window closes");
     s.wait_text("#toast", "Sign-in cancelled")
         .await
         .step("the UI says cancelled");
@@ -281,7 +335,8 @@ async fn desktop_journey() {
     // 7. Another account.
     s.click("#add-account").await.step("Add account");
     s.click("#add-go").await.step("Continue");
-    sign_in_through_window(&e, "bob@contoso.example", true, None).await;
+    // Alice's SSO session is in the window's cookies: the page suggests her.
+    sign_in_through_window(&s, &e, "bob@contoso.example", true, true, None).await;
     let bob = account_item("bob@contoso.example");
     s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
         .await
@@ -293,19 +348,104 @@ async fn desktop_journey() {
     .await
     .step("bob's claims");
     assert_eq!(account_count(&s).await, 2);
-    // Keyboard: arrows move the selection.
-    s.keys("#accounts", "\u{E013}").await.step("arrow up");
-    s.wait_visible(&format!(r#"{alice}[aria-selected="true"]"#))
+    marks.push(("bob signed in", started.elapsed()));
+
+    // 7b. In the system browser ($TESSERA_BROWSER: a scripted browser signing in as
+    // carol) with the loopback redirect.
+    s.click("#add-account").await.step("Add account");
+    s.click(r#"#add-form input[name="method"][value="browser"]"#)
         .await
-        .step("the arrow key selects alice");
+        .step("choose the system browser");
+    s.click("#add-go").await.step("Continue");
+    s.wait_text("#toast", "Signed in as carol@fabrikam.example")
+        .await
+        .step("carol signs in through the browser");
+    let carol = account_item("carol@fabrikam.example");
+    s.wait_visible(&format!(r#"{carol}[aria-selected="true"]"#))
+        .await
+        .step("carol is listed and selected");
+    marks.push(("carol signed in (browser)", started.elapsed()));
+
+    // 7c. With a code on another device.
+    set_faults(&e, Some(json!({ "device_code_interval_secs": 1 }))).await;
+    s.click("#add-account").await.step("Add account");
+    s.click(r#"#add-form input[name="method"][value="device-code"]"#)
+        .await
+        .step("choose the device code");
+    s.click("#add-go").await.step("Continue");
+    s.wait_visible("#device-dialog")
+        .await
+        .step("the code is shown");
+    let code = s.text("#device-code").await.unwrap();
+    assert!(code.len() >= 6, "a user code: {code:?}");
+    s.click("#device-copy").await.step("Copy code");
+    s.wait_text("#device-status", "Code copied")
+        .await
+        .step("code copied");
+    assert_eq!(desktop::clipboard(), code);
+    shot(&s, &e, "05-device-code.png").await;
+    let base = url::Url::parse(&e.sandbox).unwrap();
+    tessera_sandbox_idp::scripted_device_approval(&base, &code, "dave@outlook.example", "tessera")
+        .await
+        .step("approve the code as dave");
+    s.wait_text("#toast", "Signed in as dave@outlook.example")
+        .await
+        .step("dave signs in with the code");
+    s.wait_hidden("#device-dialog")
+        .await
+        .step("the code dialog closes");
+    set_faults(&e, None).await;
+    assert_eq!(account_count(&s).await, 4);
+    marks.push(("dave signed in (device code)", started.elapsed()));
+
+    // Keyboard: Home selects the first account, arrows move, Enter copies.
+    let order: Vec<String> = serde_json::from_value(
+        s.script(
+            "return [...document.querySelectorAll('#accounts li[data-username]')].map(li => li.dataset.username)",
+            json!([]),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    s.keys("#accounts", "\u{E011}").await.step("Home");
+    s.wait_visible(&format!(
+        r#"{}[aria-selected="true"]"#,
+        account_item(&order[0])
+    ))
+    .await
+    .step("Home selects the first account");
+    s.keys("#accounts", "\u{E015}").await.step("arrow down");
+    s.wait_visible(&format!(
+        r#"{}[aria-selected="true"]"#,
+        account_item(&order[1])
+    ))
+    .await
+    .step("the arrow selects the next account");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        &order[1],
+    )
+    .await
+    .step("its claims");
+    s.keys("#accounts", "\u{E007}").await.step("Enter");
+    s.wait_text("#toast", &format!("Access token copied for {}", order[1]))
+        .await
+        .step("Enter copies the token");
+    let (status, me) = sandbox_me(&e, &desktop::clipboard()).await;
+    assert_eq!(
+        (status, me["preferred_username"].as_str()),
+        (200, Some(order[1].as_str()))
+    );
+
+    s.click(&alice).await.step("select alice");
     s.wait_text(
         r#"#t-claims tr[data-claim="preferred_username"]"#,
         "alice@contoso.example",
     )
     .await
     .step("alice's claims");
-    shot(&s, &e, "05-two-accounts.png").await;
-    marks.push(("bob signed in", started.elapsed()));
+    shot(&s, &e, "06-accounts.png").await;
 
     // 8. Sign alice out (confirmed in the page): her tokens and the Sandbox sign-in
     // window's cookies go.
@@ -313,16 +453,16 @@ async fn desktop_journey() {
     s.wait_text("#confirm-dialog", "Sign out alice@contoso.example?")
         .await
         .step("the confirmation");
-    shot(&s, &e, "06-confirm-sign-out.png").await;
+    shot(&s, &e, "07-confirm-sign-out.png").await;
     s.click("#confirm-ok").await.step("confirm");
     s.wait_text("#toast", "Signed out alice@contoso.example")
         .await
         .step("signed out");
     s.wait_until("alice to leave the list", || async {
-        Ok(account_count(&s).await == 1)
+        Ok(account_count(&s).await == 3)
     })
     .await
-    .step("one account left");
+    .step("three accounts left");
     assert!(s.find_all(&alice).await.unwrap().is_empty());
     assert!(
         !e.home.join("webview").join("sandbox").exists(),
@@ -332,9 +472,13 @@ async fn desktop_journey() {
 
     // 9. The provider demands interaction: a token for other scopes needs a new
     // sign-in, which asks for the password again (the sign-in cookies are gone).
-    s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
-        .await
-        .step("bob is selected");
+    s.click(&bob).await.step("select bob");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "bob@contoso.example",
+    )
+    .await
+    .step("bob's claims");
     set_faults(&e, Some(json!({ "interaction_required": true }))).await;
     s.type_into("#scopes", "Mail.Read")
         .await
@@ -351,7 +495,7 @@ async fn desktop_journey() {
     s.wait_text(&bob, "Needs sign-in")
         .await
         .step("the list marks bob");
-    shot(&s, &e, "07-needs-sign-in.png").await;
+    shot(&s, &e, "08-needs-sign-in.png").await;
     s.click("#sign-in-again").await.step("Sign in again");
     desktop::wait_window(SIGNIN_PAGE)
         .await
@@ -380,22 +524,25 @@ async fn desktop_journey() {
     .step("bob's token again");
     marks.push(("interaction required handled", started.elapsed()));
 
-    // 10. Relaunch: the remaining account is still there.
+    // 10. Relaunch: the remaining accounts are still there.
     s.quit().await.step("quit");
     let s = Session::start(&e.driver, &e.app)
         .await
         .step("relaunch the app");
-    s.wait_visible(&format!(r#"{bob}[aria-selected="true"]"#))
-        .await
-        .step("bob is still there after a relaunch");
+    for user in [&bob, &carol, &account_item("dave@outlook.example")] {
+        s.wait_visible(user)
+            .await
+            .step("the accounts are still there after a relaunch");
+    }
+    assert_eq!(account_count(&s).await, 3);
+    assert!(s.find_all(&alice).await.unwrap().is_empty());
+    s.click(&bob).await.step("select bob");
     s.wait_text(
         r#"#t-claims tr[data-claim="preferred_username"]"#,
         "bob@contoso.example",
     )
     .await
-    .step("bob's claims");
-    assert_eq!(account_count(&s).await, 1);
-    assert!(s.find_all(&alice).await.unwrap().is_empty());
+    .step("bob's claims after a relaunch");
     marks.push(("relaunched", started.elapsed()));
 
     // 11. The profiles, for the record.
@@ -403,8 +550,28 @@ async fn desktop_journey() {
     s.wait_text("#profiles-body", "Sandbox")
         .await
         .step("the profiles list");
-    shot(&s, &e, "08-profiles.png").await;
+    shot(&s, &e, "09-profiles.png").await;
     s.click("#profiles-close").await.step("close the profiles");
+
+    // The main window stays on Tessera's pages, whatever a script tries.
+    s.script("window.location.href = arguments[0]", json!([e.sandbox]))
+        .await
+        .step("navigate away");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    s.wait_visible("#add-account")
+        .await
+        .step("the main window did not navigate");
+
+    // 12. Sign out of all: back to the empty state.
+    s.click("#sign-out-all").await.step("Sign out of all");
+    s.wait_text("#confirm-dialog", "Sign out of all accounts?")
+        .await
+        .step("the confirmation");
+    s.click("#confirm-ok").await.step("confirm");
+    s.wait_text("#empty", "No accounts yet")
+        .await
+        .step("the empty state again");
+    assert_eq!(account_count(&s).await, 0);
     s.quit().await.step("quit");
 
     for (what, at) in &marks {

@@ -48,7 +48,8 @@ if [[ "${1:-}" != "--inside" ]]; then
   started=$SECONDS
   say "building the app, the sandbox and the suite (debug)..."
   cargo build -q -p tessera -p tessera-sandbox-idp
-  cargo test -q -p tessera-tests --test e2e --no-run 2>/dev/null
+  cargo build -q -p tessera-tests --bin scripted-browser
+  cargo test -q -p tessera-tests --test e2e --no-run
   say "built in $((SECONDS - started)) s"
 
   WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-e2e.XXXXXX")"
@@ -77,12 +78,15 @@ if [[ "${1:-}" != "--inside" ]]; then
 
   export DISPLAY=":$display" TESSERA_E2E_WORK="$WORK"
   status=0
-  dbus-run-session -- "$0" --inside || status=$?
+  # The session bus (and the services it starts) log to dbus.log; the script keeps
+  # this terminal's stderr as fd 3.
+  dbus-run-session -- "$0" --inside 3>&2 2>"$WORK/dbus.log" || status=$?
   say "finished in $((SECONDS - started)) s (status $status)"
   exit "$status"
 fi
 
 # ------------------------------------------------------------------ inside the D-Bus session
+exec 2>&3 3>&-
 WORK="$TESSERA_E2E_WORK"
 pids=()
 cleanup_inside() {
@@ -114,6 +118,10 @@ wait_for 30 "the sandbox" grep -q "listening on" "$WORK/sandbox.out"
 TESSERA_SANDBOX_URL="$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/sandbox.out" | head -n1)"
 export TESSERA_SANDBOX_URL
 say "sandbox at $TESSERA_SANDBOX_URL"
+
+# The "system browser" of the browser sign-in: signs in as carol through the sandbox's
+# pages and delivers the redirect to the app's loopback listener.
+export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox --login carol@fabrikam.example"
 
 # tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
 driver_port="$(free_port)"

@@ -202,9 +202,21 @@ async function copy(format) {
 // ---------------------------------------------------------------- sign-in
 
 function setSignInBanner(text) {
+  const banner = $("signin-banner");
   $("signin-banner-text").textContent = text ?? "";
-  $("signin-banner").hidden = !text;
-  $("signin-banner").dataset.state = text ? "active" : "";
+  banner.hidden = !text;
+  if (!text) banner.dataset.pages = "0";
+}
+
+function onSignInProgress(p) {
+  if (state.signIn?.kind === "device") {
+    setDeviceStatus(p.message);
+    return;
+  }
+  setSignInBanner(p.message);
+  // How many pages the sign-in window has shown (sign-in page, consent, ...).
+  const banner = $("signin-banner");
+  if (p.stage === "page") banner.dataset.pages = String(Number(banner.dataset.pages ?? 0) + 1);
 }
 
 export async function startSignIn({ profile, method, account = null, scopes = null }) {
@@ -220,11 +232,13 @@ export async function startSignIn({ profile, method, account = null, scopes = nu
     }
     return;
   }
+  state.signIn = { kind: method, profile };
+  setSignInBanner(null);
   try {
     const started = await invoke("sign_in", { profile, method, account, scopes });
-    state.signIn = { kind: method, profile };
-    setSignInBanner(started.message);
+    if (state.signIn && $("signin-banner").hidden) setSignInBanner(started.message);
   } catch (e) {
+    state.signIn = null;
     toast(`Could not start the sign-in: ${errorMessage(e)}`, { error: true, ms: 9000 });
   }
 }
@@ -399,13 +413,21 @@ async function main() {
   wire();
   await Promise.all([
     listen("signin:finished", onSignInFinished),
-    listen("signin:progress", (p) => {
-      if (state.signIn?.kind === "device") setDeviceStatus(p.message);
-      else if (state.signIn) setSignInBanner(p.message);
-    }),
+    listen("signin:progress", onSignInProgress),
     listen("clipboard:cleared", () => toast("Clipboard cleared.")),
     listen("accounts:changed", () => refreshAccounts()),
   ]);
+  try {
+    await invoke("app_info");
+  } catch (e) {
+    // The engine could not open the home (store, keyring, profiles.toml): say why.
+    $("loading").hidden = true;
+    $("sidebar").hidden = true;
+    $("startup-error-text").textContent = errorMessage(e);
+    $("startup-error").hidden = false;
+    for (const id of ["add-account", "open-profiles", "sign-out-all"]) $(id).disabled = true;
+    return;
+  }
   await refreshProfiles();
   await refreshAccounts();
   $("accounts").focus();

@@ -82,9 +82,8 @@ let deviceCancel = null;
 
 export function openDeviceDialog(flow, onCancel) {
   $("device-code").textContent = flow.user_code;
-  const link = $("device-url");
-  link.textContent = flow.verification_uri;
-  link.href = flow.verification_uri;
+  // Shown as text, not a link: the main window never navigates away.
+  $("device-url").textContent = flow.verification_uri;
   $("device-message").textContent = flow.message;
   setDeviceStatus("Waiting for you to finish signing in…");
   deviceCancel = onCancel;
