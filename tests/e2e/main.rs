@@ -574,6 +574,20 @@ async fn desktop_journey() {
     assert_eq!(account_count(&s).await, 0);
     s.quit().await.step("quit");
 
+    // No token reached the app's log (it logs at debug level here).
+    if let Ok(work) = std::env::var("TESSERA_E2E_WORK") {
+        let log = std::fs::read_to_string(PathBuf::from(work).join("tauri-driver.log"))
+            .expect("the app's log");
+        assert!(log.contains("tessera_lib"), "the app's log is there");
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a part of a token is in the app's log");
+        }
+        assert!(
+            !log.contains("eyJ0eXAi") && !log.contains("eyJhbGci"),
+            "a JWT is in the app's log"
+        );
+    }
+
     for (what, at) in &marks {
         eprintln!("e2e: {:>6.1} s  {what}", at.as_secs_f64());
     }

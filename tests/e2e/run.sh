@@ -126,7 +126,7 @@ export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox -
 # tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
 driver_port="$(free_port)"
 native_port="$(free_port)"
-HOME="$APP_HOME" NO_AT_BRIDGE=1 tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
+HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=debug tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
 pids+=($!)
 wait_for 30 "tauri-driver" curl -sf "http://127.0.0.1:$driver_port/status"
 
