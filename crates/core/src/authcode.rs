@@ -72,7 +72,12 @@ pub fn begin(req: &AuthorizeRequest<'_>, entropy: &dyn Entropy, now: UnixTime) -
             .append_pair("code_challenge", challenge.as_str())
             .append_pair("code_challenge_method", challenge.method().as_str())
             .append_pair("response_mode", "query");
-        for (k, v) in [("prompt", req.prompt), ("login_hint", req.login_hint), ("domain_hint", req.domain_hint), ("claims", req.claims)] {
+        for (k, v) in [
+            ("prompt", req.prompt),
+            ("login_hint", req.login_hint),
+            ("domain_hint", req.domain_hint),
+            ("claims", req.claims),
+        ] {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
                 q.append_pair(k, v);
             }
@@ -98,7 +103,8 @@ pub fn begin(req: &AuthorizeRequest<'_>, entropy: &dyn Entropy, now: UnixTime) -
 /// `localhost` for `127.0.0.1`) is not.
 pub fn redirect_matches(expected: &Url, actual: &Url) -> bool {
     expected.scheme() == actual.scheme()
-        && expected.host_str().map(str::to_ascii_lowercase) == actual.host_str().map(str::to_ascii_lowercase)
+        && expected.host_str().map(str::to_ascii_lowercase)
+            == actual.host_str().map(str::to_ascii_lowercase)
         && expected.port_or_known_default() == actual.port_or_known_default()
         && expected.path() == actual.path()
         && actual.username().is_empty()
@@ -107,19 +113,27 @@ pub fn redirect_matches(expected: &Url, actual: &Url) -> bool {
 /// Check the URL the user agent was redirected to and take the code from it.
 pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<AuthorizationCode> {
     if !redirect_matches(&flow.redirect_uri, redirected) {
-        return Err(Error::Validation("the sign-in ended at an unexpected address".into()));
+        return Err(Error::Validation(
+            "the sign-in ended at an unexpected address".into(),
+        ));
     }
     // response_mode=query; some providers answer in the fragment anyway.
     let mut params: Vec<(String, String)> = redirected.query_pairs().into_owned().collect();
     if params.is_empty() {
         if let Some(f) = redirected.fragment() {
-            params = url::form_urlencoded::parse(f.as_bytes()).into_owned().collect();
+            params = url::form_urlencoded::parse(f.as_bytes())
+                .into_owned()
+                .collect();
         }
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match get("state") {
         Some(s) if s == flow.state.secret() => {}
-        Some(_) => return Err(Error::Validation("the response's state does not match this sign-in (possible CSRF)".into())),
+        Some(_) => {
+            return Err(Error::Validation(
+                "the response's state does not match this sign-in (possible CSRF)".into(),
+            ))
+        }
         None => return Err(Error::Validation("the response carries no state".into())),
     }
     if let Some(error) = get("error") {
@@ -145,7 +159,12 @@ pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<Authori
         })
 }
 
-pub fn code_redemption_request(flow: &AuthCodeFlow, client_id: &str, code: &AuthorizationCode, entra: bool) -> HttpRequest {
+pub fn code_redemption_request(
+    flow: &AuthCodeFlow,
+    client_id: &str,
+    code: &AuthorizationCode,
+    entra: bool,
+) -> HttpRequest {
     let scope = flow.scopes.to_param();
     let mut params = vec![
         ("grant_type", "authorization_code"),
@@ -195,7 +214,9 @@ mod tests {
     }
 
     fn q(url: &Url, k: &str) -> Option<String> {
-        url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned())
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
     }
 
     #[test]
@@ -226,20 +247,50 @@ mod tests {
         let at = |s: &str| Url::parse(&format!("http://localhost:8400/callback?{s}")).unwrap();
         let code = process_redirect(&f, &at(&format!("code=abc&state={state}"))).unwrap();
         assert_eq!(code.secret(), "abc");
-        assert!(matches!(process_redirect(&f, &at("code=abc&state=forged")), Err(Error::Validation(m)) if m.contains("state")));
-        assert!(matches!(process_redirect(&f, &at("code=abc")), Err(Error::Validation(_))));
-        assert!(matches!(process_redirect(&f, &at(&format!("error=access_denied&state={state}"))), Err(Error::Cancelled)));
-        let e = process_redirect(&f, &at(&format!("error=invalid_scope&error_description=AADSTS70011%3A+bad+scope&state={state}"))).unwrap_err();
-        assert_eq!(e.to_string(), "the identity provider returned invalid_scope: AADSTS70011: bad scope");
-        let frag = Url::parse(&format!("http://localhost:8400/callback#code=xyz&state={state}")).unwrap();
+        assert!(
+            matches!(process_redirect(&f, &at("code=abc&state=forged")), Err(Error::Validation(m)) if m.contains("state"))
+        );
+        assert!(matches!(
+            process_redirect(&f, &at("code=abc")),
+            Err(Error::Validation(_))
+        ));
+        assert!(matches!(
+            process_redirect(&f, &at(&format!("error=access_denied&state={state}"))),
+            Err(Error::Cancelled)
+        ));
+        let e = process_redirect(
+            &f,
+            &at(&format!(
+                "error=invalid_scope&error_description=AADSTS70011%3A+bad+scope&state={state}"
+            )),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the identity provider returned invalid_scope: AADSTS70011: bad scope"
+        );
+        let frag = Url::parse(&format!(
+            "http://localhost:8400/callback#code=xyz&state={state}"
+        ))
+        .unwrap();
         assert_eq!(process_redirect(&f, &frag).unwrap().secret(), "xyz");
-        assert!(process_redirect(&f, &Url::parse(&format!("http://localhost:8401/callback?code=a&state={state}")).unwrap()).is_err());
+        assert!(process_redirect(
+            &f,
+            &Url::parse(&format!(
+                "http://localhost:8401/callback?code=a&state={state}"
+            ))
+            .unwrap()
+        )
+        .is_err());
     }
 
     #[test]
     fn only_the_exact_redirect_uri_matches() {
         let e = Url::parse("http://localhost:8400/callback").unwrap();
-        let yes = ["http://localhost:8400/callback?code=1", "http://LOCALHOST:8400/callback#x"];
+        let yes = [
+            "http://localhost:8400/callback?code=1",
+            "http://LOCALHOST:8400/callback#x",
+        ];
         let no = [
             "https://localhost:8400/callback",
             "http://localhost:8401/callback",
@@ -256,7 +307,10 @@ mod tests {
             assert!(!redirect_matches(&e, &Url::parse(n).unwrap()), "{n}");
         }
         let default_port = Url::parse("https://app.example/cb").unwrap();
-        assert!(redirect_matches(&default_port, &Url::parse("https://app.example:443/cb?x=1").unwrap()));
+        assert!(redirect_matches(
+            &default_port,
+            &Url::parse("https://app.example:443/cb?x=1").unwrap()
+        ));
     }
 
     #[test]
@@ -266,8 +320,14 @@ mod tests {
         let form = req.form();
         let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("grant_type").as_deref(), Some("authorization_code"));
-        assert_eq!(get("code_verifier").as_deref(), Some(f.verifier.secret().as_str()));
-        assert_eq!(get("redirect_uri").as_deref(), Some("http://localhost:8400/callback"));
+        assert_eq!(
+            get("code_verifier").as_deref(),
+            Some(f.verifier.secret().as_str())
+        );
+        assert_eq!(
+            get("redirect_uri").as_deref(),
+            Some("http://localhost:8400/callback")
+        );
         assert_eq!(get("client_id").as_deref(), Some("cid"));
         assert!(!format!("{req:?}").contains("abc"));
     }

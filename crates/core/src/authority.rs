@@ -13,7 +13,12 @@ use crate::error::{Error, Result};
 /// Entra's well-known clouds and their aliases (from Microsoft's instance discovery
 /// response). A cached account matches across the aliases of its host.
 pub const KNOWN_ALIASES: &[&[&str]] = &[
-    &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
+    &[
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "login.microsoft.com",
+        "sts.windows.net",
+    ],
     &["login.partner.microsoftonline.cn", "login.chinacloudapi.cn"],
     &["login.microsoftonline.de"],
     &["login.microsoftonline.us", "login.usgovcloudapi.net"],
@@ -49,7 +54,10 @@ impl Authority {
     pub fn entra(input: &str) -> Result<Self> {
         let url = parse_url(input, "authority")?;
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let segments: Vec<&str> = url
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default();
         let kind = if host.ends_with(".b2clogin.com") {
             match segments.as_slice() {
                 [tenant, policy, ..] => AuthorityKind::B2c { tenant: tenant.to_string(), policy: policy.to_string() },
@@ -63,7 +71,10 @@ impl Authority {
             let tenant = match segments.first() {
                 Some(t) => t.to_string(),
                 // MSAL's rule: https://contoso.ciamlogin.com/ means contoso.onmicrosoft.com.
-                None => format!("{}.onmicrosoft.com", host.trim_end_matches(".ciamlogin.com")),
+                None => format!(
+                    "{}.onmicrosoft.com",
+                    host.trim_end_matches(".ciamlogin.com")
+                ),
             };
             AuthorityKind::Ciam { tenant }
         } else {
@@ -77,7 +88,9 @@ impl Authority {
             }
         };
         let path = match &kind {
-            AuthorityKind::Entra { tenant } | AuthorityKind::Ciam { tenant } => format!("/{tenant}"),
+            AuthorityKind::Entra { tenant } | AuthorityKind::Ciam { tenant } => {
+                format!("/{tenant}")
+            }
             AuthorityKind::B2c { tenant, policy } => format!("/{tenant}/{policy}"),
             AuthorityKind::Oidc => unreachable!(),
         };
@@ -85,18 +98,28 @@ impl Authority {
         canonical.set_path(&path);
         canonical.set_query(None);
         canonical.set_fragment(None);
-        Ok(Self { kind, url: canonical, instance_discovery: true })
+        Ok(Self {
+            kind,
+            url: canonical,
+            instance_discovery: true,
+        })
     }
 
     /// A generic OpenID Connect provider by its issuer URL.
     pub fn oidc(issuer: &str) -> Result<Self> {
         let mut url = parse_url(issuer, "issuer")?;
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(Error::Config(format!("issuer {issuer} must not have a query or fragment")));
+            return Err(Error::Config(format!(
+                "issuer {issuer} must not have a query or fragment"
+            )));
         }
         let trimmed = url.path().trim_end_matches('/').to_string();
         url.set_path(&trimmed);
-        Ok(Self { kind: AuthorityKind::Oidc, url, instance_discovery: false })
+        Ok(Self {
+            kind: AuthorityKind::Oidc,
+            url,
+            instance_discovery: false,
+        })
     }
 
     /// Turn instance discovery off (custom hosts such as the sandbox, or air-gapped
@@ -129,15 +152,19 @@ impl Authority {
 
     /// MSAL's `environment`: the host name, lower-case (the port is not part of it).
     pub fn environment(&self) -> String {
-        self.url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase()
+        self.url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase()
     }
 
     /// The tenant segment (`common`, a tenant id, a domain), if any.
     pub fn tenant(&self) -> Option<&str> {
         match &self.kind {
-            AuthorityKind::Entra { tenant } | AuthorityKind::Ciam { tenant } | AuthorityKind::B2c { tenant, .. } => {
-                Some(tenant)
-            }
+            AuthorityKind::Entra { tenant }
+            | AuthorityKind::Ciam { tenant }
+            | AuthorityKind::B2c { tenant, .. } => Some(tenant),
             AuthorityKind::Oidc => None,
         }
     }
@@ -147,12 +174,18 @@ impl Authority {
     pub fn realm(&self) -> String {
         match self.tenant() {
             Some(t) => t.to_ascii_lowercase(),
-            None => self.url.path_segments().and_then(|mut s| s.next()).unwrap_or_default().to_ascii_lowercase(),
+            None => self
+                .url
+                .path_segments()
+                .and_then(|mut s| s.next())
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
         }
     }
 
     pub fn is_multi_tenant(&self) -> bool {
-        self.tenant().is_some_and(|t| MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(t)))
+        self.tenant()
+            .is_some_and(|t| MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(t)))
     }
 
     /// Where the OpenID provider metadata lives.
@@ -169,7 +202,10 @@ impl Authority {
     /// The built-in alias set of this host, for Microsoft's clouds.
     pub fn known_aliases(&self) -> Option<&'static [&'static str]> {
         let host = self.environment();
-        KNOWN_ALIASES.iter().copied().find(|set| set.contains(&host.as_str()))
+        KNOWN_ALIASES
+            .iter()
+            .copied()
+            .find(|set| set.contains(&host.as_str()))
     }
 
     /// Where Entra instance discovery would be asked, when needed: known Microsoft hosts
@@ -181,7 +217,9 @@ impl Authority {
         let mut u = self.url.clone();
         u.set_path("/common/discovery/instance");
         let authorize = format!("{}/oauth2/v2.0/authorize", self.as_str());
-        u.query_pairs_mut().append_pair("api-version", "1.1").append_pair("authorization_endpoint", &authorize);
+        u.query_pairs_mut()
+            .append_pair("api-version", "1.1")
+            .append_pair("authorization_endpoint", &authorize);
         Some(u)
     }
 }
@@ -193,13 +231,17 @@ impl std::fmt::Display for Authority {
 }
 
 pub fn is_loopback_host(host: &str) -> bool {
-    matches!(host.trim_matches(['[', ']']), "localhost" | "127.0.0.1" | "::1")
+    matches!(
+        host.trim_matches(['[', ']']),
+        "localhost" | "127.0.0.1" | "::1"
+    )
 }
 
 /// Parse a URL that a provider is reached at: absolute, https (http only on loopback),
 /// no credentials.
 pub fn parse_url(input: &str, what: &str) -> Result<Url> {
-    let url = Url::parse(input.trim()).map_err(|e| Error::Config(format!("{what} {input:?} is not a valid URL: {e}")))?;
+    let url = Url::parse(input.trim())
+        .map_err(|e| Error::Config(format!("{what} {input:?} is not a valid URL: {e}")))?;
     let host = url.host_str().unwrap_or_default();
     if host.is_empty() {
         return Err(Error::Config(format!("{what} {input:?} has no host")));
@@ -215,7 +257,9 @@ pub fn parse_url(input: &str, what: &str) -> Result<Url> {
         other => return Err(Error::Config(format!("{what} {input:?} has scheme {other}; use https"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::Config(format!("{what} must not contain credentials")));
+        return Err(Error::Config(format!(
+            "{what} must not contain credentials"
+        )));
     }
     Ok(url)
 }
@@ -224,7 +268,10 @@ pub fn parse_url(input: &str, what: &str) -> Result<Url> {
 /// the aliases learned by instance discovery, else just `host`.
 pub fn aliases_of(host: &str, discovered: &[String]) -> Vec<String> {
     let host = host.to_ascii_lowercase();
-    if let Some(set) = KNOWN_ALIASES.iter().find(|set| set.contains(&host.as_str())) {
+    if let Some(set) = KNOWN_ALIASES
+        .iter()
+        .find(|set| set.contains(&host.as_str()))
+    {
         return set.iter().map(|s| s.to_string()).collect();
     }
     if discovered.iter().any(|d| d.eq_ignore_ascii_case(&host)) {
@@ -248,19 +295,28 @@ mod tests {
             a.discovery_url().as_str(),
             "https://login.microsoftonline.com/Common/v2.0/.well-known/openid-configuration"
         );
-        let t = Authority::entra("https://login.microsoftonline.us/contoso.onmicrosoft.com").unwrap();
+        let t =
+            Authority::entra("https://login.microsoftonline.us/contoso.onmicrosoft.com").unwrap();
         assert_eq!(t.realm(), "contoso.onmicrosoft.com");
         assert!(!t.is_multi_tenant());
     }
 
     #[test]
     fn b2c_and_ciam_are_recognised() {
-        let b = Authority::entra("https://fabrikamb2c.b2clogin.com/fabrikamb2c.onmicrosoft.com/B2C_1_signupsignin").unwrap();
-        assert!(matches!(b.kind(), AuthorityKind::B2c { policy, .. } if policy == "B2C_1_signupsignin"));
+        let b = Authority::entra(
+            "https://fabrikamb2c.b2clogin.com/fabrikamb2c.onmicrosoft.com/B2C_1_signupsignin",
+        )
+        .unwrap();
+        assert!(
+            matches!(b.kind(), AuthorityKind::B2c { policy, .. } if policy == "B2C_1_signupsignin")
+        );
         assert!(Authority::entra("https://fabrikamb2c.b2clogin.com/tenant-only").is_err());
         let c = Authority::entra("https://contoso.ciamlogin.com/").unwrap();
         assert_eq!(c.tenant(), Some("contoso.onmicrosoft.com"));
-        assert_eq!(c.as_str(), "https://contoso.ciamlogin.com/contoso.onmicrosoft.com");
+        assert_eq!(
+            c.as_str(),
+            "https://contoso.ciamlogin.com/contoso.onmicrosoft.com"
+        );
     }
 
     #[test]
@@ -280,7 +336,10 @@ mod tests {
     fn generic_issuer_discovery_url() {
         let o = Authority::oidc("https://idp.example.com/realms/dev/").unwrap();
         assert_eq!(o.as_str(), "https://idp.example.com/realms/dev");
-        assert_eq!(o.discovery_url().as_str(), "https://idp.example.com/realms/dev/.well-known/openid-configuration");
+        assert_eq!(
+            o.discovery_url().as_str(),
+            "https://idp.example.com/realms/dev/.well-known/openid-configuration"
+        );
         assert_eq!(o.realm(), "realms");
         assert!(!o.is_entra_like());
         assert!(o.instance_discovery_url().is_none());
@@ -292,7 +351,10 @@ mod tests {
         assert!(a.contains(&"login.microsoftonline.com".to_string()));
         assert!(a.contains(&"sts.windows.net".to_string()));
         assert_eq!(aliases_of("127.0.0.1", &[]), vec!["127.0.0.1".to_string()]);
-        let learned = vec!["idp.contoso.example".to_string(), "login.contoso.example".to_string()];
+        let learned = vec![
+            "idp.contoso.example".to_string(),
+            "login.contoso.example".to_string(),
+        ];
         assert_eq!(aliases_of("login.contoso.example", &learned).len(), 2);
     }
 
@@ -303,6 +365,9 @@ mod tests {
         let custom = Authority::entra("http://127.0.0.1:8479/common").unwrap();
         let u = custom.instance_discovery_url().unwrap();
         assert_eq!(u.path(), "/common/discovery/instance");
-        assert!(custom.without_instance_discovery().instance_discovery_url().is_none());
+        assert!(custom
+            .without_instance_discovery()
+            .instance_discovery_url()
+            .is_none());
     }
 }

@@ -36,20 +36,32 @@ pub struct DeviceAuthorization {
 impl DeviceAuthorization {
     pub fn message(&self) -> String {
         self.message.clone().unwrap_or_else(|| {
-            format!("To sign in, open {} in a browser and enter the code {}.", self.verification_uri, self.user_code)
+            format!(
+                "To sign in, open {} in a browser and enter the code {}.",
+                self.verification_uri, self.user_code
+            )
         })
     }
 }
 
-pub fn device_authorization_request(metadata: &ProviderMetadata, client_id: &str, scopes: &ScopeSet) -> Result<HttpRequest> {
+pub fn device_authorization_request(
+    metadata: &ProviderMetadata,
+    client_id: &str,
+    scopes: &ScopeSet,
+) -> Result<HttpRequest> {
     let endpoint = metadata.device_authorization_endpoint.as_ref().ok_or_else(|| {
         Error::Config("this identity provider does not offer the device code flow (no device_authorization_endpoint)".into())
     })?;
     let scope = scopes.to_param();
-    Ok(HttpRequest::post_form(endpoint.clone(), [("client_id", client_id), ("scope", scope.as_str())]))
+    Ok(HttpRequest::post_form(
+        endpoint.clone(),
+        [("client_id", client_id), ("scope", scope.as_str())],
+    ))
 }
 
-pub fn process_device_authorization_response(response: &HttpResponse) -> Result<DeviceAuthorization> {
+pub fn process_device_authorization_response(
+    response: &HttpResponse,
+) -> Result<DeviceAuthorization> {
     if response.status != 200 {
         return Err(error_from_response("device authorization", response));
     }
@@ -61,8 +73,19 @@ pub fn process_device_authorization_response(response: &HttpResponse) -> Result<
     })
 }
 
-pub fn device_token_request(metadata: &ProviderMetadata, client_id: &str, auth: &DeviceAuthorization) -> HttpRequest {
-    token_request(&metadata.token_endpoint, client_id, &[("grant_type", GRANT_TYPE), ("device_code", auth.device_code.secret())])
+pub fn device_token_request(
+    metadata: &ProviderMetadata,
+    client_id: &str,
+    auth: &DeviceAuthorization,
+) -> HttpRequest {
+    token_request(
+        &metadata.token_endpoint,
+        client_id,
+        &[
+            ("grant_type", GRANT_TYPE),
+            ("device_code", auth.device_code.secret()),
+        ],
+    )
 }
 
 /// The outcome of one poll.
@@ -80,7 +103,9 @@ pub fn process_device_token_response(response: &HttpResponse) -> Result<Poll> {
             "authorization_pending" => Ok(Poll::Pending),
             "slow_down" => Ok(Poll::SlowDown),
             "access_denied" | "authorization_declined" => Err(Error::Cancelled),
-            "expired_token" | "code_expired" => Err(Error::interaction(InteractionReason::DeviceCodeExpired)),
+            "expired_token" | "code_expired" => {
+                Err(Error::interaction(InteractionReason::DeviceCodeExpired))
+            }
             _ => Err(Error::Provider(p)),
         },
         Err(e) => Err(e),
@@ -92,18 +117,41 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: body.as_bytes().to_vec() }
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn poll_outcomes() {
-        assert!(matches!(process_device_token_response(&resp(400, r#"{"error":"authorization_pending"}"#)), Ok(Poll::Pending)));
-        assert!(matches!(process_device_token_response(&resp(400, r#"{"error":"slow_down"}"#)), Ok(Poll::SlowDown)));
-        assert!(matches!(process_device_token_response(&resp(400, r#"{"error":"authorization_declined"}"#)), Err(Error::Cancelled)));
-        let e = process_device_token_response(&resp(400, r#"{"error":"expired_token"}"#)).unwrap_err();
+        assert!(matches!(
+            process_device_token_response(&resp(400, r#"{"error":"authorization_pending"}"#)),
+            Ok(Poll::Pending)
+        ));
+        assert!(matches!(
+            process_device_token_response(&resp(400, r#"{"error":"slow_down"}"#)),
+            Ok(Poll::SlowDown)
+        ));
+        assert!(matches!(
+            process_device_token_response(&resp(400, r#"{"error":"authorization_declined"}"#)),
+            Err(Error::Cancelled)
+        ));
+        let e =
+            process_device_token_response(&resp(400, r#"{"error":"expired_token"}"#)).unwrap_err();
         assert!(e.to_string().contains("expired"));
-        assert!(matches!(process_device_token_response(&resp(200, r#"{"access_token":"a","token_type":"Bearer"}"#)), Ok(Poll::Done(_))));
-        assert!(matches!(process_device_token_response(&resp(500, "oops")), Err(Error::BadResponse { .. })));
+        assert!(matches!(
+            process_device_token_response(&resp(
+                200,
+                r#"{"access_token":"a","token_type":"Bearer"}"#
+            )),
+            Ok(Poll::Done(_))
+        ));
+        assert!(matches!(
+            process_device_token_response(&resp(500, "oops")),
+            Err(Error::BadResponse { .. })
+        ));
     }
 
     #[test]
@@ -113,9 +161,15 @@ mod tests {
             r#"{"device_code":"dc","user_code":"ABCD","verification_url":"https://microsoft.com/devicelogin","expires_in":"900"}"#.replace("\"900\"", "900").as_str(),
         ))
         .unwrap();
-        assert_eq!(a.verification_uri.as_str(), "https://microsoft.com/devicelogin");
+        assert_eq!(
+            a.verification_uri.as_str(),
+            "https://microsoft.com/devicelogin"
+        );
         assert!(a.message().contains("ABCD"));
         assert!(!format!("{a:?}").contains("\"dc\""));
-        assert!(process_device_authorization_response(&resp(400, r#"{"error":"invalid_client"}"#)).is_err());
+        assert!(
+            process_device_authorization_response(&resp(400, r#"{"error":"invalid_client"}"#))
+                .is_err()
+        );
     }
 }

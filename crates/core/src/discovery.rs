@@ -36,7 +36,9 @@ impl ProviderMetadata {
     /// The issuer expected in a token of tenant `tid` (Entra's template filled in).
     pub fn issuer_for(&self, tid: Option<&str>) -> String {
         match tid {
-            Some(t) if self.issuer.contains(TENANT_TEMPLATE) => self.issuer.replace(TENANT_TEMPLATE, t),
+            Some(t) if self.issuer.contains(TENANT_TEMPLATE) => {
+                self.issuer.replace(TENANT_TEMPLATE, t)
+            }
             _ => self.issuer.clone(),
         }
     }
@@ -46,16 +48,24 @@ pub fn discovery_request(authority: &Authority) -> HttpRequest {
     HttpRequest::get(authority.discovery_url())
 }
 
-pub fn process_discovery_response(authority: &Authority, response: &HttpResponse) -> Result<ProviderMetadata> {
+pub fn process_discovery_response(
+    authority: &Authority,
+    response: &HttpResponse,
+) -> Result<ProviderMetadata> {
     let what = "OpenID discovery";
     let doc: ProviderMetadata = parse_json_document(what, response)?;
-    for (name, url) in [("authorization_endpoint", Some(&doc.authorization_endpoint)), ("token_endpoint", Some(&doc.token_endpoint))]
-        .into_iter()
-        .chain([
-            ("device_authorization_endpoint", doc.device_authorization_endpoint.as_ref()),
-            ("end_session_endpoint", doc.end_session_endpoint.as_ref()),
-        ])
-    {
+    for (name, url) in [
+        ("authorization_endpoint", Some(&doc.authorization_endpoint)),
+        ("token_endpoint", Some(&doc.token_endpoint)),
+    ]
+    .into_iter()
+    .chain([
+        (
+            "device_authorization_endpoint",
+            doc.device_authorization_endpoint.as_ref(),
+        ),
+        ("end_session_endpoint", doc.end_session_endpoint.as_ref()),
+    ]) {
         if let Some(url) = url {
             parse_url(url.as_str(), name).map_err(|e| Error::Validation(format!("{what}: {e}")))?;
         }
@@ -65,7 +75,8 @@ pub fn process_discovery_response(authority: &Authority, response: &HttpResponse
     if authority.is_entra_like() {
         // Entra: the issuer is https on the same cloud; multi-tenant authorities use the
         // {tenantid} template, tenant authorities name the tenant by id.
-        parse_url(&doc.issuer.replace(TENANT_TEMPLATE, "t"), "issuer").map_err(|e| Error::Validation(format!("{what}: {e}")))?;
+        parse_url(&doc.issuer.replace(TENANT_TEMPLATE, "t"), "issuer")
+            .map_err(|e| Error::Validation(format!("{what}: {e}")))?;
     } else if issuer != expected {
         return Err(Error::Validation(format!(
             "{what}: the provider says its issuer is {:?}, but the profile names {:?}; they must be identical",
@@ -80,7 +91,10 @@ pub fn instance_discovery_request(authority: &Authority) -> Option<HttpRequest> 
 }
 
 /// The aliases of the authority's host, from Entra's instance discovery response.
-pub fn process_instance_discovery_response(authority: &Authority, response: &HttpResponse) -> Result<Vec<String>> {
+pub fn process_instance_discovery_response(
+    authority: &Authority,
+    response: &HttpResponse,
+) -> Result<Vec<String>> {
     #[derive(Deserialize)]
     struct Doc {
         #[serde(default)]
@@ -102,7 +116,10 @@ pub fn process_instance_discovery_response(authority: &Authority, response: &Htt
 }
 
 /// A JSON document from a GET endpoint: 200 and JSON, else a clear error.
-fn parse_json_document<T: serde::de::DeserializeOwned>(what: &'static str, response: &HttpResponse) -> Result<T> {
+fn parse_json_document<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    response: &HttpResponse,
+) -> Result<T> {
     if response.status != 200 {
         return Err(crate::token::unexpected_response(what, response));
     }
@@ -119,7 +136,11 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: body.as_bytes().to_vec() }
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     fn doc(issuer: &str, base: &str) -> String {
@@ -136,10 +157,33 @@ mod tests {
     #[test]
     fn generic_issuer_must_match_exactly() {
         let a = Authority::oidc("https://idp.example.com/realm").unwrap();
-        let ok = process_discovery_response(&a, &resp(200, &doc("https://idp.example.com/realm", "https://idp.example.com/realm"))).unwrap();
-        assert_eq!(ok.token_endpoint.as_str(), "https://idp.example.com/realm/token");
+        let ok = process_discovery_response(
+            &a,
+            &resp(
+                200,
+                &doc(
+                    "https://idp.example.com/realm",
+                    "https://idp.example.com/realm",
+                ),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.token_endpoint.as_str(),
+            "https://idp.example.com/realm/token"
+        );
         assert_eq!(ok.extra["response_types_supported"][0], "code");
-        let err = process_discovery_response(&a, &resp(200, &doc("https://evil.example.com/realm", "https://idp.example.com/realm"))).unwrap_err();
+        let err = process_discovery_response(
+            &a,
+            &resp(
+                200,
+                &doc(
+                    "https://evil.example.com/realm",
+                    "https://idp.example.com/realm",
+                ),
+            ),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Validation(m) if m.contains("evil.example.com")));
     }
 
@@ -148,16 +192,32 @@ mod tests {
         let a = Authority::entra("https://login.microsoftonline.com/common").unwrap();
         let m = process_discovery_response(
             &a,
-            &resp(200, &doc("https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/common/oauth2/v2.0")),
+            &resp(
+                200,
+                &doc(
+                    "https://login.microsoftonline.com/{tenantid}/v2.0",
+                    "https://login.microsoftonline.com/common/oauth2/v2.0",
+                ),
+            ),
         )
         .unwrap();
-        assert_eq!(m.issuer_for(Some("t1")), "https://login.microsoftonline.com/t1/v2.0");
+        assert_eq!(
+            m.issuer_for(Some("t1")),
+            "https://login.microsoftonline.com/t1/v2.0"
+        );
     }
 
     #[test]
     fn insecure_endpoints_and_bad_documents_are_refused() {
         let a = Authority::oidc("https://idp.example.com").unwrap();
-        let err = process_discovery_response(&a, &resp(200, &doc("https://idp.example.com", "http://idp.example.com"))).unwrap_err();
+        let err = process_discovery_response(
+            &a,
+            &resp(
+                200,
+                &doc("https://idp.example.com", "http://idp.example.com"),
+            ),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Validation(m) if m.contains("https")));
         let err = process_discovery_response(&a, &resp(200, "{\"issuer\": 5")).unwrap_err();
         assert!(matches!(err, Error::BadResponse { .. }));
@@ -169,7 +229,13 @@ mod tests {
     fn instance_discovery_gives_aliases() {
         let a = Authority::entra("https://login.contoso.example/common").unwrap();
         let body = r#"{"tenant_discovery_endpoint":"x","api-version":"1.1","metadata":[{"preferred_network":"login.contoso.example","preferred_cache":"login.contoso.example","aliases":["login.contoso.example","sts.contoso.example"]}]}"#;
-        assert_eq!(process_instance_discovery_response(&a, &resp(200, body)).unwrap(), vec!["login.contoso.example", "sts.contoso.example"]);
-        assert_eq!(process_instance_discovery_response(&a, &resp(200, r#"{"metadata":[]}"#)).unwrap(), vec!["login.contoso.example"]);
+        assert_eq!(
+            process_instance_discovery_response(&a, &resp(200, body)).unwrap(),
+            vec!["login.contoso.example", "sts.contoso.example"]
+        );
+        assert_eq!(
+            process_instance_discovery_response(&a, &resp(200, r#"{"metadata":[]}"#)).unwrap(),
+            vec!["login.contoso.example"]
+        );
     }
 }

@@ -12,7 +12,10 @@ pub enum Error {
     /// The user has to sign in (again): no account, no usable refresh token, consent or a
     /// claims challenge. Refresh tokens are kept, as MSAL does.
     #[error("interaction required: {reason}")]
-    InteractionRequired { reason: InteractionReason, provider: Option<Box<ProviderError>> },
+    InteractionRequired {
+        reason: InteractionReason,
+        provider: Option<Box<ProviderError>>,
+    },
 
     /// The user closed the sign-in window, pressed Cancel or declined consent.
     #[error("sign-in was cancelled")]
@@ -29,7 +32,12 @@ pub enum Error {
     /// The provider answered with something that is not a valid protocol response
     /// (an HTML error page, a 5xx, malformed JSON, missing fields).
     #[error("{what}: {detail}")]
-    BadResponse { what: &'static str, detail: String, status: Option<u16>, retry_after: Option<u64> },
+    BadResponse {
+        what: &'static str,
+        detail: String,
+        status: Option<u16>,
+        retry_after: Option<u64>,
+    },
 
     /// A security check failed (state, nonce, issuer, audience, expiry).
     #[error("security check failed: {0}")]
@@ -45,7 +53,10 @@ pub enum Error {
 
 impl Error {
     pub fn interaction(reason: InteractionReason) -> Self {
-        Error::InteractionRequired { reason, provider: None }
+        Error::InteractionRequired {
+            reason,
+            provider: None,
+        }
     }
 
     /// The CLI's exit code contract: 3 interaction required, 4 provider or network,
@@ -53,7 +64,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::InteractionRequired { .. } | Error::Cancelled => 3,
-            Error::Provider(_) | Error::Transport(_) | Error::BadResponse { .. } | Error::Validation(_) => 4,
+            Error::Provider(_)
+            | Error::Transport(_)
+            | Error::BadResponse { .. }
+            | Error::Validation(_) => 4,
             Error::Store(_) => 5,
             Error::Config(_) => 2,
         }
@@ -63,7 +77,9 @@ impl Error {
     pub fn provider_error(&self) -> Option<&ProviderError> {
         match self {
             Error::Provider(p) => Some(p),
-            Error::InteractionRequired { provider: Some(p), .. } => Some(p),
+            Error::InteractionRequired {
+                provider: Some(p), ..
+            } => Some(p),
             _ => None,
         }
     }
@@ -93,11 +109,17 @@ impl fmt::Display for InteractionReason {
         f.write_str(match self {
             InteractionReason::NoAccount => "no signed-in account matches",
             InteractionReason::NoRefreshToken => "no refresh token is cached for this account",
-            InteractionReason::InvalidGrant => "the refresh token was rejected (expired or revoked)",
-            InteractionReason::InteractionRequired => "the identity provider requires the user to sign in again",
+            InteractionReason::InvalidGrant => {
+                "the refresh token was rejected (expired or revoked)"
+            }
+            InteractionReason::InteractionRequired => {
+                "the identity provider requires the user to sign in again"
+            }
             InteractionReason::ConsentRequired => "consent is required for the requested scopes",
             InteractionReason::ClaimsChallenge => "the identity provider sent a claims challenge",
-            InteractionReason::DeviceCodeExpired => "the device code expired before the sign-in was completed",
+            InteractionReason::DeviceCodeExpired => {
+                "the device code expired before the sign-in was completed"
+            }
         })
     }
 }
@@ -150,7 +172,9 @@ impl fmt::Display for ProviderError {
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
-    #[error("the store file {path} is corrupt or not a Tessera store; it was moved aside to {moved_to}")]
+    #[error(
+        "the store file {path} is corrupt or not a Tessera store; it was moved aside to {moved_to}"
+    )]
     Corrupt { path: String, moved_to: String },
     #[error("{0}")]
     Io(String),

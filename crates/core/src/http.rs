@@ -32,24 +32,37 @@ impl std::fmt::Debug for HttpRequest {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
             .field("url", &self.url.as_str())
-            .field("body", &self.body.as_ref().map(|b| format!("[{} bytes]", b.len())))
+            .field(
+                "body",
+                &self.body.as_ref().map(|b| format!("[{} bytes]", b.len())),
+            )
             .finish()
     }
 }
 
 impl HttpRequest {
     pub fn get(url: Url) -> Self {
-        Self { method: Method::Get, url, headers: vec![("Accept".into(), "application/json".into())], body: None }
+        Self {
+            method: Method::Get,
+            url,
+            headers: vec![("Accept".into(), "application/json".into())],
+            body: None,
+        }
     }
 
     /// A form POST (`application/x-www-form-urlencoded`), as every token request is.
     pub fn post_form<'a>(url: Url, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
         Self {
             method: Method::Post,
             url,
             headers: vec![
-                ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
+                (
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
                 ("Accept".into(), "application/json".into()),
             ],
             body: Some(body.into_bytes()),
@@ -83,11 +96,15 @@ impl std::fmt::Debug for HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn is_json(&self) -> bool {
-        self.header("content-type").is_some_and(|c| c.contains("json"))
+        self.header("content-type")
+            .is_some_and(|c| c.contains("json"))
     }
 }
 
@@ -116,7 +133,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), extra_ca_file: None }
+        Self {
+            timeout: Duration::from_secs(30),
+            extra_ca_file: None,
+        }
     }
 }
 
@@ -132,15 +152,18 @@ impl ReqwestClient {
             .clone()
             .or_else(|| std::env::var_os("SSL_CERT_FILE").map(Into::into));
         if let Some(path) = ca_file {
-            let pem = std::fs::read(&path)
-                .map_err(|e| TransportError(format!("cannot read CA file {}: {e}", path.display())))?;
+            let pem = std::fs::read(&path).map_err(|e| {
+                TransportError(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| TransportError(format!("bad CA file {}: {e}", path.display())))?;
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let inner = builder.build().map_err(|e| TransportError(format!("HTTP client: {e}")))?;
+        let inner = builder
+            .build()
+            .map_err(|e| TransportError(format!("HTTP client: {e}")))?;
         Ok(Self { inner })
     }
 }
@@ -166,7 +189,12 @@ impl HttpClient for ReqwestClient {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| describe(&host, e))? {
@@ -179,7 +207,11 @@ impl HttpClient for ReqwestClient {
             body.extend_from_slice(&chunk);
         }
         tracing::debug!(status, bytes = body.len(), "http response");
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -65,7 +65,12 @@ mod tests {
         assert_eq!(hdr["alg"], "RS256");
         assert_eq!(claims["sub"], "x");
         assert!(decode_jws("a.b").is_err());
-        assert!(decode_jws(&format!("{h}.!!!.s")).unwrap_err().starts_with("payload"));
-        assert!(decode_json_segment(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1]")).is_err());
+        assert!(decode_jws(&format!("{h}.!!!.s"))
+            .unwrap_err()
+            .starts_with("payload"));
+        assert!(decode_json_segment(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1]")
+        )
+        .is_err());
     }
 }

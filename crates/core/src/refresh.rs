@@ -18,7 +18,11 @@ pub fn refresh_request(
     entra: bool,
 ) -> HttpRequest {
     let scope = scopes.to_param();
-    let mut params = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.secret().as_str()), ("scope", scope.as_str())];
+    let mut params = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.secret().as_str()),
+        ("scope", scope.as_str()),
+    ];
     if let Some(c) = claims {
         params.push(("claims", c));
     }
@@ -37,15 +41,24 @@ pub fn classify_refresh_error(e: Error) -> Error {
                 Some(InteractionReason::ClaimsChallenge)
             } else {
                 match p.error.as_str() {
-                    "invalid_grant" if matches!(p.suberror.as_deref(), Some("consent_required")) => Some(InteractionReason::ConsentRequired),
+                    "invalid_grant"
+                        if matches!(p.suberror.as_deref(), Some("consent_required")) =>
+                    {
+                        Some(InteractionReason::ConsentRequired)
+                    }
                     "invalid_grant" => Some(InteractionReason::InvalidGrant),
-                    "interaction_required" | "login_required" => Some(InteractionReason::InteractionRequired),
+                    "interaction_required" | "login_required" => {
+                        Some(InteractionReason::InteractionRequired)
+                    }
                     "consent_required" => Some(InteractionReason::ConsentRequired),
                     _ => None,
                 }
             };
             match reason {
-                Some(reason) => Error::InteractionRequired { reason, provider: Some(p) },
+                Some(reason) => Error::InteractionRequired {
+                    reason,
+                    provider: Some(p),
+                },
                 None => Error::Provider(p),
             }
         }
@@ -59,7 +72,11 @@ mod tests {
     use crate::error::ProviderError;
 
     fn provider(error: &str, claims: Option<&str>) -> Error {
-        Error::Provider(Box::new(ProviderError { error: error.into(), claims: claims.map(Into::into), ..Default::default() }))
+        Error::Provider(Box::new(ProviderError {
+            error: error.into(),
+            claims: claims.map(Into::into),
+            ..Default::default()
+        }))
     }
 
     #[test]
@@ -68,10 +85,25 @@ mod tests {
             Error::InteractionRequired { reason, .. } => Some(reason),
             _ => None,
         };
-        assert_eq!(reason(provider("invalid_grant", None)), Some(InteractionReason::InvalidGrant));
-        assert_eq!(reason(provider("interaction_required", None)), Some(InteractionReason::InteractionRequired));
-        assert_eq!(reason(provider("interaction_required", Some(r#"{"access_token":{}}"#))), Some(InteractionReason::ClaimsChallenge));
-        assert_eq!(reason(provider("consent_required", None)), Some(InteractionReason::ConsentRequired));
+        assert_eq!(
+            reason(provider("invalid_grant", None)),
+            Some(InteractionReason::InvalidGrant)
+        );
+        assert_eq!(
+            reason(provider("interaction_required", None)),
+            Some(InteractionReason::InteractionRequired)
+        );
+        assert_eq!(
+            reason(provider(
+                "interaction_required",
+                Some(r#"{"access_token":{}}"#)
+            )),
+            Some(InteractionReason::ClaimsChallenge)
+        );
+        assert_eq!(
+            reason(provider("consent_required", None)),
+            Some(InteractionReason::ConsentRequired)
+        );
         assert_eq!(reason(provider("temporarily_unavailable", None)), None);
         assert_eq!(reason(Error::Config("x".into())), None);
     }

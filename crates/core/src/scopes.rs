@@ -38,7 +38,9 @@ impl ScopeSet {
 
     /// The scopes without the reserved OpenID Connect ones.
     pub fn without_reserved(&self) -> ScopeSet {
-        self.iter().filter(|s| !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s))).collect()
+        self.iter()
+            .filter(|s| !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s)))
+            .collect()
     }
 
     /// The scopes plus the reserved ones: what a token request sends.
@@ -98,7 +100,10 @@ mod tests {
     fn reserved_scopes_are_added_and_removed() {
         let s = ScopeSet::parse("User.Read openid");
         assert_eq!(s.without_reserved().to_param(), "User.Read");
-        assert_eq!(s.with_reserved().to_param(), "User.Read openid profile offline_access");
+        assert_eq!(
+            s.with_reserved().to_param(),
+            "User.Read openid profile offline_access"
+        );
     }
 
     #[test]

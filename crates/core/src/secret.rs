@@ -60,8 +60,17 @@ mod tests {
             RefreshToken::new("rt-secret-value".into()),
             PkceCodeVerifier::new("verifier-secret-value".into()),
         );
-        for leaked in ["secret-id-token", "nonce-value-123", "at-secret-value", "rt-secret-value", "verifier-secret-value"] {
-            assert!(!all.contains(leaked), "{leaked} leaked through Debug: {all}");
+        for leaked in [
+            "secret-id-token",
+            "nonce-value-123",
+            "at-secret-value",
+            "rt-secret-value",
+            "verifier-secret-value",
+        ] {
+            assert!(
+                !all.contains(leaked),
+                "{leaked} leaked through Debug: {all}"
+            );
         }
         assert!(all.contains("IdTokenString([redacted])"));
     }

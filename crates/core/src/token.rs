@@ -58,7 +58,11 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 }
 
 /// A token request: `grant_type` and the grant's parameters, with the client id.
-pub fn token_request(token_endpoint: &Url, client_id: &str, params: &[(&str, &str)]) -> HttpRequest {
+pub fn token_request(
+    token_endpoint: &Url,
+    client_id: &str,
+    params: &[(&str, &str)],
+) -> HttpRequest {
     let mut all: Vec<(&str, &str)> = vec![("client_id", client_id)];
     all.extend_from_slice(params);
     HttpRequest::post_form(token_endpoint.clone(), all)
@@ -68,11 +72,13 @@ pub fn token_request(token_endpoint: &Url, client_id: &str, params: &[(&str, &st
 pub fn process_token_response(response: &HttpResponse) -> Result<TokenResponse> {
     let what = "token response";
     if response.status == 200 {
-        return serde_json::from_slice::<TokenResponse>(&response.body).map_err(|e| Error::BadResponse {
-            what,
-            detail: format!("the identity provider sent malformed or incomplete JSON ({e})"),
-            status: Some(200),
-            retry_after: None,
+        return serde_json::from_slice::<TokenResponse>(&response.body).map_err(|e| {
+            Error::BadResponse {
+                what,
+                detail: format!("the identity provider sent malformed or incomplete JSON ({e})"),
+                status: Some(200),
+                retry_after: None,
+            }
         });
     }
     Err(error_from_response(what, response))
@@ -93,7 +99,9 @@ pub fn error_from_response(what: &'static str, response: &HttpResponse) -> Error
 
 /// A response that is not what the protocol says: a 5xx, an HTML page, a proxy error.
 pub fn unexpected_response(what: &'static str, response: &HttpResponse) -> Error {
-    let retry_after = response.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = response
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let kind = if looks_like_html(response) {
         "an HTML page"
     } else if response.body.is_empty() {
@@ -101,16 +109,32 @@ pub fn unexpected_response(what: &'static str, response: &HttpResponse) -> Error
     } else {
         "an unexpected body"
     };
-    let mut detail = format!("the identity provider answered HTTP {} with {kind}", response.status);
+    let mut detail = format!(
+        "the identity provider answered HTTP {} with {kind}",
+        response.status
+    );
     if let Some(secs) = retry_after {
         detail.push_str(&format!("; it asks to retry after {secs} s"));
     }
-    Error::BadResponse { what, detail, status: Some(response.status), retry_after }
+    Error::BadResponse {
+        what,
+        detail,
+        status: Some(response.status),
+        retry_after,
+    }
 }
 
 fn looks_like_html(response: &HttpResponse) -> bool {
-    response.header("content-type").is_some_and(|c| c.contains("html"))
-        || response.body.iter().take(256).skip_while(|b| b.is_ascii_whitespace()).take(1).any(|b| *b == b'<')
+    response
+        .header("content-type")
+        .is_some_and(|c| c.contains("html"))
+        || response
+            .body
+            .iter()
+            .take(256)
+            .skip_while(|b| b.is_ascii_whitespace())
+            .take(1)
+            .any(|b| *b == b'<')
 }
 
 #[cfg(test)]
@@ -118,7 +142,11 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, ctype: &str, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![("content-type".into(), ctype.into())], body: body.as_bytes().to_vec() }
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), ctype.into())],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -134,7 +162,10 @@ mod tests {
         assert_eq!(r.foci.as_deref(), Some("1"));
         assert_eq!(r.access_token.secret(), "at1");
         let dbg = format!("{r:?}");
-        assert!(!dbg.contains("at1") && !dbg.contains("rt1") && !dbg.contains("a.b.c"), "{dbg}");
+        assert!(
+            !dbg.contains("at1") && !dbg.contains("rt1") && !dbg.contains("a.b.c"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -156,14 +187,31 @@ mod tests {
 
     #[test]
     fn html_5xx_malformed_and_missing_fields_are_clear() {
-        let mut r = resp(503, "text/html", "<html><body>Service Unavailable</body></html>");
+        let mut r = resp(
+            503,
+            "text/html",
+            "<html><body>Service Unavailable</body></html>",
+        );
         r.headers.push(("Retry-After".into(), "7".into()));
         let e = process_token_response(&r).unwrap_err();
-        assert!(matches!(e, Error::BadResponse { retry_after: Some(7), status: Some(503), .. }));
-        assert!(e.to_string().contains("HTML page") && e.to_string().contains("retry after 7 s"), "{e}");
-        let e = process_token_response(&resp(200, "application/json", r#"{"access_token":"x","#)).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::BadResponse {
+                retry_after: Some(7),
+                status: Some(503),
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().contains("HTML page") && e.to_string().contains("retry after 7 s"),
+            "{e}"
+        );
+        let e = process_token_response(&resp(200, "application/json", r#"{"access_token":"x","#))
+            .unwrap_err();
         assert!(e.to_string().contains("malformed"), "{e}");
-        let e = process_token_response(&resp(200, "application/json", r#"{"token_type":"Bearer"}"#)).unwrap_err();
+        let e =
+            process_token_response(&resp(200, "application/json", r#"{"token_type":"Bearer"}"#))
+                .unwrap_err();
         assert!(e.to_string().contains("access_token"), "{e}");
         assert_eq!(e.exit_code(), 4);
         let e = process_token_response(&resp(502, "text/plain", "")).unwrap_err();
