@@ -25,10 +25,10 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Windows whose title matches the regular expression `title`.
+/// Mapped windows whose title matches the regular expression `title` (case-insensitive).
 pub fn windows(title: &str) -> Vec<u32> {
     // `xdotool search` exits 1 when nothing matches.
-    run("xdotool", &["search", "--name", title])
+    run("xdotool", &["search", "--onlyvisible", "--name", title])
         .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
 }

@@ -545,6 +545,39 @@ async fn desktop_journey() {
     .step("bob's claims after a relaunch");
     marks.push(("relaunched", started.elapsed()));
 
+    // A second launch hands over to the running app and exits.
+    if let Ok(app_home) = std::env::var("TESSERA_E2E_APP_HOME") {
+        let mut second = std::process::Command::new(&e.app)
+            .env("HOME", app_home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start a second instance");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = second.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = second.kill();
+                panic!("the second instance did not hand over and exit");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            status.success(),
+            "the second instance exits cleanly: {status}"
+        );
+        assert_eq!(
+            desktop::windows("^Tessera$").len(),
+            1,
+            "still one main window"
+        );
+        s.wait_visible("#add-account")
+            .await
+            .step("the first instance still answers");
+    }
+
     // 11. The profiles, for the record.
     s.click("#open-profiles").await.step("Profiles");
     s.wait_text("#profiles-body", "Sandbox")

@@ -30,14 +30,26 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
+listening() { # listening PORT: something accepts connections on 127.0.0.1:PORT
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! listening "$port"; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
 }
 
 if [[ "${1:-}" != "--inside" ]]; then
   # ---------------------------------------------------------------- outside: build, Xvfb
   missing=()
-  for tool in Xvfb dbus-run-session gnome-keyring-daemon tauri-driver WebKitWebDriver xdotool xclip import python3; do
+  for tool in Xvfb dbus-run-session gnome-keyring-daemon tauri-driver WebKitWebDriver xdotool xclip import; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   if ((${#missing[@]})); then
@@ -128,10 +140,11 @@ driver_port="$(free_port)"
 native_port="$(free_port)"
 HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=debug tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
 pids+=($!)
-wait_for 30 "tauri-driver" curl -sf "http://127.0.0.1:$driver_port/status"
+wait_for 30 "tauri-driver" listening "$driver_port"
 
 export TESSERA_E2E_WEBDRIVER="http://127.0.0.1:$driver_port"
 export TESSERA_E2E_APP="$ROOT/target/debug/tessera"
+export TESSERA_E2E_APP_HOME="$APP_HOME"
 export TESSERA_E2E_SCREENSHOTS="${TESSERA_E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
 say "running the suite (logs in $WORK)"
 status=0

@@ -15,7 +15,8 @@ const state = {
   filter: "",
   tokenRequest: 0,
   scopesEdited: false,
-  signIn: null, // { kind: "window" | "browser" | "device", profile }
+  signIn: null, // { kind: "embedded" | "browser" | "device", profile }
+  panelAccount: null, // whose token the panel shows
 };
 
 // ---------------------------------------------------------------- toasts
@@ -148,19 +149,33 @@ async function loadToken({ forceRefresh = false } = {}) {
   const request = ++state.tokenRequest;
   $("needs-signin").hidden = true;
   $("token-error").hidden = true;
+  // Never show one account's token under another's name while the new one loads.
+  if (state.panelAccount !== a.id) {
+    renderToken(null);
+    state.panelAccount = null;
+  }
   $("account-detail").setAttribute("aria-busy", "true");
+  const slow = setTimeout(() => {
+    if (request === state.tokenRequest) $("token-loading").hidden = false;
+  }, 250);
   try {
     const view = await invoke("token_view", { account: accountRef(a), scopes: currentScopes(), force_refresh: forceRefresh });
     if (request !== state.tokenRequest) return;
     renderToken(view);
+    state.panelAccount = a.id;
     a.token = view.account.token;
     renderList();
   } catch (e) {
     if (request !== state.tokenRequest) return;
     renderToken(null);
+    state.panelAccount = null;
     showTokenError(a, e);
   } finally {
-    if (request === state.tokenRequest) $("account-detail").removeAttribute("aria-busy");
+    clearTimeout(slow);
+    if (request === state.tokenRequest) {
+      $("account-detail").removeAttribute("aria-busy");
+      $("token-loading").hidden = true;
+    }
   }
 }
 
