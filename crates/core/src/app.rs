@@ -210,19 +210,20 @@ impl PublicClientApplication {
         let envs = self.aliases().await;
         let store = &self.deps.store;
         let family = self.family_lookup(&envs)?;
+        // Which accounts hold a refresh or ID token of this client: one store call (an
+        // index lookup in SqliteStore) instead of two lookups per account.
+        let holders = store.credential_holders(&envs, &self.config.client_id, family.as_deref())?;
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Account> = Vec::new();
         for entry in store.accounts()? {
             if !envs.iter().any(|e| e.eq_ignore_ascii_case(&entry.environment))
                 || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
-                || out.iter().any(|a| a.home_account_id == entry.home_account_id)
+                || !holders.contains(&entry.home_account_id)
+                || !seen.insert(entry.home_account_id.clone())
             {
                 continue;
             }
-            let q = CredentialQuery { home_account_id: &entry.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: None };
-            let ours = !store.refresh_tokens(&q, family.as_deref())?.is_empty() || store.id_token(&q)?.is_some();
-            if ours {
-                out.push(account_from_entry(entry));
-            }
+            out.push(account_from_entry(entry));
         }
         Ok(out)
     }
@@ -252,13 +253,9 @@ impl PublicClientApplication {
         let wanted = scopes.without_reserved();
         let q = CredentialQuery { home_account_id: &account.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: Some(&realm) };
         if !options.force_refresh && options.claims.is_none() {
-            let cached = self
-                .deps
-                .store
-                .access_tokens(&q)?
-                .into_iter()
-                .filter(|at| cache::target_covers(&at.target, &wanted) && at.expires_on - now > options.min_validity_secs)
-                .max_by_key(|at| at.expires_on);
+            // The store picks the token (covering the scopes, valid `min_validity_secs`
+            // longer, the one expiring last), so an indexed store opens one secret only.
+            let cached = self.deps.store.find_access_token(&q, &wanted, now.saturating_add(options.min_validity_secs))?;
             if let Some(at) = cached {
                 if at.refresh_on.is_some_and(|r| now >= r) {
                     tracing::debug!("cached access token is due for a proactive refresh");

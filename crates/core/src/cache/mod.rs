@@ -47,6 +47,8 @@
 //! (removed concurrently) stays gone, where MSAL Python would re-create it. Every
 //! `write` is one atomic transaction, shared safely between processes ([`sqlite`]).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -287,6 +289,53 @@ pub trait TokenStore: Send + Sync {
         client_id: &str,
     ) -> Result<Option<AppMetadataEntry>, StoreError>;
 
+    /// The access token `acquire_token_silent` serves: among [`Self::access_tokens`]`(q)`,
+    /// those whose target covers `scopes` ([`target_covers`]) and that expire after
+    /// `valid_after`, the one that expires last (of several, the last by key). Stores
+    /// with an index override it to open the secret of that one token only.
+    fn find_access_token(
+        &self,
+        q: &CredentialQuery<'_>,
+        scopes: &ScopeSet,
+        valid_after: UnixTime,
+    ) -> Result<Option<AccessTokenEntry>, StoreError> {
+        Ok(self
+            .access_tokens(q)?
+            .into_iter()
+            .filter(|at| at.expires_on > valid_after && target_covers(&at.target, scopes))
+            .max_by_key(|at| at.expires_on))
+    }
+
+    /// The home account ids of the accounts (Account entries) in `environments` that hold,
+    /// in one of `environments`, a refresh token of `client_id` (or of the family
+    /// `family_id`) or an ID token of `client_id`: the accounts `get_accounts` lists.
+    /// Stores with an index override it to answer without opening any secret.
+    fn credential_holders(
+        &self,
+        environments: &[String],
+        client_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut holders = HashSet::new();
+        for a in self.accounts()? {
+            if holders.contains(&a.home_account_id)
+                || env_rank(&a.environment, environments).is_none()
+            {
+                continue;
+            }
+            let q = CredentialQuery {
+                home_account_id: &a.home_account_id,
+                environments,
+                client_id,
+                realm: None,
+            };
+            if !self.refresh_tokens(&q, family_id)?.is_empty() || self.id_token(&q)?.is_some() {
+                holders.insert(a.home_account_id);
+            }
+        }
+        Ok(holders)
+    }
+
     fn write(&self, w: TokenWrite) -> Result<(), StoreError>;
 
     /// MSAL's `remove_account`: the account's access, refresh and ID tokens (for every
@@ -327,4 +376,367 @@ pub(crate) fn at_replaces(new: &AccessTokenEntry, old: &AccessTokenEntry) -> boo
 pub fn target_covers(target: &str, requested: &ScopeSet) -> bool {
     let have = ScopeSet::parse(target);
     requested.is_subset_of(&have)
+}
+
+/// Conformance checks shared by the stores' tests: random histories of writes and
+/// sign-outs, after which a store must answer every lookup as [`MemoryStore`] (the
+/// reference) does, and its overrides of [`TokenStore::find_access_token`] and
+/// [`TokenStore::credential_holders`] as the default methods do on the same store.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use std::sync::Arc;
+
+    use serde_json::{Map, Value};
+
+    use super::msal_json::MsalEntity;
+    use super::*;
+    use crate::env::{Clock, FixedClock};
+    use crate::secret::{AccessToken, IdTokenString, RefreshToken};
+
+    pub const NOW: i64 = 1_700_000_000;
+
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+            &v[self.below(v.len())]
+        }
+        pub fn chance(&mut self, one_in: usize) -> bool {
+            self.below(one_in) == 0
+        }
+    }
+
+    // "Alice.T" and "alice.t" differ, but their keys (lower-cased) collide.
+    const HOMES: [&str; 4] = ["alice.t", "Alice.T", "bob.t", "carol.t"];
+    const ENVS: [&str; 3] = [
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "Login.MicrosoftOnline.com",
+    ];
+    const CLIENTS: [&str; 3] = ["cli", "ps", "own"];
+    const REALMS: [&str; 2] = ["t1", "t2"];
+    const SCOPES: [&str; 7] = [
+        "User.Read",
+        "Mail.Read",
+        "mail.read",
+        "Files.Read",
+        "openid",
+        "profile",
+        "offline_access",
+    ];
+
+    fn random_target(r: &mut Rng) -> String {
+        let picked: Vec<&str> = SCOPES.iter().copied().filter(|_| r.chance(3)).collect();
+        if picked.is_empty() {
+            r.pick(&SCOPES).to_string()
+        } else {
+            msal_target(picked)
+        }
+    }
+
+    fn random_extra(r: &mut Rng) -> Map<String, Value> {
+        let mut m = Map::new();
+        if r.chance(6) {
+            m.insert("future_field".into(), serde_json::json!({"n": r.below(3)}));
+        }
+        m
+    }
+
+    pub fn random_write(r: &mut Rng, n: usize, now: i64, rt_keys: &[String]) -> TokenWrite {
+        let home = *r.pick(&HOMES);
+        let env = *r.pick(&ENVS);
+        let client = *r.pick(&CLIENTS);
+        let realm = *r.pick(&REALMS);
+        let mut w = TokenWrite::default();
+        if r.chance(2) {
+            let expires_on = now + r.below(20_000) as i64 - 500;
+            let mut extra = random_extra(r);
+            if r.chance(8) {
+                extra.insert("ext_cache_key".into(), "ext1".into());
+            }
+            w.access_token = Some(AccessTokenEntry {
+                home_account_id: home.into(),
+                environment: env.into(),
+                client_id: client.into(),
+                realm: realm.into(),
+                target: random_target(r),
+                secret: AccessToken::new(format!("at-{n}")),
+                token_type: "Bearer".into(),
+                cached_at: now,
+                // Ties in expiry happen (the lookup must break them the same way).
+                expires_on: if r.chance(4) { now + 5000 } else { expires_on },
+                extended_expires_on: Some(expires_on),
+                refresh_on: r.chance(2).then_some(now + 100),
+                extra,
+            });
+        }
+        if r.chance(2) {
+            w.refresh_token = Some(RefreshTokenEntry {
+                home_account_id: home.into(),
+                environment: env.into(),
+                client_id: client.into(),
+                target: random_target(r),
+                secret: RefreshToken::new(format!("rt-{n}")),
+                family_id: r.chance(2).then(|| "1".into()),
+                last_modification_time: (!r.chance(5)).then_some(now - r.below(1000) as i64),
+                extra: random_extra(r),
+            });
+        }
+        if r.chance(3) {
+            w.id_token = Some(IdTokenEntry {
+                home_account_id: home.into(),
+                environment: env.into(),
+                realm: realm.into(),
+                client_id: client.into(),
+                secret: IdTokenString::new(format!("idt-{n}")),
+                extra: Map::new(),
+            });
+        }
+        if r.chance(3) {
+            w.account = Some(AccountEntry {
+                home_account_id: home.into(),
+                environment: env.into(),
+                realm: realm.into(),
+                local_account_id: home.into(),
+                username: format!("user-{n}"),
+                authority_type: "MSSTS".into(),
+                account_source: Some("authorization_code".into()),
+                name: r.chance(2).then(|| format!("Name {n}")),
+                extra: random_extra(r),
+            });
+        }
+        if r.chance(3) {
+            w.app_metadata = Some(AppMetadataEntry {
+                client_id: client.into(),
+                environment: env.into(),
+                family_id: r.chance(2).then(|| "1".into()),
+                extra: Map::new(),
+            });
+        }
+        if r.chance(3) {
+            let key = if !rt_keys.is_empty() && !r.chance(4) {
+                r.pick(rt_keys).clone()
+            } else {
+                "no-such-key".into()
+            };
+            w.rotated_refresh_token = Some((key, RefreshToken::new(format!("rotated-{n}"))));
+        }
+        w
+    }
+
+    fn random_envs(r: &mut Rng) -> Vec<String> {
+        let mut v: Vec<String> = ENVS
+            .iter()
+            .filter(|_| r.chance(2))
+            .map(|s| s.to_string())
+            .collect();
+        if v.is_empty() {
+            v.push(r.pick(&ENVS).to_string());
+        }
+        if r.chance(2) {
+            v.reverse();
+        }
+        v
+    }
+
+    fn json<T: MsalEntity>(v: impl IntoIterator<Item = T>) -> Vec<Map<String, Value>> {
+        v.into_iter().map(|e| e.to_msal_map()).collect()
+    }
+
+    /// A store with only the required methods: the default methods of [`TokenStore`].
+    pub struct Defaults<'a>(pub &'a dyn TokenStore);
+
+    impl TokenStore for Defaults<'_> {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn accounts(&self) -> Result<Vec<AccountEntry>, StoreError> {
+            self.0.accounts()
+        }
+        fn access_tokens(
+            &self,
+            q: &CredentialQuery<'_>,
+        ) -> Result<Vec<AccessTokenEntry>, StoreError> {
+            self.0.access_tokens(q)
+        }
+        fn refresh_tokens(
+            &self,
+            q: &CredentialQuery<'_>,
+            family_id: Option<&str>,
+        ) -> Result<Vec<RefreshTokenEntry>, StoreError> {
+            self.0.refresh_tokens(q, family_id)
+        }
+        fn id_token(&self, q: &CredentialQuery<'_>) -> Result<Option<IdTokenEntry>, StoreError> {
+            self.0.id_token(q)
+        }
+        fn app_metadata(
+            &self,
+            environments: &[String],
+            client_id: &str,
+        ) -> Result<Option<AppMetadataEntry>, StoreError> {
+            self.0.app_metadata(environments, client_id)
+        }
+        fn write(&self, w: TokenWrite) -> Result<(), StoreError> {
+            self.0.write(w)
+        }
+        fn remove_account(
+            &self,
+            home_account_id: &str,
+            environments: &[String],
+        ) -> Result<usize, StoreError> {
+            self.0.remove_account(home_account_id, environments)
+        }
+    }
+
+    /// Every lookup, once with random arguments, on `reference` and `store`.
+    pub fn compare_queries(
+        r: &mut Rng,
+        reference: &dyn TokenStore,
+        store: &dyn TokenStore,
+        now: i64,
+        ctx: &str,
+    ) {
+        let home = *r.pick(&HOMES);
+        let client = *r.pick(&CLIENTS);
+        let e = random_envs(r);
+        let realm = r.chance(2).then(|| *r.pick(&REALMS));
+        let family = r.chance(2).then_some("1");
+        let q = CredentialQuery {
+            home_account_id: home,
+            environments: &e,
+            client_id: client,
+            realm,
+        };
+        assert_eq!(
+            json(reference.access_tokens(&q).unwrap()),
+            json(store.access_tokens(&q).unwrap()),
+            "{ctx}: access_tokens {q:?}"
+        );
+        assert_eq!(
+            json(reference.refresh_tokens(&q, family).unwrap()),
+            json(store.refresh_tokens(&q, family).unwrap()),
+            "{ctx}: refresh_tokens {q:?} {family:?}"
+        );
+        assert_eq!(
+            json(reference.id_token(&q).unwrap()),
+            json(store.id_token(&q).unwrap()),
+            "{ctx}: id_token {q:?}"
+        );
+        assert_eq!(
+            json(reference.app_metadata(&e, client).unwrap()),
+            json(store.app_metadata(&e, client).unwrap()),
+            "{ctx}: app_metadata"
+        );
+        let scopes: crate::scopes::ScopeSet =
+            SCOPES.iter().copied().filter(|_| r.chance(4)).collect();
+        let valid_after = now + r.below(6000) as i64 - 1000;
+        let found = json(store.find_access_token(&q, &scopes, valid_after).unwrap());
+        assert_eq!(
+            json(
+                reference
+                    .find_access_token(&q, &scopes, valid_after)
+                    .unwrap()
+            ),
+            found,
+            "{ctx}: find_access_token {q:?} {scopes:?} {valid_after}"
+        );
+        assert_eq!(
+            json(
+                Defaults(store)
+                    .find_access_token(&q, &scopes, valid_after)
+                    .unwrap()
+            ),
+            found,
+            "{ctx}: find_access_token against the default method"
+        );
+        let holders = store.credential_holders(&e, client, family).unwrap();
+        assert_eq!(
+            reference.credential_holders(&e, client, family).unwrap(),
+            holders,
+            "{ctx}: credential_holders {e:?} {client} {family:?}"
+        );
+        assert_eq!(
+            Defaults(store)
+                .credential_holders(&e, client, family)
+                .unwrap(),
+            holders,
+            "{ctx}: credential_holders against the default method"
+        );
+    }
+
+    /// Random histories (writes, sign-outs, time passing) on the reference and on the
+    /// store `make` opens (on the given clock), comparing every answer after each step;
+    /// `reopen` (if any) opens the store again at the end, to compare what it reads back.
+    pub fn run_histories(
+        make: &dyn Fn(&Arc<FixedClock>, u64) -> Box<dyn TokenStore>,
+        steps: usize,
+    ) {
+        for seed in [1u64, 2, 0x5eed_cafe] {
+            let clock = Arc::new(FixedClock::new(NOW));
+            let reference = MemoryStore::new().with_clock(clock.clone());
+            let store = make(&clock, seed);
+            let mut r = Rng(seed);
+            let mut holders_seen = 0;
+            for n in 0..steps {
+                let ctx = format!("seed {seed} step {n}");
+                let now = clock.now();
+                match r.below(10) {
+                    0 => {
+                        let home = *r.pick(&HOMES);
+                        let e = random_envs(&mut r);
+                        assert_eq!(
+                            reference.remove_account(home, &e).unwrap(),
+                            store.remove_account(home, &e).unwrap(),
+                            "{ctx}: remove_account"
+                        );
+                    }
+                    1 => clock.advance(r.below(1500) as i64),
+                    _ => {
+                        let rt_keys: Vec<String> = reference
+                            .snapshot()
+                            .refresh_tokens
+                            .iter()
+                            .map(|(k, _)| k.to_string())
+                            .collect();
+                        let w = random_write(&mut r, n, now, &rt_keys);
+                        reference.write(w.clone()).unwrap();
+                        store.write(w).unwrap();
+                    }
+                }
+                assert_eq!(
+                    json(reference.accounts().unwrap()),
+                    json(store.accounts().unwrap()),
+                    "{ctx}: accounts"
+                );
+                for _ in 0..6 {
+                    compare_queries(&mut r, &reference, store.as_ref(), clock.now(), &ctx);
+                }
+                holders_seen += reference
+                    .credential_holders(&[ENVS[0].to_string()], CLIENTS[0], Some("1"))
+                    .unwrap()
+                    .len();
+            }
+            assert!(holders_seen > steps / 2, "the histories hold credentials");
+            let reopened = make(&clock, seed);
+            for _ in 0..100 {
+                compare_queries(
+                    &mut r,
+                    &reference,
+                    reopened.as_ref(),
+                    clock.now(),
+                    &format!("seed {seed} reopened"),
+                );
+            }
+        }
+    }
 }

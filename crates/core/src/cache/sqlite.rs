@@ -18,6 +18,7 @@
 //! - A sealed check value in the `meta` table makes opening with the wrong key (or
 //!   without a key, or with one for a plaintext store) fail at once with a clear error.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -30,11 +31,12 @@ use serde_json::{Map, Value};
 use super::cipher::Cipher;
 use super::msal_json::MsalEntity;
 use super::{
-    at_replaces, env_rank, ext_cache_key, AccessTokenEntry, AccountEntry, AppMetadataEntry,
-    CredentialQuery, IdTokenEntry, RefreshTokenEntry, TokenStore, TokenWrite,
+    at_replaces, env_rank, ext_cache_key, target_covers, AccessTokenEntry, AccountEntry,
+    AppMetadataEntry, CredentialQuery, IdTokenEntry, RefreshTokenEntry, TokenStore, TokenWrite,
 };
 use crate::env::{Clock, SystemClock, UnixTime};
 use crate::error::StoreError;
+use crate::scopes::ScopeSet;
 use crate::secret::RefreshToken;
 
 /// "TESS" in the SQLite header: this file is a Tessera token store.
@@ -102,6 +104,20 @@ CREATE INDEX IF NOT EXISTS app_metadata_by_client ON app_metadata (client_id, en
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY NOT NULL,
     value BLOB NOT NULL
+);
+";
+
+/// Indexes added after schema 1 shipped: created on open when missing (older versions
+/// of Tessera keep working with them, SQLite maintains them on every write).
+///
+/// `access_token_by_account_target` covers the silent lookup
+/// ([`TokenStore::find_access_token`]): it holds each token's environment, realm,
+/// expiry, target (from the JSON fields) and key, so choosing among an account's tokens
+/// reads neither the rows nor their JSON, and only the chosen token is decrypted.
+const ADDED_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS access_token_by_account_target ON access_token (
+    home_account_id, client_id, realm, environment, ext_cache_key, expires_on,
+    json_extract(fields, '$.target'), key
 );
 ";
 
@@ -261,6 +277,14 @@ fn env_list(environments: &[String]) -> String {
     .to_string()
 }
 
+/// A text column of a row, borrowed.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    r.get_ref(i)
+        .map_err(db_err)?
+        .as_str()
+        .map_err(|e| StoreError::Database(format!("token store database error: {e}")))
+}
+
 fn fields_json<T: MsalEntity>(e: &T) -> String {
     let mut m = e.to_msal_map();
     m.remove("secret");
@@ -395,6 +419,22 @@ impl SqliteStore {
                 [check],
             )
             .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
+        let indexed = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'access_token_by_account_target'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if !indexed {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            tx.execute_batch(ADDED_INDEXES).map_err(db_err)?;
             tx.commit().map_err(db_err)?;
         }
         let check: Vec<u8> = conn
@@ -657,6 +697,91 @@ impl TokenStore for SqliteStore {
         )
     }
 
+    /// Reads the candidates' environment, target and expiry from a covering index (no
+    /// row, no JSON parse, no secret), picks as the default method does, then reads and
+    /// opens the chosen token only: one decryption however many tokens the account has.
+    fn find_access_token(
+        &self,
+        q: &CredentialQuery<'_>,
+        scopes: &ScopeSet,
+        valid_after: UnixTime,
+    ) -> Result<Option<AccessTokenEntry>, StoreError> {
+        let chosen: Option<(String, String, Vec<u8>)> = {
+            let conn = self.lock();
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT key, environment, coalesce(json_extract(fields, '$.target'), ''), expires_on \
+                     FROM access_token INDEXED BY access_token_by_account_target \
+                     WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
+                     AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key",
+                )
+                .map_err(db_err)?;
+            let mut rows = s
+                .query(params![
+                    q.home_account_id,
+                    q.client_id,
+                    q.realm,
+                    valid_after
+                ])
+                .map_err(db_err)?;
+            let mut best: Option<(String, i64)> = None;
+            while let Some(r) = rows.next().map_err(db_err)? {
+                let environment = text(r, 1)?;
+                let target = text(r, 2)?;
+                let expires_on: i64 = r.get(3).map_err(db_err)?;
+                if env_rank(environment, q.environments).is_some()
+                    && target_covers(target, scopes)
+                    && best.as_ref().is_none_or(|(_, e)| expires_on >= *e)
+                {
+                    best = Some((r.get(0).map_err(db_err)?, expires_on));
+                }
+            }
+            drop(rows);
+            match best {
+                None => None,
+                Some((key, _)) => conn
+                    .prepare_cached("SELECT fields, secret FROM access_token WHERE key = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([&key], |r| Ok((key.clone(), r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(db_err)?,
+            }
+        };
+        let Some((key, fields, sealed)) = chosen else {
+            return Ok(None);
+        };
+        let at: AccessTokenEntry = self.entry(&key, &fields, Some(&sealed))?;
+        // The JSON fields are the truth; the index only narrowed the search.
+        Ok((at.expires_on > valid_after && target_covers(&at.target, scopes)).then_some(at))
+    }
+
+    fn credential_holders(
+        &self,
+        environments: &[String],
+        client_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let conn = self.lock();
+        let mut s = conn
+            .prepare_cached(
+                "WITH envs(e) AS (SELECT value FROM json_each(?1)) \
+                 SELECT home_account_id FROM refresh_token \
+                 WHERE environment IN envs AND (client_id = ?2 OR (?3 IS NOT NULL AND family_id = ?3)) \
+                 AND home_account_id IN (SELECT home_account_id FROM account WHERE environment IN envs) \
+                 UNION SELECT home_account_id FROM id_token \
+                 WHERE client_id = ?2 AND environment IN envs \
+                 AND home_account_id IN (SELECT home_account_id FROM account WHERE environment IN envs)",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(params![env_list(environments), client_id, family_id], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
     fn refresh_tokens(
         &self,
         q: &CredentialQuery<'_>,
@@ -678,42 +803,44 @@ impl TokenStore for SqliteStore {
     }
 
     fn id_token(&self, q: &CredentialQuery<'_>) -> Result<Option<IdTokenEntry>, StoreError> {
-        let candidates: Vec<(String, String)> = {
+        // One query for the candidates (usually one); the environment that comes first in
+        // `q.environments` wins, then the smallest key; only the winner is opened.
+        let chosen: Option<(usize, String, String, Vec<u8>)> = {
             let conn = self.lock();
             let mut s = conn
                 .prepare_cached(
-                    "SELECT key, environment FROM id_token WHERE home_account_id = ?1 AND client_id = ?2 \
-                     AND environment IN (SELECT value FROM json_each(?3)) AND (?4 IS NULL OR realm = ?4)",
+                    "SELECT key, environment, fields, secret FROM id_token \
+                     WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3)",
                 )
                 .map_err(db_err)?;
-            let rows = s
-                .query_map(
-                    params![
-                        q.home_account_id,
-                        q.client_id,
-                        env_list(q.environments),
-                        q.realm
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+            let mut rows = s
+                .query(params![q.home_account_id, q.client_id, q.realm])
                 .map_err(db_err)?;
-            rows.collect::<Result<_, _>>().map_err(db_err)?
+            let mut best: Option<(usize, String, String, Vec<u8>)> = None;
+            while let Some(r) = rows.next().map_err(db_err)? {
+                let environment = text(r, 1)?;
+                let Some(rank) = env_rank(environment, q.environments) else {
+                    continue;
+                };
+                let key = text(r, 0)?;
+                if best
+                    .as_ref()
+                    .is_none_or(|(br, bk, _, _)| (rank, key) < (*br, bk.as_str()))
+                {
+                    best = Some((
+                        rank,
+                        key.to_string(),
+                        r.get(2).map_err(db_err)?,
+                        r.get(3).map_err(db_err)?,
+                    ));
+                }
+            }
+            best
         };
-        let Some((key, _)) = candidates
-            .into_iter()
-            .filter_map(|(k, env)| Some((env_rank(&env, q.environments)?, k)))
-            .min()
-            .map(|(rank, k)| (k, rank))
-        else {
-            return Ok(None);
-        };
-        Ok(self
-            .query_entries(
-                "SELECT key, fields, secret FROM id_token WHERE key = ?1",
-                [key],
-                true,
-            )?
-            .pop())
+        match chosen {
+            None => Ok(None),
+            Some((_, key, fields, sealed)) => self.entry(&key, &fields, Some(&sealed)).map(Some),
+        }
     }
 
     fn app_metadata(
@@ -766,5 +893,81 @@ impl TokenStore for SqliteStore {
         }
         tx.commit().map_err(db_err)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance::run_histories;
+    use super::super::{AesGcmCipher, StoreKey};
+    use super::*;
+
+    fn open(path: &Path) -> SqliteStore {
+        SqliteStore::open(
+            path,
+            Arc::new(AesGcmCipher::new(&StoreKey::from_bytes([7; 32]))),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn indexed_lookups_answer_as_the_reference_and_the_default_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        run_histories(
+            &|clock, seed| {
+                Box::new(open(&dir.path().join(format!("{seed}.db"))).with_clock(clock.clone()))
+            },
+            250,
+        );
+    }
+
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        let conn = store.lock();
+        let mut s = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = s
+            .query_map(params!["h", "c", "r", 0], |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn the_silent_lookup_reads_only_a_covering_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("s.db"));
+        let p = plan(
+            &store,
+            "SELECT key, environment, coalesce(json_extract(fields, '$.target'), ''), expires_on \
+             FROM access_token WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
+             AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key",
+        );
+        assert!(
+            p.contains("USING COVERING INDEX access_token_by_account_target"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_store_made_before_the_covering_index_gets_it_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(open(&path));
+        let count = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'access_token_by_account_target'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(count(&path), 1);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP INDEX access_token_by_account_target")
+            .unwrap();
+        assert_eq!(count(&path), 0);
+        drop(open(&path));
+        assert_eq!(count(&path), 1);
     }
 }
