@@ -280,6 +280,19 @@ fn silent_parts(
         b.iter(|| tessera_core::id_token::claims(idt.secret.secret()).expect("claims"))
     });
     g.finish();
+    // And what get_accounts is made of.
+    let mut g = c.benchmark_group("get_accounts_parts");
+    g.bench_function(BenchmarkId::new("accounts", name), |b| {
+        b.iter(|| store.accounts().expect("accounts"))
+    });
+    g.bench_function(BenchmarkId::new("credential_holders", name), |b| {
+        b.iter(|| {
+            store
+                .credential_holders(&envs, &meta.client_id, Some("1"))
+                .expect("holders")
+        })
+    });
+    g.finish();
 }
 
 /// One token response (a new scope for the benchmark account) into a store of `n`
