@@ -109,3 +109,36 @@ pub fn clipboard() -> String {
 pub fn screenshot_screen(path: &std::path::Path) -> Result<()> {
     run("import", &["-window", "root", &path.display().to_string()]).map(|_| ())
 }
+
+/// The D-Bus name the running app holds (tauri-plugin-single-instance: the identifier
+/// from tauri.conf.json, then `.SingleInstance`).
+const SINGLE_INSTANCE_NAME: &str = "dev.tessera.desktop.SingleInstance";
+
+/// Whether an instance of the app holds its single-instance name on the session bus.
+pub fn app_running() -> bool {
+    run(
+        "dbus-send",
+        &[
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &format!("string:{SINGLE_INSTANCE_NAME}"),
+        ],
+    )
+    .is_ok_and(|out| out.contains("boolean true"))
+}
+
+/// Wait until the app is gone from the session bus (a quit app may take a moment to
+/// release its name; a launch before that would hand over to the dying instance).
+pub async fn wait_app_gone() -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while app_running() {
+        if Instant::now() > deadline {
+            return Err("the app still holds its single-instance name".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

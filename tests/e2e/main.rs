@@ -526,6 +526,7 @@ async fn desktop_journey() {
 
     // 10. Relaunch: the remaining accounts are still there.
     s.quit().await.step("quit");
+    desktop::wait_app_gone().await.step("the app exits");
     let s = Session::start(&e.driver, &e.app)
         .await
         .step("relaunch the app");
@@ -546,6 +547,10 @@ async fn desktop_journey() {
     marks.push(("relaunched", started.elapsed()));
 
     // A second launch hands over to the running app and exits.
+    assert!(
+        desktop::app_running(),
+        "the app holds its single-instance name"
+    );
     if let Ok(app_home) = std::env::var("TESSERA_E2E_APP_HOME") {
         let mut second = std::process::Command::new(&e.app)
             .env("HOME", app_home)
@@ -578,13 +583,74 @@ async fn desktop_journey() {
             .step("the first instance still answers");
     }
 
-    // 11. The profiles, for the record.
+    // 11. Profiles: a copy of a built-in one, checked against the provider, saved,
+    // then removed.
     s.click("#open-profiles").await.step("Profiles");
     s.wait_text("#profiles-body", "Sandbox")
         .await
         .step("the profiles list");
     shot(&s, &e, "09-profiles.png").await;
+    s.click(r#"#profiles-body tr[data-profile="Sandbox"] button:first-of-type"#)
+        .await
+        .step("copy the Sandbox profile");
+    s.wait_visible("#profile-edit-dialog")
+        .await
+        .step("the profile form");
+    let value = |id: &'static str| {
+        let s = &s;
+        async move {
+            s.script(
+                &format!("return document.getElementById('{id}').value"),
+                json!([]),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(value("pf-name").await, "Sandbox copy");
+    s.type_into("#pf-authority", "http://127.0.0.1:1/common")
+        .await
+        .step("an unreachable authority");
+    s.click("#pf-save").await.step("save");
+    s.wait_text("#pf-error", "Could not reach the identity provider")
+        .await
+        .step("unreachable is reported");
+    s.type_into("#pf-authority", "not a url")
+        .await
+        .step("a bad URL");
+    s.click("#pf-save").await.step("save");
+    s.wait_text("#pf-error", "authority")
+        .await
+        .step("a bad URL is reported");
+    s.type_into("#pf-name", "Contoso sandbox")
+        .await
+        .step("name");
+    s.type_into("#pf-authority", &format!("{}/contoso.example", e.sandbox))
+        .await
+        .step("the Contoso tenant");
+    s.click("#pf-save").await.step("save");
+    s.wait_hidden("#profile-edit-dialog")
+        .await
+        .step("the profile is saved");
+    s.wait_text("#profiles-body", "Contoso sandbox")
+        .await
+        .step("the new profile is listed");
+    let file = std::fs::read_to_string(e.home.join("profiles.toml")).expect("profiles.toml");
+    assert!(file.contains("Contoso sandbox"), "{file}");
+    s.click(r#"#profiles-body tr[data-profile="Contoso sandbox"] button:last-of-type"#)
+        .await
+        .step("remove it");
+    s.wait_text("#confirm-dialog", "Remove the profile Contoso sandbox?")
+        .await
+        .step("the confirmation");
+    s.click("#confirm-ok").await.step("confirm");
+    s.wait_until("the profile to go", || async {
+        Ok(!s.text("#profiles-body").await?.contains("Contoso sandbox"))
+    })
+    .await
+    .step("the profile is removed");
     s.click("#profiles-close").await.step("close the profiles");
+    marks.push(("profiles", started.elapsed()));
 
     // The main window stays on Tessera's pages, whatever a script tries.
     s.script("window.location.href = arguments[0]", json!([e.sandbox]))

@@ -135,9 +135,12 @@ async function fillProfiles() {
   }
   $("profiles-body").replaceChildren(
     ...profiles.map((p) => {
-      const edit = el("button", { type: "button", class: "small" }, "Edit");
+      // Built-in profiles cannot change: offer a copy to edit instead.
+      const edit = el("button", { type: "button", class: "small" }, p.builtin ? "Copy…" : "Edit");
+      if (p.builtin) edit.title = "Built-in profiles cannot be changed: edit a copy";
       edit.onclick = async () => {
-        if (await editProfile(p)) await fillProfiles();
+        const draft = p.builtin ? { ...p, name: `${p.name} copy`, builtin: false } : p;
+        if (await editProfile(draft, !p.builtin)) await fillProfiles();
       };
       const remove = el("button", { type: "button", class: "small quiet-danger", disabled: p.builtin }, "Remove");
       if (p.builtin) remove.title = "Built-in profiles cannot be removed";
@@ -171,9 +174,9 @@ function alertInProfiles(message) {
   $("profiles-body").append(el("tr", {}, el("td", { colspan: "4", class: "callout error" }, message)));
 }
 
-/** Resolves true when the profile was saved. */
-async function editProfile(p) {
-  $("profile-edit-title").textContent = p ? `Edit ${p.name}` : "New profile";
+/** Resolves true when the profile was saved. `existing`: `p` is saved already (rename/edit). */
+async function editProfile(p, existing = Boolean(p)) {
+  $("profile-edit-title").textContent = p && existing ? `Edit ${p.name}` : "New profile";
   $("pf-name").value = p?.name ?? "";
   $("pf-authority").value = p?.authority ?? "";
   $("pf-client").value = p?.client_id ?? "";
@@ -189,7 +192,7 @@ async function editProfile(p) {
       showError($("pf-error"), null);
       try {
         await invoke("save_profile", {
-          original_name: p?.name ?? null,
+          original_name: existing ? p.name : null,
           profile: {
             name: $("pf-name").value.trim(),
             kind: $("pf-kind").value,
@@ -198,6 +201,8 @@ async function editProfile(p) {
             redirect_uri: $("pf-redirect").value.trim() || null,
             default_scopes: $("pf-scopes").value.trim(),
             sign_in: $("pf-signin").value,
+            // Not in the form: kept from the profile edited or copied (default: on for Entra).
+            instance_discovery: p && p.kind === $("pf-kind").value ? p.instance_discovery : null,
           },
         });
         return true;
