@@ -674,13 +674,13 @@ pub(crate) mod conformance {
         );
     }
 
+    /// Opens the store under test on a clock, for a history's seed.
+    pub type OpenStore<'a> = dyn Fn(&Arc<FixedClock>, u64) -> Box<dyn TokenStore> + 'a;
+
     /// Random histories (writes, sign-outs, time passing) on the reference and on the
     /// store `make` opens (on the given clock), comparing every answer after each step;
     /// `reopen` (if any) opens the store again at the end, to compare what it reads back.
-    pub fn run_histories(
-        make: &dyn Fn(&Arc<FixedClock>, u64) -> Box<dyn TokenStore>,
-        steps: usize,
-    ) {
+    pub fn run_histories(make: &OpenStore<'_>, steps: usize) {
         for seed in [1u64, 2, 0x5eed_cafe] {
             let clock = Arc::new(FixedClock::new(NOW));
             let reference = MemoryStore::new().with_clock(clock.clone());
