@@ -1,7 +1,7 @@
 mod cli;
 mod engine;
-mod support_smoke;
-mod oidc;
-mod msal_interop;
-mod storage;
 mod hostile;
+mod msal_interop;
+mod oidc;
+mod storage;
+mod support_smoke;

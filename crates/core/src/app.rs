@@ -12,8 +12,8 @@ use tokio::sync::OnceCell;
 use crate::authcode::{self, AuthCodeFlow, AuthorizeRequest};
 use crate::authority::{self, Authority};
 use crate::cache::{
-    self, AccessTokenEntry, AccountEntry, AppMetadataEntry, CredentialQuery, IdTokenEntry, RefreshTokenEntry, TokenStore,
-    TokenWrite,
+    self, AccessTokenEntry, AccountEntry, AppMetadataEntry, CredentialQuery, IdTokenEntry,
+    RefreshTokenEntry, TokenStore, TokenWrite,
 };
 use crate::device::{self, Poll};
 use crate::discovery::{self, ProviderMetadata};
@@ -93,7 +93,11 @@ pub struct SilentOptions {
 
 impl Default for SilentOptions {
     fn default() -> Self {
-        Self { min_validity_secs: 300, force_refresh: false, claims: None }
+        Self {
+            min_validity_secs: 300,
+            force_refresh: false,
+            claims: None,
+        }
     }
 }
 
@@ -158,7 +162,12 @@ const GRANT_REFRESH: &str = "refresh_token";
 
 impl PublicClientApplication {
     pub fn new(config: ClientConfig, deps: Deps) -> Self {
-        Self { config, deps, metadata: OnceCell::new(), aliases: OnceCell::new() }
+        Self {
+            config,
+            deps,
+            metadata: OnceCell::new(),
+            aliases: OnceCell::new(),
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -175,7 +184,11 @@ impl PublicClientApplication {
             .get_or_try_init(|| async {
                 let authority = self.authority();
                 tracing::debug!(authority = %authority, "discovering the provider");
-                let response = self.deps.http.execute(discovery::discovery_request(authority)).await?;
+                let response = self
+                    .deps
+                    .http
+                    .execute(discovery::discovery_request(authority))
+                    .await?;
                 discovery::process_discovery_response(authority, &response).map(Arc::new)
             })
             .await
@@ -216,7 +229,9 @@ impl PublicClientApplication {
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Account> = Vec::new();
         for entry in store.accounts()? {
-            if !envs.iter().any(|e| e.eq_ignore_ascii_case(&entry.environment))
+            if !envs
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(&entry.environment))
                 || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
                 || !holders.contains(&entry.home_account_id)
                 || !seen.insert(entry.home_account_id.clone())
@@ -230,11 +245,9 @@ impl PublicClientApplication {
 
     /// Find an account by username (case-insensitive) or home_account_id.
     pub async fn find_account(&self, username_or_id: &str) -> Result<Option<Account>> {
-        Ok(self
-            .get_accounts()
-            .await?
-            .into_iter()
-            .find(|a| a.home_account_id == username_or_id || a.username.eq_ignore_ascii_case(username_or_id)))
+        Ok(self.get_accounts().await?.into_iter().find(|a| {
+            a.home_account_id == username_or_id || a.username.eq_ignore_ascii_case(username_or_id)
+        }))
     }
 
     /// MSAL's `acquire_token_silent`: a cached access token whose target covers the
@@ -251,31 +264,51 @@ impl PublicClientApplication {
         let envs = self.aliases().await;
         let realm = self.authority().realm();
         let wanted = scopes.without_reserved();
-        let q = CredentialQuery { home_account_id: &account.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: Some(&realm) };
+        let q = CredentialQuery {
+            home_account_id: &account.home_account_id,
+            environments: &envs,
+            client_id: &self.config.client_id,
+            realm: Some(&realm),
+        };
         if !options.force_refresh && options.claims.is_none() {
             // The store picks the token (covering the scopes, valid `min_validity_secs`
             // longer, the one expiring last), so an indexed store opens one secret only.
-            let cached = self.deps.store.find_access_token(&q, &wanted, now.saturating_add(options.min_validity_secs))?;
+            let cached = self.deps.store.find_access_token(
+                &q,
+                &wanted,
+                now.saturating_add(options.min_validity_secs),
+            )?;
             if let Some(at) = cached {
                 if at.refresh_on.is_some_and(|r| now >= r) {
                     tracing::debug!("cached access token is due for a proactive refresh");
                     match self.refresh(&wanted, account, None).await {
                         Ok(fresh) => return Ok(fresh),
-                        Err(e) => tracing::info!(error = %e, "proactive refresh failed; using the cached access token"),
+                        Err(e) => {
+                            tracing::info!(error = %e, "proactive refresh failed; using the cached access token")
+                        }
                     }
                 }
                 tracing::debug!("access token served from the cache");
                 return Ok(self.cached_result(at, account, &q));
             }
         }
-        self.refresh(&wanted, account, options.claims.as_deref()).await
+        self.refresh(&wanted, account, options.claims.as_deref())
+            .await
     }
 
-    fn cached_result(&self, at: AccessTokenEntry, account: &Account, q: &CredentialQuery<'_>) -> AuthResult {
+    fn cached_result(
+        &self,
+        at: AccessTokenEntry,
+        account: &Account,
+        q: &CredentialQuery<'_>,
+    ) -> AuthResult {
         let id_token_claims = self
             .deps
             .store
-            .id_token(&CredentialQuery { realm: None, ..q.clone() })
+            .id_token(&CredentialQuery {
+                realm: None,
+                ..q.clone()
+            })
             .ok()
             .flatten()
             .and_then(|idt| id_token::claims(idt.secret.secret()).ok());
@@ -294,16 +327,28 @@ impl PublicClientApplication {
     /// Which family to look for: the app's known family, or "1" while unknown (MSAL
     /// tries the family refresh token when it does not know yet).
     fn family_lookup(&self, envs: &[String]) -> Result<Option<String>> {
-        Ok(match self.deps.store.app_metadata(envs, &self.config.client_id)? {
-            Some(m) => m.family_id,
-            None => Some("1".into()),
-        })
+        Ok(
+            match self.deps.store.app_metadata(envs, &self.config.client_id)? {
+                Some(m) => m.family_id,
+                None => Some("1".into()),
+            },
+        )
     }
 
-    async fn refresh(&self, scopes: &ScopeSet, account: &Account, claims: Option<&str>) -> Result<AuthResult> {
+    async fn refresh(
+        &self,
+        scopes: &ScopeSet,
+        account: &Account,
+        claims: Option<&str>,
+    ) -> Result<AuthResult> {
         let envs = self.aliases().await;
         let family = self.family_lookup(&envs)?;
-        let q = CredentialQuery { home_account_id: &account.home_account_id, environments: &envs, client_id: &self.config.client_id, realm: None };
+        let q = CredentialQuery {
+            home_account_id: &account.home_account_id,
+            environments: &envs,
+            client_id: &self.config.client_id,
+            realm: None,
+        };
         let mut candidates = self.deps.store.refresh_tokens(&q, family.as_deref())?;
         // Family tokens first (they may be fresher), then the client's own; each once.
         candidates.sort_by_key(|rt| rt.client_id != self.config.client_id);
@@ -316,10 +361,27 @@ impl PublicClientApplication {
         let mut last = Error::interaction(InteractionReason::NoRefreshToken);
         for rt in candidates {
             tracing::debug!(family = rt.family_id.is_some(), "redeeming a refresh token");
-            let request = refresh::refresh_request(&metadata, &self.config.client_id, &rt.secret, &request_scopes, claims, self.authority().is_entra_like());
+            let request = refresh::refresh_request(
+                &metadata,
+                &self.config.client_id,
+                &rt.secret,
+                &request_scopes,
+                claims,
+                self.authority().is_entra_like(),
+            );
             let response = self.deps.http.execute(request).await?;
             match process_token_response(&response).map_err(refresh::classify_refresh_error) {
-                Ok(tr) => return self.cache_response(tr, &metadata, &request_scopes, GRANT_REFRESH, Some(account), None, Some(&rt)),
+                Ok(tr) => {
+                    return self.cache_response(
+                        tr,
+                        &metadata,
+                        &request_scopes,
+                        GRANT_REFRESH,
+                        Some(account),
+                        None,
+                        Some(&rt),
+                    )
+                }
                 Err(e @ (Error::InteractionRequired { .. } | Error::Provider(_))) => {
                     tracing::info!(error = %e, "refresh token not accepted");
                     last = e;
@@ -347,7 +409,15 @@ impl PublicClientApplication {
         let claims = match &tr.id_token {
             Some(idt) => {
                 let c = id_token::claims(idt.secret())?;
-                id_token::validate(&c, &IdTokenCheck { metadata, client_id, nonce, now })?;
+                id_token::validate(
+                    &c,
+                    &IdTokenCheck {
+                        metadata,
+                        client_id,
+                        nonce,
+                        now,
+                    },
+                )?;
                 Some(c)
             }
             None => None,
@@ -400,7 +470,10 @@ impl PublicClientApplication {
         // MSAL: a refresh grant does not add a new refresh token entry; the redeemed one
         // (possibly another family client's) gets the rotated secret (`update_rt`).
         let (refresh_token, rotated_refresh_token) = match redeemed {
-            Some(old) => (None, refresh_token.map(|new| (cache::refresh_token_key(old), new.secret))),
+            Some(old) => (
+                None,
+                refresh_token.map(|new| (cache::refresh_token_key(old), new.secret)),
+            ),
             None => (refresh_token, None),
         };
         let is_refresh = redeemed.is_some();
@@ -415,7 +488,9 @@ impl PublicClientApplication {
                 token_type: tr.token_type.clone(),
                 cached_at: now,
                 expires_on,
-                extended_expires_on: Some(now.saturating_add(tr.ext_expires_in.or(tr.expires_in).unwrap_or(600))),
+                extended_expires_on: Some(
+                    now.saturating_add(tr.ext_expires_in.or(tr.expires_in).unwrap_or(600)),
+                ),
                 refresh_on: tr.refresh_in.map(|r| now.saturating_add(r)),
                 extra: Default::default(),
             }),
@@ -429,17 +504,20 @@ impl PublicClientApplication {
                 extra: Default::default(),
             }),
             // MSAL writes no Account on refresh, so a concurrent sign-out stays signed out.
-            account: claims.as_ref().filter(|_| !is_refresh).map(|_| AccountEntry {
-                home_account_id: hid.clone(),
-                environment: environment.clone(),
-                realm: realm.clone(),
-                local_account_id: identity.local_account_id.clone(),
-                username: identity.username.clone(),
-                authority_type: id_token::authority_type(self.authority()).to_string(),
-                account_source: Some(grant.to_string()),
-                name: identity.name.clone(),
-                extra: Default::default(),
-            }),
+            account: claims
+                .as_ref()
+                .filter(|_| !is_refresh)
+                .map(|_| AccountEntry {
+                    home_account_id: hid.clone(),
+                    environment: environment.clone(),
+                    realm: realm.clone(),
+                    local_account_id: identity.local_account_id.clone(),
+                    username: identity.username.clone(),
+                    authority_type: id_token::authority_type(self.authority()).to_string(),
+                    account_source: Some(grant.to_string()),
+                    name: identity.name.clone(),
+                    extra: Default::default(),
+                }),
             app_metadata: Some(AppMetadataEntry {
                 client_id: client_id.to_string(),
                 environment: environment.clone(),
@@ -473,7 +551,10 @@ impl PublicClientApplication {
     /// Step 1 of an interactive sign-in: discovery, PKCE, state and nonce, the URL to show.
     pub async fn start_interactive(&self, params: InteractiveParams) -> Result<AuthCodeFlow> {
         let metadata = self.metadata().await?;
-        let redirect_uri = params.redirect_uri.clone().unwrap_or_else(|| self.config.redirect_uri.clone());
+        let redirect_uri = params
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| self.config.redirect_uri.clone());
         let scopes = params.scopes.with_reserved();
         let flow = authcode::begin(
             &AuthorizeRequest {
@@ -495,18 +576,41 @@ impl PublicClientApplication {
     }
 
     /// Step 2: check the redirect the user agent caught, redeem the code, cache the result.
-    pub async fn finish_interactive(&self, flow: AuthCodeFlow, redirected_to: &Url) -> Result<AuthResult> {
+    pub async fn finish_interactive(
+        &self,
+        flow: AuthCodeFlow,
+        redirected_to: &Url,
+    ) -> Result<AuthResult> {
         let code = authcode::process_redirect(&flow, redirected_to)?;
-        let request = authcode::code_redemption_request(&flow, &self.config.client_id, &code, self.authority().is_entra_like());
+        let request = authcode::code_redemption_request(
+            &flow,
+            &self.config.client_id,
+            &code,
+            self.authority().is_entra_like(),
+        );
         let response = self.deps.http.execute(request).await?;
         let tr = process_token_response(&response)?;
-        self.cache_response(tr, &flow.metadata, &flow.scopes, GRANT_AUTH_CODE, None, Some(flow.nonce.secret()), None)
+        self.cache_response(
+            tr,
+            &flow.metadata,
+            &flow.scopes,
+            GRANT_AUTH_CODE,
+            None,
+            Some(flow.nonce.secret()),
+            None,
+        )
     }
 
     /// Both steps, with a user agent.
-    pub async fn acquire_token_interactive(&self, params: InteractiveParams, agent: &dyn UserAgent) -> Result<AuthResult> {
+    pub async fn acquire_token_interactive(
+        &self,
+        params: InteractiveParams,
+        agent: &dyn UserAgent,
+    ) -> Result<AuthResult> {
         let flow = self.start_interactive(params).await?;
-        let redirected = agent.authorize(flow.authorize_url(), flow.redirect_uri()).await?;
+        let redirected = agent
+            .authorize(flow.authorize_url(), flow.redirect_uri())
+            .await?;
         self.finish_interactive(flow, &redirected).await
     }
 
@@ -514,7 +618,8 @@ impl PublicClientApplication {
     pub async fn initiate_device_flow(&self, scopes: &ScopeSet) -> Result<DeviceFlow> {
         let metadata = self.metadata().await?;
         let scopes = scopes.with_reserved();
-        let request = device::device_authorization_request(&metadata, &self.config.client_id, &scopes)?;
+        let request =
+            device::device_authorization_request(&metadata, &self.config.client_id, &scopes)?;
         let response = self.deps.http.execute(request).await?;
         let auth = device::process_device_authorization_response(&response)?;
         Ok(DeviceFlow {
@@ -522,7 +627,11 @@ impl PublicClientApplication {
             verification_uri: auth.verification_uri.clone(),
             verification_uri_complete: auth.verification_uri_complete.clone(),
             message: auth.message(),
-            expires_at: self.deps.clock.now().saturating_add(i64::try_from(auth.expires_in).unwrap_or(i64::MAX)),
+            expires_at: self
+                .deps
+                .clock
+                .now()
+                .saturating_add(i64::try_from(auth.expires_in).unwrap_or(i64::MAX)),
             interval_secs: auth.interval.unwrap_or(device::DEFAULT_INTERVAL_SECS),
             inner: auth,
             scopes,
@@ -530,7 +639,11 @@ impl PublicClientApplication {
     }
 
     /// Poll until the user approved, declined, the code expired, or `cancel` fired.
-    pub async fn acquire_token_by_device_flow(&self, flow: DeviceFlow, cancel: CancellationToken) -> Result<AuthResult> {
+    pub async fn acquire_token_by_device_flow(
+        &self,
+        flow: DeviceFlow,
+        cancel: CancellationToken,
+    ) -> Result<AuthResult> {
         let metadata = self.metadata().await?;
         let mut interval = flow.interval_secs.max(1);
         loop {
@@ -541,11 +654,29 @@ impl PublicClientApplication {
             if self.deps.clock.now() >= flow.expires_at {
                 return Err(Error::interaction(InteractionReason::DeviceCodeExpired));
             }
-            let response = self.deps.http.execute(device::device_token_request(&metadata, &self.config.client_id, &flow.inner)).await?;
+            let response = self
+                .deps
+                .http
+                .execute(device::device_token_request(
+                    &metadata,
+                    &self.config.client_id,
+                    &flow.inner,
+                ))
+                .await?;
             match device::process_device_token_response(&response)? {
                 Poll::Pending => {}
                 Poll::SlowDown => interval = interval.saturating_add(device::SLOW_DOWN_STEP_SECS),
-                Poll::Done(tr) => return self.cache_response(*tr, &metadata, &flow.scopes, device::GRANT_TYPE, None, None, None),
+                Poll::Done(tr) => {
+                    return self.cache_response(
+                        *tr,
+                        &metadata,
+                        &flow.scopes,
+                        device::GRANT_TYPE,
+                        None,
+                        None,
+                        None,
+                    )
+                }
             }
         }
     }
@@ -554,19 +685,27 @@ impl PublicClientApplication {
     /// works; sign-out never fails because the provider is unreachable).
     pub async fn remove_account(&self, account: &Account) -> Result<SignOut> {
         let envs = self.aliases().await;
-        let removed = self.deps.store.remove_account(&account.home_account_id, &envs)?;
+        let removed = self
+            .deps
+            .store
+            .remove_account(&account.home_account_id, &envs)?;
         tracing::info!(removed, "account removed from the store");
         let end_session_url = match self.metadata().await {
             Ok(m) => m.end_session_endpoint.clone().map(|mut u| {
-                u.query_pairs_mut().append_pair("client_id", &self.config.client_id);
+                u.query_pairs_mut()
+                    .append_pair("client_id", &self.config.client_id);
                 if self.authority().is_entra_like() && !account.username.is_empty() {
-                    u.query_pairs_mut().append_pair("logout_hint", &account.username);
+                    u.query_pairs_mut()
+                        .append_pair("logout_hint", &account.username);
                 }
                 u
             }),
             Err(_) => None,
         };
-        Ok(SignOut { removed, end_session_url })
+        Ok(SignOut {
+            removed,
+            end_session_url,
+        })
     }
 }
 
