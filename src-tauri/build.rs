@@ -27,5 +27,8 @@ fn tessera_commands() -> &'static [&'static str] {
         "sign_out_all",
         "get_settings",
         "save_settings",
+        "list_msal_caches",
+        "open_msal_cache",
+        "close_msal_cache",
     ]
 }

@@ -16,8 +16,9 @@ use crate::error::{AppError, AppResult};
 use crate::signin;
 use crate::state::{lock, AppState, NeedsSignIn, Settings};
 use crate::views::{
-    AccountRef, AccountView, AppInfo, CopyView, DeviceCodeView, ProfileInput, ProfileView,
-    SignInStarted, SignOutView, TokenView, EVENT_ACCOUNTS_CHANGED,
+    AccountRef, AccountView, AppInfo, CopyView, DeviceCodeView, MsalCacheView, ProfileInput,
+    ProfileView, SignInStarted, SignOutView, StoreProtectionView, TokenView,
+    EVENT_ACCOUNTS_CHANGED, TESSERA_SOURCE,
 };
 
 /// The scopes to ask for: `requested` (space-separated) if given, else the profile's
@@ -41,11 +42,12 @@ pub fn scopes_for(profile: &Profile, requested: Option<&str>) -> AppResult<Scope
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
-    let (home, store) = state
+    let (home, store, protection) = state
         .with(|t| {
             Ok((
                 t.paths().data_dir.display().to_string(),
                 t.store().describe(),
+                t.store_info().map(StoreProtectionView::from),
             ))
         })
         .await?;
@@ -53,6 +55,7 @@ pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         home,
         store,
+        protection,
     })
 }
 
@@ -150,6 +153,7 @@ pub async fn save_profile(
             Ok(())
         })
         .await?;
+    state.sync_cache_profiles().await;
     Ok(view)
 }
 
@@ -163,7 +167,9 @@ pub async fn remove_profile(state: State<'_, AppState>, name: String) -> AppResu
             *t.profiles_mut() = next;
             Ok(())
         })
-        .await
+        .await?;
+    state.sync_cache_profiles().await;
+    Ok(())
 }
 
 // ------------------------------------------------------------------ accounts and tokens
@@ -184,6 +190,25 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
         };
         let app = state.with(|t| Ok(t.app(profile)?)).await?;
         out.push(state.account_view(profile, &app, &pa.account).await);
+    }
+    // Then each opened MSAL cache's accounts, as a group of their own.
+    for (cache, accounts) in state.cache_accounts().await {
+        let Ok(accounts) = accounts else {
+            continue;
+        };
+        for pa in accounts {
+            let Some(profile) = profiles.get(&pa.profile) else {
+                continue;
+            };
+            let Ok((_, app)) = state.profile_app_in(&cache.id, &profile.name).await else {
+                continue;
+            };
+            out.push(
+                state
+                    .account_view_in(&cache.id, profile, &app, &pa.account)
+                    .await,
+            );
+        }
     }
     Ok(out)
 }
@@ -206,7 +231,9 @@ async fn acquire(
     match app.acquire_token_silent(&scopes, &acc, &options).await {
         Ok(result) => {
             state.mark_needs_sign_in(&id, None);
-            let view = state.account_view(&profile, &app, &acc).await;
+            let view = state
+                .account_view_in(&account.source, &profile, &app, &acc)
+                .await;
             Ok((view, scopes, result))
         }
         Err(e) => {
@@ -365,8 +392,10 @@ async fn sign_out_one<R: Runtime>(
     let (profile, pca, acc) = state.resolve(account).await?;
     let out = pca.remove_account(&acc).await?;
     state.mark_needs_sign_in(&account.id(), None);
-    signin::forget_web_data(app, &profile.name).await?;
-    tracing::info!(profile = %profile.name, removed = out.removed, "signed out");
+    if account.source == TESSERA_SOURCE {
+        signin::forget_web_data(app, &profile.name).await?;
+    }
+    tracing::info!(profile = %profile.name, source = %account.source, removed = out.removed, "signed out");
     Ok(out.removed)
 }
 
@@ -386,7 +415,8 @@ pub async fn sign_out<R: Runtime>(
     })
 }
 
-/// Sign every listed account out, and delete every profile's sign-in window data.
+/// Sign every account of Tessera's store out, and delete every profile's sign-in window
+/// data. Opened MSAL caches are left alone (sign out of their accounts one by one).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out_all<R: Runtime>(
     app: AppHandle<R>,
@@ -396,11 +426,8 @@ pub async fn sign_out_all<R: Runtime>(
     let mut removed = 0;
     let mut count = 0;
     let mut first_error = None;
-    for a in &accounts {
-        let r = AccountRef {
-            profile: a.profile.clone(),
-            home_account_id: a.home_account_id.clone(),
-        };
+    for a in accounts.iter().filter(|a| a.source == TESSERA_SOURCE) {
+        let r = AccountRef::tessera(&a.profile, &a.home_account_id);
         match sign_out_one(&app, &state, &r).await {
             Ok(n) => {
                 removed += n;
@@ -427,6 +454,90 @@ pub async fn sign_out_all<R: Runtime>(
             removed,
         }),
     }
+}
+
+// ------------------------------------------------------------------ MSAL caches
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MsalCachesView {
+    /// Azure CLI's cache file (`~/.azure/msal_token_cache.json`), the dialog's default.
+    pub default_path: Option<String>,
+    pub caches: Vec<MsalCacheView>,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_msal_caches(state: State<'_, AppState>) -> AppResult<MsalCachesView> {
+    Ok(MsalCachesView {
+        default_path: crate::state::azure_cli_cache_path().map(|p| p.display().to_string()),
+        caches: state.msal_caches().await,
+    })
+}
+
+/// `~/x` is the home folder's `x`.
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => std::path::PathBuf::from(home).join(rest),
+            None => std::path::PathBuf::from(path),
+        },
+        None => std::path::PathBuf::from(path),
+    }
+}
+
+/// Open an MSAL token cache file (default: Azure CLI's) and list its accounts as a group
+/// labelled `label` (default: "Azure CLI" for Azure CLI's file, else the file name). It
+/// is remembered until closed. A missing file or one that is not an MSAL cache is
+/// refused and left as it is.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn open_msal_cache<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    path: Option<String>,
+    label: Option<String>,
+) -> AppResult<MsalCacheView> {
+    let default = crate::state::azure_cli_cache_path();
+    let path = match path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(p) => expand_home(p),
+        None => default
+            .clone()
+            .ok_or_else(|| AppError::Invalid("Name the MSAL token cache file to open.".into()))?,
+    };
+    if path
+        .as_os_str()
+        .to_string_lossy()
+        .chars()
+        .any(char::is_control)
+    {
+        return Err(AppError::Invalid("That is not a valid file path.".into()));
+    }
+    let label = match label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(l) if l.chars().count() > 64 => {
+            return Err(AppError::Invalid(
+                "A group label can have at most 64 characters.".into(),
+            ))
+        }
+        Some(l) => l.to_string(),
+        None if default.as_deref() == Some(path.as_path()) => "Azure CLI".to_string(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
+    };
+    let view = state.open_cache(path, label).await?;
+    let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+    Ok(view)
+}
+
+/// Close an opened MSAL cache: its group leaves the list; the file is left as it is.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn close_msal_cache<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    id: String,
+) -> AppResult<()> {
+    state.close_cache(&id).await?;
+    let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+    Ok(())
 }
 
 // ------------------------------------------------------------------ settings

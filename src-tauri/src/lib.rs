@@ -52,6 +52,9 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::sign_out_all,
             commands::get_settings,
             commands::save_settings,
+            commands::list_msal_caches,
+            commands::open_msal_cache,
+            commands::close_msal_cache,
         ])
 }
 

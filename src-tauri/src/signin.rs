@@ -109,11 +109,7 @@ async fn report<R: Runtime>(
     let state = app.state::<AppState>();
     let outcome = match result {
         Ok(r) => {
-            let id = AccountRef {
-                profile: profile.to_string(),
-                home_account_id: r.account.home_account_id.clone(),
-            }
-            .id();
+            let id = AccountRef::tessera(profile, &r.account.home_account_id).id();
             state.mark_needs_sign_in(&id, None);
             let view = match state.with(|t| Ok(t.profile(profile)?.clone())).await {
                 Ok(p) => Some(state.account_view(&p, pca, &r.account).await),

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use tessera_core::app::{Account, PublicClientApplication};
-use tessera_core::cache::{target_covers, CredentialQuery};
+use tessera_core::cache::msal_file::MsalFileStore;
+use tessera_core::cache::{target_covers, CredentialQuery, TokenStore};
 use tessera_core::context::Tessera;
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::profile::Profile;
@@ -18,7 +19,7 @@ use tokio::sync::RwLock;
 use crate::clipboard::ClipboardMark;
 use crate::error::{AppError, AppResult};
 use crate::signin::{DeviceSession, PendingSignIn};
-use crate::views::{AccountRef, AccountView, TokenStateView};
+use crate::views::{AccountRef, AccountView, MsalCacheView, TokenStateView, TESSERA_SOURCE};
 
 /// User settings of the desktop app (`app-settings.json` next to `profiles.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,8 @@ impl Default for Settings {
 }
 
 pub const SETTINGS_FILE: &str = "app-settings.json";
+/// The MSAL cache files the user opened (`[{id, label, path}]`), next to `profiles.toml`.
+pub const MSAL_CACHES_FILE: &str = "msal_caches.json";
 pub const MAX_CLIPBOARD_CLEAR_SECS: u64 = 3600;
 
 impl Settings {
@@ -63,8 +66,71 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An MSAL cache file opened as a second engine (sharing the profiles and HTTP client),
+/// or the reason it could not be opened.
+pub struct OpenedCache {
+    pub view: MsalCacheView,
+    pub engine: Option<Tessera>,
+}
+
+/// Azure CLI's MSAL token cache: `$AZURE_CONFIG_DIR/msal_token_cache.json`, else
+/// `~/.azure/msal_token_cache.json`.
+pub fn azure_cli_cache_path() -> Option<PathBuf> {
+    let dir = match std::env::var_os("AZURE_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".azure"),
+    };
+    Some(dir.join("msal_token_cache.json"))
+}
+
+/// A stable id for an MSAL cache file (from its path): `msal-` and 16 hex digits (FNV-1a).
+fn cache_id(path: &std::path::Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("msal-{h:016x}")
+}
+
+/// Open the MSAL cache file at `path` as an engine sharing `main`'s paths, profiles and
+/// HTTP client. A missing file, a folder or a file that is not an MSAL cache is refused
+/// (and left as it is).
+fn open_cache_engine(main: &Tessera, path: &std::path::Path) -> AppResult<Tessera> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(AppError::Invalid(format!(
+                "{} is not a file: name an MSAL token cache file (such as Azure CLI's msal_token_cache.json).",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(AppError::NotFound(format!(
+                "There is no MSAL token cache at {} ({e}).",
+                path.display()
+            )))
+        }
+    }
+    let store = MsalFileStore::open(path).map_err(|e| {
+        AppError::Invalid(format!(
+            "{} cannot be opened as an MSAL token cache: {e}. Nothing was changed.",
+            path.display()
+        ))
+    })?;
+    Ok(Tessera::with_parts(
+        main.paths().clone(),
+        main.profiles().clone(),
+        Arc::new(store),
+        Arc::clone(main.http()),
+    ))
+}
+
 pub struct AppState {
     tessera: RwLock<Result<Tessera, String>>,
+    /// The opened MSAL cache files, in the order they were opened.
+    caches: RwLock<Vec<OpenedCache>>,
+    caches_file: Option<PathBuf>,
     settings_file: Option<PathBuf>,
     pub(crate) settings: Mutex<Settings>,
     pub(crate) sign_in: Mutex<Option<PendingSignIn>>,
@@ -89,6 +155,32 @@ impl AppState {
             }
             Err(e) => (Err(format!("Tessera could not open its data: {e}")), None),
         };
+        let caches_file = settings_file
+            .as_deref()
+            .and_then(|f| f.parent())
+            .map(|d| d.join(MSAL_CACHES_FILE));
+        let remembered: Vec<MsalCacheView> = caches_file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let caches = match &tessera {
+            Ok(t) => remembered
+                .into_iter()
+                .map(|mut view| match open_cache_engine(t, std::path::Path::new(&view.path)) {
+                    Ok(engine) => OpenedCache {
+                        view,
+                        engine: Some(engine),
+                    },
+                    Err(e) => {
+                        tracing::warn!(id = %view.id, "a remembered MSAL cache could not be opened");
+                        view.error = Some(e.to_string());
+                        OpenedCache { view, engine: None }
+                    }
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         let settings = settings_file
             .as_deref()
             .and_then(|f| std::fs::read(f).ok())
@@ -97,6 +189,8 @@ impl AppState {
             .unwrap_or_default();
         AppState {
             tessera: RwLock::new(tessera),
+            caches: RwLock::new(caches),
+            caches_file,
             settings_file,
             settings: Mutex::new(settings),
             sign_in: Mutex::new(None),
@@ -163,12 +257,176 @@ impl AppState {
         .await
     }
 
+    /// A profile and its application on the store `source` names (`tessera` or an
+    /// opened MSAL cache's id).
+    pub async fn profile_app_in(
+        &self,
+        source: &str,
+        name: &str,
+    ) -> AppResult<(Profile, Arc<PublicClientApplication>)> {
+        if source == TESSERA_SOURCE {
+            return self.profile_app(name).await;
+        }
+        let profile = self.with(|t| Ok(t.profile(name)?.clone())).await?;
+        let caches = self.caches.read().await;
+        let engine = Self::cache_engine(&caches, source)?;
+        let app = engine.app(&profile)?;
+        Ok((profile, app))
+    }
+
+    fn cache_engine<'a>(caches: &'a [OpenedCache], id: &str) -> AppResult<&'a Tessera> {
+        let c = caches
+            .iter()
+            .find(|c| c.view.id == id)
+            .ok_or_else(|| AppError::NotFound("That MSAL cache is no longer open.".to_string()))?;
+        c.engine.as_ref().ok_or_else(|| {
+            AppError::Store(
+                c.view
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "That MSAL cache could not be opened.".into()),
+            )
+        })
+    }
+
+    /// The store `source` names.
+    async fn store_of(&self, source: &str) -> Option<Arc<dyn TokenStore>> {
+        if source == TESSERA_SOURCE {
+            let guard = self.tessera.read().await;
+            return guard.as_ref().ok().map(|t| Arc::clone(t.store()));
+        }
+        let caches = self.caches.read().await;
+        Self::cache_engine(&caches, source)
+            .ok()
+            .map(|t| Arc::clone(t.store()))
+    }
+
+    /// The opened MSAL caches.
+    pub async fn msal_caches(&self) -> Vec<MsalCacheView> {
+        self.caches
+            .read()
+            .await
+            .iter()
+            .map(|c| c.view.clone())
+            .collect()
+    }
+
+    /// The accounts of each opened MSAL cache, per profile (as `Tessera::accounts`).
+    pub async fn cache_accounts(
+        &self,
+    ) -> Vec<(
+        MsalCacheView,
+        AppResult<Vec<tessera_core::context::ProfileAccount>>,
+    )> {
+        let caches = self.caches.read().await;
+        let mut out = Vec::with_capacity(caches.len());
+        for c in caches.iter() {
+            let accounts = match &c.engine {
+                Some(t) => t.accounts().await.map_err(AppError::from),
+                None => Err(AppError::Store(c.view.error.clone().unwrap_or_default())),
+            };
+            out.push((c.view.clone(), accounts));
+        }
+        out
+    }
+
+    /// Open the MSAL cache file at `path` and remember it (`msal_caches.json`). Opening
+    /// one that is open already renames it to `label`.
+    pub async fn open_cache(&self, path: PathBuf, label: String) -> AppResult<MsalCacheView> {
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        let id = cache_id(&path);
+        let engine = self.with(|t| open_cache_engine(t, &path)).await?;
+        let view = MsalCacheView {
+            id: id.clone(),
+            label,
+            path: path.display().to_string(),
+            error: None,
+        };
+        let mut caches = self.caches.write().await;
+        let opened = OpenedCache {
+            view: view.clone(),
+            engine: Some(engine),
+        };
+        match caches.iter_mut().find(|c| c.view.id == id) {
+            Some(c) => *c = opened,
+            None => caches.push(opened),
+        }
+        self.save_caches(&caches)?;
+        tracing::info!(id = %id, "MSAL cache opened");
+        Ok(view)
+    }
+
+    /// Close (forget) an opened MSAL cache; its file is left as it is.
+    pub async fn close_cache(&self, id: &str) -> AppResult<()> {
+        let mut caches = self.caches.write().await;
+        let before = caches.len();
+        caches.retain(|c| c.view.id != id);
+        if caches.len() == before {
+            return Err(AppError::NotFound("That MSAL cache is not open.".into()));
+        }
+        self.save_caches(&caches)?;
+        lock(&self.needs_sign_in).retain(|k, _| !k.starts_with(&format!("{id}|")));
+        Ok(())
+    }
+
+    fn save_caches(&self, caches: &[OpenedCache]) -> AppResult<()> {
+        let Some(file) = &self.caches_file else {
+            return Ok(());
+        };
+        let views: Vec<MsalCacheView> = caches
+            .iter()
+            .map(|c| MsalCacheView {
+                error: None,
+                ..c.view.clone()
+            })
+            .collect();
+        let body = serde_json::to_vec_pretty(&views).map_err(|e| AppError::Store(e.to_string()))?;
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, body)
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| {
+                AppError::Store(format!(
+                    "Cannot save the list of MSAL caches to {}: {e}",
+                    file.display()
+                ))
+            })
+    }
+
+    /// Give the opened MSAL caches the current profiles (after an edit).
+    pub async fn sync_cache_profiles(&self) {
+        let profiles = {
+            let guard = self.tessera.read().await;
+            match &*guard {
+                Ok(t) => t.profiles().clone(),
+                Err(_) => return,
+            }
+        };
+        for c in self.caches.write().await.iter_mut() {
+            if let Some(t) = c.engine.as_mut() {
+                *t.profiles_mut() = profiles.clone();
+            }
+        }
+    }
+
+    /// The label of the group `source` is listed under (`None` for Tessera's store).
+    pub async fn group_of(&self, source: &str) -> Option<String> {
+        if source == TESSERA_SOURCE {
+            return None;
+        }
+        self.caches
+            .read()
+            .await
+            .iter()
+            .find(|c| c.view.id == source)
+            .map(|c| c.view.label.clone())
+    }
+
     /// The profile, application and cached account an [`AccountRef`] names.
     pub async fn resolve(
         &self,
         r: &AccountRef,
     ) -> AppResult<(Profile, Arc<PublicClientApplication>, Account)> {
-        let (profile, app) = self.profile_app(&r.profile).await?;
+        let (profile, app) = self.profile_app_in(&r.source, &r.profile).await?;
         let account = app
             .get_accounts()
             .await?
@@ -236,11 +494,13 @@ impl AppState {
     /// (no network except, once per profile, Entra instance discovery).
     pub async fn token_state(
         &self,
+        source: &str,
         profile: &Profile,
         app: &PublicClientApplication,
         account: &Account,
     ) -> TokenStateView {
         let id = AccountRef {
+            source: source.to_string(),
             profile: profile.name.clone(),
             home_account_id: account.home_account_id.clone(),
         }
@@ -251,8 +511,7 @@ impl AppState {
         let envs = app.aliases().await;
         let wanted =
             ScopeSet::from_iter(profile.scopes.iter().map(String::as_str)).without_reserved();
-        let guard = self.tessera.read().await;
-        let Ok(t) = &*guard else {
+        let Some(store) = self.store_of(source).await else {
             return TokenStateView {
                 needs_sign_in,
                 ..Default::default()
@@ -264,14 +523,13 @@ impl AppState {
             client_id: &app.config().client_id,
             realm: None,
         };
-        let expires_on = t.store().access_tokens(&q).ok().and_then(|ats| {
+        let expires_on = store.access_tokens(&q).ok().and_then(|ats| {
             ats.into_iter()
                 .filter(|at| target_covers(&at.target, &wanted))
                 .map(|at| at.expires_on)
                 .max()
         });
-        let has_refresh_token = t
-            .store()
+        let has_refresh_token = store
             .refresh_tokens(&q, Some("1"))
             .map(|rts| !rts.is_empty())
             .unwrap_or(false);
@@ -288,7 +546,20 @@ impl AppState {
         app: &PublicClientApplication,
         account: &Account,
     ) -> AccountView {
-        let token = self.token_state(profile, app, account).await;
-        AccountView::new(profile, account, token)
+        self.account_view_in(TESSERA_SOURCE, profile, app, account)
+            .await
+    }
+
+    /// [`Self::account_view`] for an account of `source` (an MSAL cache's id, or `tessera`).
+    pub async fn account_view_in(
+        &self,
+        source: &str,
+        profile: &Profile,
+        app: &PublicClientApplication,
+        account: &Account,
+    ) -> AccountView {
+        let token = self.token_state(source, profile, app, account).await;
+        let group = self.group_of(source).await;
+        AccountView::in_source(source, group.as_deref(), profile, account, token)
     }
 }

@@ -9,21 +9,45 @@ use serde_json::Value;
 use tessera_core::app::{Account, AuthResult, TokenSource};
 use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
 use tessera_core::env::UnixTime;
+use tessera_core::keystore::{StoreInfo, StoreProtection};
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::ScopeSet;
 
-/// Identifies an account across commands: the profile it was listed under and its home
-/// account id.
+/// The [`AccountRef::source`] of Tessera's own store.
+pub const TESSERA_SOURCE: &str = "tessera";
+
+fn tessera_source() -> String {
+    TESSERA_SOURCE.to_string()
+}
+
+/// Identifies an account across commands: where it is stored (`tessera`, or the id of an
+/// opened MSAL cache), the profile it was listed under and its home account id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRef {
+    #[serde(default = "tessera_source")]
+    pub source: String,
     pub profile: String,
     pub home_account_id: String,
 }
 
 impl AccountRef {
-    /// The list's key for the account (`profile|home_account_id`).
+    /// An account in Tessera's own store.
+    pub fn tessera(profile: &str, home_account_id: &str) -> Self {
+        AccountRef {
+            source: tessera_source(),
+            profile: profile.to_string(),
+            home_account_id: home_account_id.to_string(),
+        }
+    }
+
+    /// The list's key for the account: `profile|home_account_id` in Tessera's store,
+    /// `source|profile|home_account_id` in an MSAL cache.
     pub fn id(&self) -> String {
-        format!("{}|{}", self.profile, self.home_account_id)
+        if self.source == TESSERA_SOURCE {
+            format!("{}|{}", self.profile, self.home_account_id)
+        } else {
+            format!("{}|{}|{}", self.source, self.profile, self.home_account_id)
+        }
     }
 }
 
@@ -40,8 +64,12 @@ pub struct TokenStateView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountView {
-    /// `profile|home_account_id`.
+    /// `profile|home_account_id` (`source|profile|home_account_id` in an MSAL cache).
     pub id: String,
+    /// `tessera` or the id of the MSAL cache the account is in.
+    pub source: String,
+    /// The list's group: `None` for Tessera's store, else the MSAL cache's label.
+    pub group: Option<String>,
     pub profile: String,
     pub home_account_id: String,
     pub username: String,
@@ -59,12 +87,26 @@ pub struct AccountView {
 
 impl AccountView {
     pub fn new(profile: &Profile, account: &Account, token: TokenStateView) -> Self {
+        Self::in_source(TESSERA_SOURCE, None, profile, account, token)
+    }
+
+    /// An account of `source` (`tessera` or an MSAL cache's id, listed under `group`).
+    pub fn in_source(
+        source: &str,
+        group: Option<&str>,
+        profile: &Profile,
+        account: &Account,
+        token: TokenStateView,
+    ) -> Self {
         let r = AccountRef {
+            source: source.to_string(),
             profile: profile.name.clone(),
             home_account_id: account.home_account_id.clone(),
         };
         AccountView {
             id: r.id(),
+            source: source.to_string(),
+            group: group.map(str::to_string),
             profile: profile.name.clone(),
             home_account_id: account.home_account_id.clone(),
             username: account.username.clone(),
@@ -318,6 +360,52 @@ pub struct AppInfo {
     pub version: String,
     pub home: String,
     pub store: String,
+    /// How the store keeps its secrets (`None` when unknown: a store handed in whole).
+    pub protection: Option<StoreProtectionView>,
+}
+
+/// The store's protection, from `Tessera::store_info()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreProtectionView {
+    /// `encrypted` or `plaintext`.
+    pub protection: StoreProtection,
+    /// For people: "Encrypted (AES-256-GCM, key in the OS keyring (Secret Service))".
+    pub label: String,
+    pub path: String,
+    pub key_location: Option<String>,
+}
+
+impl From<&StoreInfo> for StoreProtectionView {
+    fn from(info: &StoreInfo) -> Self {
+        let label = match info.protection {
+            StoreProtection::Encrypted => format!(
+                "Encrypted (AES-256-GCM, key in the {})",
+                info.key_location.as_deref().unwrap_or("OS keyring")
+            ),
+            StoreProtection::Plaintext => {
+                "Not encrypted (plaintext; the file's permissions are its only protection)"
+                    .to_string()
+            }
+        };
+        StoreProtectionView {
+            protection: info.protection,
+            label,
+            path: info.path.display().to_string(),
+            key_location: info.key_location.clone(),
+        }
+    }
+}
+
+/// An opened MSAL cache file (its accounts are listed as a group of their own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsalCacheView {
+    /// The `source` of its accounts.
+    pub id: String,
+    pub label: String,
+    pub path: String,
+    /// Why it could not be opened at start-up (it stays remembered until closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub const EVENT_SIGNIN_FINISHED: &str = "signin:finished";

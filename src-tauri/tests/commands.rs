@@ -12,9 +12,12 @@ use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
 use tauri::{App, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 use tessera_core::app::{InteractiveParams, SilentOptions};
+use tessera_core::cache::msal_file::MsalFileStore;
+use tessera_core::cache::StoreKey;
 use tessera_core::cache::{PlaintextCipher, SqliteStore};
 use tessera_core::context::Tessera;
 use tessera_core::http::{HttpConfig, ReqwestClient};
+use tessera_core::keystore::{KeyStore, KeyringError, StoreOptions};
 use tessera_core::paths::Paths;
 use tessera_core::profile::Profiles;
 use tessera_core::scopes::ScopeSet;
@@ -85,6 +88,17 @@ struct Harness {
     main: WebviewWindow<MockRuntime>,
 }
 
+/// The app on the mock runtime with `state`, and its main window.
+fn mock_app(state: AppState) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
+    let app = tessera_lib::configure(mock_builder(), state)
+        .build(tauri::generate_context!())
+        .expect("the app builds on the mock runtime");
+    // The mock runtime has no event loop, so no setup: create the main window as it does.
+    tessera_lib::create_main_window(app.handle()).unwrap();
+    let main = app.get_webview_window("main").expect("the main window");
+    (app, main)
+}
+
 /// A sandbox, a home with `logins` signed in, and the app on the mock runtime.
 fn harness(logins: &[&str]) -> Harness {
     let home = tempfile::tempdir().unwrap();
@@ -93,12 +107,7 @@ fn harness(logins: &[&str]) -> Harness {
     for login in logins {
         sign_in(&t, login);
     }
-    let app = tessera_lib::configure(mock_builder(), AppState::new(Ok(t)))
-        .build(tauri::generate_context!())
-        .expect("the app builds on the mock runtime");
-    // The mock runtime has no event loop, so no setup: create the main window as it does.
-    tessera_lib::create_main_window(app.handle()).unwrap();
-    let main = app.get_webview_window("main").expect("the main window");
+    let (app, main) = mock_app(AppState::new(Ok(t)));
     let home_path = home.path().to_path_buf();
     Harness {
         _home: home,
@@ -652,4 +661,305 @@ fn a_home_that_cannot_be_opened_is_reported_not_a_crash() {
             "Tessera could not open its data: /nowhere/profiles.toml, line 3 is not a valid profiles file"
         );
     }
+}
+
+/// A keyring in memory (or one that cannot be reached), for opening a store as the app does.
+struct TestKeys {
+    reachable: bool,
+    keys: std::sync::Mutex<std::collections::HashMap<String, [u8; 32]>>,
+}
+
+impl KeyStore for TestKeys {
+    fn location(&self) -> String {
+        "test keyring".into()
+    }
+    fn load(&self, id: &str) -> Result<Option<StoreKey>, KeyringError> {
+        if !self.reachable {
+            return Err(KeyringError::Unavailable("no keyring in this test".into()));
+        }
+        Ok(self
+            .keys
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|b| StoreKey::from_bytes(*b)))
+    }
+    fn save(&self, id: &str, key: &StoreKey) -> Result<(), KeyringError> {
+        if !self.reachable {
+            return Err(KeyringError::Unavailable("no keyring in this test".into()));
+        }
+        self.keys
+            .lock()
+            .unwrap()
+            .insert(id.into(), *key.secret_bytes());
+        Ok(())
+    }
+    fn forget(&self, id: &str) -> Result<bool, KeyringError> {
+        Ok(self.keys.lock().unwrap().remove(id).is_some())
+    }
+}
+
+/// `app_info` for a home opened as the app opens it, with or without a keyring.
+fn app_info_with_keyring(reachable: bool) -> Value {
+    let home = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        allow_plaintext: !reachable,
+        keystore: Some(Arc::new(TestKeys {
+            reachable,
+            keys: Default::default(),
+        })),
+    };
+    let t = Tessera::open_with(Some(home.path()), &options).unwrap();
+    let (_app, main) = mock_app(AppState::new(Ok(t)));
+    invoke(&main, "app_info", json!({})).unwrap()
+}
+
+#[test]
+fn app_info_says_whether_the_store_is_encrypted() {
+    let info = app_info_with_keyring(true);
+    let p = &info["protection"];
+    assert_eq!(p["protection"], "encrypted", "{info}");
+    assert_eq!(p["key_location"], "test keyring");
+    let label = p["label"].as_str().unwrap();
+    assert!(label.contains("AES-256-GCM"), "{label}");
+    assert!(label.contains("test keyring"), "{label}");
+    assert!(p["path"].as_str().unwrap().ends_with(".db"), "{info}");
+
+    let info = app_info_with_keyring(false);
+    let p = &info["protection"];
+    assert_eq!(p["protection"], "plaintext", "{info}");
+    assert_eq!(p["key_location"], Value::Null);
+    assert!(
+        p["label"].as_str().unwrap().contains("Not encrypted"),
+        "{info}"
+    );
+}
+
+/// The engine on an MSAL cache file, with the same Sandbox profile (as the CLI's
+/// `--msal-cache FILE` uses it).
+fn msal_engine(home: &Path, file: &Path, sandbox: &SandboxHandle) -> Tessera {
+    let paths = Paths::resolve(Some(home)).unwrap();
+    paths.ensure().unwrap();
+    let base = sandbox.base_url().to_string();
+    let profiles = Profiles::builtin_with_sandbox_url(Some(base.trim_end_matches('/'))).unwrap();
+    let store = MsalFileStore::open(file).unwrap();
+    let http = ReqwestClient::new(&HttpConfig::default()).unwrap();
+    Tessera::with_parts(paths, profiles, Arc::new(store), Arc::new(http))
+}
+
+/// Usernames in an MSAL cache file, read afresh.
+fn msal_usernames(file: &Path) -> Vec<String> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let mut names: Vec<String> = doc["Account"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .map(|a| a["username"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_msal_cache_file_is_listed_as_its_own_group_and_used_in_place() {
+    let h = harness(&["carol@fabrikam.example"]);
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("msal_token_cache.json");
+    {
+        let t = msal_engine(&other.path().join("home"), &file, &h.sandbox);
+        sign_in(&t, "alice@contoso.example");
+        sign_in(&t, "bob@contoso.example");
+    }
+    let bob_token = {
+        let t = msal_engine(&other.path().join("home"), &file, &h.sandbox);
+        raw_access_token(&t, "bob@contoso.example")
+    };
+    assert_eq!(
+        msal_usernames(&file),
+        ["alice@contoso.example", "bob@contoso.example"]
+    );
+
+    let opened = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": file.display().to_string(), "label": "Work tools" }),
+    )
+    .unwrap();
+    assert_eq!(opened["label"], "Work tools");
+    let source = opened["id"].as_str().unwrap().to_string();
+    assert!(source.starts_with("msal-"), "{opened}");
+    let caches = invoke(&h.main, "list_msal_caches", json!({})).unwrap();
+    assert_eq!(caches["caches"].as_array().unwrap().len(), 1, "{caches}");
+
+    // Tessera's own account, then the file's two, in their group.
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let rows: Vec<(String, Value, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["source"].as_str().unwrap().to_string(),
+                a["group"].clone(),
+                a["username"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{list}");
+    assert_eq!(
+        rows[0],
+        (
+            "tessera".to_string(),
+            Value::Null,
+            "carol@fabrikam.example".to_string()
+        )
+    );
+    let mut in_file: Vec<&str> = rows[1..]
+        .iter()
+        .map(|(s, g, u)| {
+            assert_eq!(s, &source);
+            assert_eq!(g, "Work tools");
+            u.as_str()
+        })
+        .collect();
+    in_file.sort();
+    assert_eq!(in_file, ["alice@contoso.example", "bob@contoso.example"]);
+    let bob_row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "bob@contoso.example")
+        .unwrap();
+    assert_eq!(bob_row["token"]["has_refresh_token"], true, "{bob_row}");
+    let bob = json!({
+        "source": source,
+        "profile": bob_row["profile"],
+        "home_account_id": bob_row["home_account_id"],
+    });
+
+    // A decoded token from the file (cached, then with the file's refresh token), no raw
+    // token in the view.
+    let view = invoke(&h.main, "token_view", json!({ "account": bob })).unwrap();
+    assert_eq!(view["account"]["username"], "bob@contoso.example");
+    assert_eq!(view["account"]["group"], "Work tools");
+    assert!(
+        !view.to_string().contains(&bob_token),
+        "no raw token in the view"
+    );
+    let refreshed = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": bob, "force_refresh": true }),
+    )
+    .unwrap();
+    assert_eq!(refreshed["source"], "identity_provider", "{refreshed}");
+    assert!(!refreshed.to_string().contains(&bob_token));
+    // The account ref without a source is Tessera's store: bob is not there.
+    let err = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": { "profile": bob["profile"], "home_account_id": bob["home_account_id"] } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "not_found", "{err}");
+
+    // Sign-out removes the account from the file, and only from it.
+    invoke(&h.main, "sign_out", json!({ "account": bob })).unwrap();
+    assert_eq!(msal_usernames(&file), ["alice@contoso.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    // Remembered: the app opened again on the same home lists the file's group.
+    let config_dir = Paths::resolve(Some(&h.home_path)).unwrap().config_dir;
+    let remembered: Value =
+        serde_json::from_slice(&std::fs::read(config_dir.join("msal_caches.json")).unwrap())
+            .unwrap();
+    assert_eq!(remembered[0]["label"], "Work tools", "{remembered}");
+    let again = AppState::new(Ok(tessera(&h.home_path, &h.sandbox)));
+    let caches = block_on(again.msal_caches());
+    assert_eq!(caches.len(), 1);
+    assert_eq!(caches[0].id, source);
+    assert_eq!(caches[0].error, None);
+
+    // Closing forgets it and leaves the file alone.
+    let before = std::fs::read(&file).unwrap();
+    invoke(&h.main, "close_msal_cache", json!({ "id": source })).unwrap();
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    let caches = invoke(&h.main, "list_msal_caches", json!({})).unwrap();
+    assert_eq!(caches["caches"], json!([]));
+    let err = invoke(&h.main, "token_view", json!({ "account": bob })).unwrap_err();
+    assert_eq!(err["kind"], "not_found", "{err}");
+}
+
+#[test]
+fn a_bad_msal_cache_path_or_file_is_refused_and_nothing_is_written() {
+    let h = harness(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let listing = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let config_before = listing(&Paths::resolve(Some(&h.home_path)).unwrap().config_dir);
+
+    let missing = dir.path().join("nope.json");
+    let err = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": missing.display().to_string() }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "not_found", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("nope.json"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "a missing file is not created");
+
+    let junk = dir.path().join("notes.json");
+    std::fs::write(&junk, "these are my notes, not a token cache").unwrap();
+    let err = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": junk.display().to_string(), "label": "Notes" }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("notes.json"), "{message}");
+    assert!(message.contains("MSAL token cache"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(&junk).unwrap(),
+        "these are my notes, not a token cache"
+    );
+    assert_eq!(
+        listing(dir.path()),
+        ["notes.json"],
+        "nothing written beside it"
+    );
+
+    let err = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": dir.path().display().to_string() }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid", "{err}");
+
+    assert_eq!(
+        invoke(&h.main, "list_msal_caches", json!({})).unwrap()["caches"],
+        json!([])
+    );
+    assert_eq!(
+        listing(&Paths::resolve(Some(&h.home_path)).unwrap().config_dir),
+        config_before,
+        "nothing remembered"
+    );
 }

@@ -4,12 +4,13 @@
 import { invoke, listen, errorMessage } from "./ipc.js";
 import { $, el, nowSecs, tokenState } from "./util.js";
 import { renderToken } from "./token.js";
-import { confirmDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
+import { confirmDialog, openMsalCacheDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
 
 const FILTER_THRESHOLD = 7;
 
 const state = {
   accounts: [],
+  caches: [], // opened MSAL cache files: { id, label, path, error }
   profiles: [],
   selectedId: null,
   filter: "",
@@ -35,17 +36,23 @@ export function toast(message, { error = false, ms = 4000 } = {}) {
 
 const selected = () => state.accounts.find((a) => a.id === state.selectedId) ?? null;
 const profileOf = (name) => state.profiles.find((p) => p.name === name) ?? null;
-const accountRef = (a) => ({ profile: a.profile, home_account_id: a.home_account_id });
+const accountRef = (a) => ({ source: a.source ?? "tessera", profile: a.profile, home_account_id: a.home_account_id });
+const cacheOf = (source) => state.caches.find((c) => c.id === source) ?? null;
 
 function visibleAccounts() {
   const f = state.filter.trim().toLowerCase();
   if (!f) return state.accounts;
   return state.accounts.filter((a) =>
-    [a.name, a.username, a.profile, a.tenant_id, a.provider].some((v) => (v ?? "").toLowerCase().includes(f)),
+    [a.name, a.username, a.profile, a.tenant_id, a.provider, a.group].some((v) => (v ?? "").toLowerCase().includes(f)),
   );
 }
 
 export async function refreshAccounts({ select } = {}) {
+  try {
+    state.caches = (await invoke("list_msal_caches")).caches;
+  } catch (e) {
+    state.caches = [];
+  }
   try {
     state.accounts = await invoke("list_accounts");
   } catch (e) {
@@ -69,10 +76,11 @@ function renderList() {
     state.filter = "";
     filter.value = "";
   }
-  $("sign-out-all").disabled = state.accounts.length === 0;
+  $("sign-out-all").disabled = !state.accounts.some((a) => (a.source ?? "tessera") === "tessera");
   $("list-hint").hidden = state.accounts.length === 0;
   const now = nowSecs();
-  const items = visibleAccounts().map((a) => {
+  const vis = visibleAccounts();
+  const accountItem = (a) => {
     const st = tokenState(a.token, now);
     const li = el(
       "li",
@@ -85,8 +93,29 @@ function renderList() {
     li.addEventListener("click", () => select(a.id));
     li.addEventListener("dblclick", () => copy("raw"));
     return li;
-  });
-  if (state.accounts.length > 0 && items.length === 0) {
+  };
+  // Tessera's own accounts first, then each opened MSAL cache under a header of its own.
+  const items = vis.filter((a) => (a.source ?? "tessera") === "tessera").map(accountItem);
+  for (const c of state.caches) {
+    const inCache = vis.filter((a) => a.source === c.id);
+    const close = el("button", { type: "button", class: "small quiet", title: `Close ${c.path} (the file is left as it is)`, "aria-label": `Close ${c.label}` }, "Close");
+    close.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      closeCache(c);
+    });
+    const note = c.error ? c.error : inCache.length === 0 ? "No accounts in this file." : null;
+    items.push(
+      el(
+        "li",
+        { class: "group-header", role: "presentation", dataset: { source: c.id }, title: c.path },
+        el("span", { class: "group-label" }, c.label),
+        close,
+        note ? el("span", { class: c.error ? "group-note error" : "group-note muted small" }, note) : null,
+      ),
+    );
+    items.push(...inCache.map(accountItem));
+  }
+  if (state.accounts.length > 0 && vis.length === 0) {
     items.push(el("li", { class: "no-match", "aria-disabled": "true" }, "No account matches the filter."));
   }
   list.replaceChildren(...items);
@@ -123,8 +152,8 @@ function moveSelection(delta) {
 
 function renderDetail() {
   const a = selected();
-  $("empty").hidden = state.accounts.length > 0;
-  $("sidebar").hidden = state.accounts.length === 0;
+  $("empty").hidden = state.accounts.length > 0 || state.caches.length > 0;
+  $("sidebar").hidden = state.accounts.length === 0 && state.caches.length === 0;
   $("account-detail").hidden = !a;
   if (!a) {
     renderToken(null);
@@ -132,7 +161,8 @@ function renderDetail() {
   }
   $("d-name").textContent = a.name || a.username;
   $("d-username").textContent = a.username;
-  $("d-meta").textContent = `${a.provider} · tenant ${a.tenant_id} · ${a.authority_type}`;
+  const cache = a.group ? cacheOf(a.source) : null;
+  $("d-meta").textContent = `${a.provider} · tenant ${a.tenant_id} · ${a.authority_type}${cache ? ` · in ${cache.label} (${cache.path})` : ""}`;
   const profile = profileOf(a.profile);
   if (!state.scopesEdited) $("scopes").value = (profile?.default_scopes ?? []).join(" ");
   loadToken({});
@@ -288,9 +318,12 @@ function signInAgain() {
 async function signOut() {
   const a = selected();
   if (!a) return;
+  const cache = a.group ? cacheOf(a.source) : null;
   const ok = await confirmDialog({
     title: `Sign out ${a.username}?`,
-    text: `Tessera forgets this account's tokens and the ${a.profile} sign-in window's cookies, so the next sign-in asks for the password again.`,
+    text: cache
+      ? `This account and its tokens are removed from ${cache.path} (the ${cache.label} cache): the applications using that file will ask it to sign in again.`
+      : `Tessera forgets this account's tokens and the ${a.profile} sign-in window's cookies, so the next sign-in asks for the password again.`,
     ok: "Sign out",
   });
   if (!ok) return;
@@ -303,8 +336,25 @@ async function signOut() {
   await refreshAccounts();
 }
 
+async function openMsalCache() {
+  const opened = await openMsalCacheDialog();
+  if (!opened) return;
+  toast(`Opened ${opened.label}.`);
+  await refreshAccounts();
+}
+
+async function closeCache(c) {
+  try {
+    await invoke("close_msal_cache", { id: c.id });
+    toast(`Closed ${c.label}; ${c.path} is left as it is.`);
+  } catch (e) {
+    toast(`Could not close ${c.label}: ${errorMessage(e)}`, { error: true, ms: 8000 });
+  }
+  await refreshAccounts();
+}
+
 async function signOutAll() {
-  const n = state.accounts.length;
+  const n = state.accounts.filter((a) => (a.source ?? "tessera") === "tessera").length;
   if (n === 0) return;
   const ok = await confirmDialog({
     title: "Sign out of all accounts?",
@@ -343,6 +393,7 @@ function wire() {
     await refreshAccounts();
   });
   $("open-settings").addEventListener("click", () => openSettings());
+  $("open-msal-cache").addEventListener("click", openMsalCache);
   $("sign-out-all").addEventListener("click", signOutAll);
   $("sign-out").addEventListener("click", signOut);
   $("copy-token").addEventListener("click", () => copy("raw"));
@@ -424,6 +475,20 @@ async function addAccount() {
   if (choice) await startSignIn(choice);
 }
 
+/// The header's badge: whether the token store is encrypted (from the engine).
+function showStoreProtection(info) {
+  const el = $("store-protection");
+  const p = info && info.protection;
+  if (!p) {
+    el.hidden = true;
+    return;
+  }
+  el.textContent = p.protection === "encrypted" ? "Store encrypted" : "Store not encrypted";
+  el.title = `${p.label}\n${p.path}`;
+  el.dataset.protection = p.protection;
+  el.hidden = false;
+}
+
 async function main() {
   wire();
   await Promise.all([
@@ -433,14 +498,14 @@ async function main() {
     listen("accounts:changed", () => refreshAccounts()),
   ]);
   try {
-    await invoke("app_info");
+    showStoreProtection(await invoke("app_info"));
   } catch (e) {
     // The engine could not open the home (store, keyring, profiles.toml): say why.
     $("loading").hidden = true;
     $("sidebar").hidden = true;
     $("startup-error-text").textContent = errorMessage(e);
     $("startup-error").hidden = false;
-    for (const id of ["add-account", "open-profiles", "sign-out-all"]) $(id).disabled = true;
+    for (const id of ["add-account", "open-msal-cache", "open-profiles", "sign-out-all"]) $(id).disabled = true;
     return;
   }
   await refreshProfiles();

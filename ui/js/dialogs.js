@@ -47,6 +47,45 @@ export async function confirmDialog({ title, text, ok = "OK" }) {
   return (await done) === "ok";
 }
 
+// ---------------------------------------------------------------- MSAL cache
+
+/** Ask for an MSAL cache file and a group label, and open it. Resolves with the opened
+ *  cache's view, or `null`. */
+export async function openMsalCacheDialog() {
+  let defaultPath = null;
+  try {
+    defaultPath = (await invoke("list_msal_caches")).default_path;
+  } catch {
+    // The dialog still works with a typed path.
+  }
+  const path = $("msal-path");
+  const label = $("msal-label");
+  const fileName = (p) => p.split(/[\\/]/).filter(Boolean).pop() ?? p;
+  const suggest = () => {
+    label.placeholder = path.value.trim() === (defaultPath ?? "") ? "Azure CLI" : fileName(path.value.trim());
+  };
+  path.value = defaultPath ?? "";
+  label.value = "";
+  suggest();
+  path.oninput = suggest;
+  showError($("msal-error"), null);
+  let opened = null;
+  const d = $("msal-dialog");
+  const done = run(d, {
+    onSubmit: async () => {
+      try {
+        opened = await invoke("open_msal_cache", { path: path.value.trim() || null, label: label.value.trim() || null });
+        return true;
+      } catch (e) {
+        showError($("msal-error"), errorMessage(e));
+        return false;
+      }
+    },
+  });
+  path.focus();
+  return (await done) === "ok" ? opened : null;
+}
+
 // ---------------------------------------------------------------- add account
 
 const METHOD_LABEL = { embedded: "Tessera sign-in window", browser: "system browser", "device-code": "device code" };
