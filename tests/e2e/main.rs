@@ -163,6 +163,63 @@ async fn set_faults(e: &Env, faults: Option<Value>) {
     assert!(r.expect("the sandbox takes faults").status().is_success());
 }
 
+/// An MSAL cache file with `login` signed in, made by the CLI as a user would:
+/// `tessera-cli --msal-cache FILE --profile Sandbox login --device-code`, the code
+/// approved on the sandbox's pages.
+async fn msal_cache_from_cli(e: &Env, login: &str) -> PathBuf {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = e.home.parent().unwrap_or(&e.home).join("cli");
+    std::fs::create_dir_all(&dir).expect("the CLI's folder");
+    let file = dir.join("msal_token_cache.json");
+    let cli = PathBuf::from(&e.app).with_file_name("tessera-cli");
+    set_faults(e, Some(json!({ "device_code_interval_secs": 1 }))).await;
+    let mut child = tokio::process::Command::new(&cli)
+        .arg("--msal-cache")
+        .arg(&file)
+        .args(["--profile", "Sandbox", "login", "--device-code"])
+        .env("TESSERA_HOME", dir.join("home"))
+        .env("TESSERA_SANDBOX_URL", &e.sandbox)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {}: {err}", cli.display()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let code = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the CLI shows a code within 30 s")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the CLI ended before showing a code:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = words.windows(2).position(|w| w[0] == "code") {
+            if let Some(code) = words.get(i + 1) {
+                break code.trim_end_matches('.').to_string();
+            }
+        }
+    };
+    let base = url::Url::parse(&e.sandbox).unwrap();
+    tessera_sandbox_idp::scripted_device_approval(&base, &code, login, "tessera")
+        .await
+        .step("approve the CLI's code");
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the CLI finishes")
+    {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "tessera-cli login: {status}\n{seen}");
+    set_faults(e, None).await;
+    assert!(file.exists(), "the CLI wrote {}", file.display());
+    file
+}
+
 async fn shot(s: &Session, e: &Env, name: &str) {
     s.screenshot(&e.shots.join(name))
         .await
@@ -661,7 +718,81 @@ async fn desktop_journey() {
         .await
         .step("the main window did not navigate");
 
-    // 12. Sign out of all: back to the empty state.
+    // 12. An MSAL cache file, prepared by the CLI (`--msal-cache FILE login
+    // --device-code`), opened in the app: its accounts are a group of their own, and a
+    // token copied from it is one the provider accepts.
+    let msal_file = msal_cache_from_cli(&e, "alice@contoso.example").await;
+    s.click("#open-msal-cache").await.step("Open MSAL cache");
+    s.wait_visible("#msal-dialog")
+        .await
+        .step("the MSAL cache dialog");
+    s.type_into(
+        "#msal-path",
+        &e.home.join("no-such-cache.json").display().to_string(),
+    )
+    .await
+    .step("a path with no file");
+    s.click("#msal-go").await.step("Open");
+    s.wait_text("#msal-error", "There is no MSAL token cache")
+        .await
+        .step("a missing file is reported");
+    s.type_into("#msal-path", &msal_file.display().to_string())
+        .await
+        .step("the cache file");
+    s.type_into("#msal-label", "CLI cache")
+        .await
+        .step("the group label");
+    shot(&s, &e, "10-open-msal-cache.png").await;
+    s.click("#msal-go").await.step("Open");
+    s.wait_hidden("#msal-dialog")
+        .await
+        .step("the cache is opened");
+    s.wait_text("#accounts li.group-header", "CLI cache")
+        .await
+        .step("the cache's group header");
+    s.wait_visible(&alice)
+        .await
+        .step("alice is listed in the cache's group");
+    assert_eq!(account_count(&s).await, 4);
+    s.click(&alice).await.step("select alice in the cache");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "alice@contoso.example",
+    )
+    .await
+    .step("alice's claims from the cache file");
+    s.wait_text("#d-meta", "in CLI cache")
+        .await
+        .step("the detail says where the account is");
+    shot(&s, &e, "11-msal-cache-group.png").await;
+    s.click("#copy-token").await.step("Copy access token");
+    s.wait_text("#toast", "Access token copied for alice@contoso.example")
+        .await
+        .step("copy from the cache confirmed");
+    let (status, me) = sandbox_me(&e, &desktop::clipboard()).await;
+    assert_eq!(
+        (status, me["preferred_username"].as_str()),
+        (200, Some("alice@contoso.example"))
+    );
+    // Closing the group forgets the file and leaves it as it is.
+    let before = std::fs::read(&msal_file).expect("the cache file");
+    s.click("#accounts li.group-header button")
+        .await
+        .step("close the cache");
+    s.wait_until("the cache's group to go", || async {
+        Ok(s.find_all("#accounts li.group-header").await?.is_empty())
+    })
+    .await
+    .step("the group is gone");
+    assert_eq!(account_count(&s).await, 3);
+    assert_eq!(
+        std::fs::read(&msal_file).unwrap(),
+        before,
+        "the file is left alone"
+    );
+    marks.push(("MSAL cache opened, token copied, closed", started.elapsed()));
+
+    // 13. Sign out of all: back to the empty state.
     s.click("#sign-out-all").await.step("Sign out of all");
     s.wait_text("#confirm-dialog", "Sign out of all accounts?")
         .await

@@ -59,7 +59,7 @@ if [[ "${1:-}" != "--inside" ]]; then
 
   started=$SECONDS
   say "building the app, the sandbox and the suite (debug)..."
-  cargo build -q -p tessera -p tessera-sandbox-idp
+  cargo build -q -p tessera -p tessera-sandbox-idp -p tessera-cli
   cargo build -q -p tessera-tests --bin scripted-browser
   cargo test -q -p tessera-tests --test e2e --no-run
   say "built in $((SECONDS - started)) s"
