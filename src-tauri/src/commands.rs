@@ -192,11 +192,9 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
         out.push(state.account_view(profile, &app, &pa.account).await);
     }
     // Then each opened MSAL cache's accounts, as a group of their own.
-    for (cache, accounts) in state.cache_accounts().await {
-        let Ok(accounts) = accounts else {
-            continue;
-        };
-        for pa in accounts {
+    for ca in state.cache_accounts().await {
+        let cache = ca.cache;
+        for pa in ca.matched {
             let Some(profile) = profiles.get(&pa.profile) else {
                 continue;
             };
@@ -208,6 +206,10 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
                     .account_view_in(&cache.id, profile, &app, &pa.account)
                     .await,
             );
+        }
+        // Accounts no profile matches are listed too (their tokens need a profile).
+        for entry in &ca.unmatched {
+            out.push(AccountView::unmatched(&cache.id, Some(&cache.label), entry));
         }
     }
     Ok(out)
@@ -389,6 +391,15 @@ async fn sign_out_one<R: Runtime>(
     state: &AppState,
     account: &AccountRef,
 ) -> AppResult<usize> {
+    if account.source != TESSERA_SOURCE && account.profile.is_empty() {
+        // An MSAL cache's account that no profile matches: removed from the file as is.
+        let removed = state
+            .remove_unmatched(&account.source, &account.home_account_id)
+            .await?;
+        state.mark_needs_sign_in(&account.id(), None);
+        tracing::info!(source = %account.source, removed, "signed out");
+        return Ok(removed);
+    }
     let (profile, pca, acc) = state.resolve(account).await?;
     let out = pca.remove_account(&acc).await?;
     state.mark_needs_sign_in(&account.id(), None);

@@ -73,6 +73,15 @@ pub struct OpenedCache {
     pub engine: Option<Tessera>,
 }
 
+/// One opened MSAL cache's accounts.
+pub struct CacheAccounts {
+    pub cache: MsalCacheView,
+    /// Accounts a profile matches (environment and client id).
+    pub matched: Vec<tessera_core::context::ProfileAccount>,
+    /// Accounts no profile matches.
+    pub unmatched: Vec<tessera_core::cache::AccountEntry>,
+}
+
 /// Azure CLI's MSAL token cache: `$AZURE_CONFIG_DIR/msal_token_cache.json`, else
 /// `~/.azure/msal_token_cache.json`.
 pub fn azure_cli_cache_path() -> Option<PathBuf> {
@@ -311,23 +320,63 @@ impl AppState {
             .collect()
     }
 
-    /// The accounts of each opened MSAL cache, per profile (as `Tessera::accounts`).
-    pub async fn cache_accounts(
-        &self,
-    ) -> Vec<(
-        MsalCacheView,
-        AppResult<Vec<tessera_core::context::ProfileAccount>>,
-    )> {
+    /// The accounts of each opened MSAL cache, per profile (as `Tessera::accounts`), and
+    /// those no profile matches (listed all the same).
+    pub async fn cache_accounts(&self) -> Vec<CacheAccounts> {
         let caches = self.caches.read().await;
         let mut out = Vec::with_capacity(caches.len());
         for c in caches.iter() {
-            let accounts = match &c.engine {
-                Some(t) => t.accounts().await.map_err(AppError::from),
-                None => Err(AppError::Store(c.view.error.clone().unwrap_or_default())),
+            let Some(t) = &c.engine else {
+                continue;
             };
-            out.push((c.view.clone(), accounts));
+            let Ok(matched) = t.accounts().await else {
+                continue;
+            };
+            let listed: HashSet<&str> = matched
+                .iter()
+                .map(|pa| pa.account.home_account_id.as_str())
+                .collect();
+            let mut seen = HashSet::new();
+            let unmatched = t
+                .store()
+                .accounts()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| {
+                    !listed.contains(e.home_account_id.as_str())
+                        && seen.insert(e.home_account_id.clone())
+                })
+                .collect();
+            out.push(CacheAccounts {
+                cache: c.view.clone(),
+                matched,
+                unmatched,
+            });
         }
         out
+    }
+
+    /// Remove an account no profile matches from an MSAL cache (every environment it
+    /// is cached in). Returns how many entries were removed.
+    pub async fn remove_unmatched(&self, source: &str, home_account_id: &str) -> AppResult<usize> {
+        let caches = self.caches.read().await;
+        let t = Self::cache_engine(&caches, source)?;
+        let envs: Vec<String> = t
+            .store()
+            .accounts()
+            .map_err(|e| AppError::Store(e.to_string()))?
+            .into_iter()
+            .filter(|e| e.home_account_id == home_account_id)
+            .map(|e| e.environment)
+            .collect();
+        if envs.is_empty() {
+            return Err(AppError::NotFound(
+                "That account is no longer in the MSAL cache.".into(),
+            ));
+        }
+        t.store()
+            .remove_account(home_account_id, &envs)
+            .map_err(|e| AppError::Store(e.to_string()))
     }
 
     /// Open the MSAL cache file at `path` and remember it (`msal_caches.json`). Opening
@@ -426,6 +475,11 @@ impl AppState {
         &self,
         r: &AccountRef,
     ) -> AppResult<(Profile, Arc<PublicClientApplication>, Account)> {
+        if r.profile.is_empty() {
+            return Err(AppError::NotFound(
+                "No profile matches this account (its provider and the app that signed it in), so Tessera cannot get its tokens: add a profile with that provider and client id.".into(),
+            ));
+        }
         let (profile, app) = self.profile_app_in(&r.source, &r.profile).await?;
         let account = app
             .get_accounts()

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_core::app::{Account, AuthResult, TokenSource};
+use tessera_core::cache::AccountEntry;
 use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
 use tessera_core::env::UnixTime;
 use tessera_core::keystore::{StoreInfo, StoreProtection};
@@ -116,6 +117,32 @@ impl AccountView {
             provider: format!("{} · {}", profile.name, account.environment),
             authority_type: account.authority_type.clone(),
             token,
+        }
+    }
+}
+
+impl AccountView {
+    /// An account of an MSAL cache that no profile matches (its provider and the app that
+    /// signed it in): listed, with `profile` empty; its tokens need a matching profile.
+    pub fn unmatched(source: &str, group: Option<&str>, entry: &AccountEntry) -> Self {
+        let r = AccountRef {
+            source: source.to_string(),
+            profile: String::new(),
+            home_account_id: entry.home_account_id.clone(),
+        };
+        AccountView {
+            id: r.id(),
+            source: source.to_string(),
+            group: group.map(str::to_string),
+            profile: String::new(),
+            home_account_id: entry.home_account_id.clone(),
+            username: entry.username.clone(),
+            name: entry.name.clone().filter(|n| !n.trim().is_empty()),
+            tenant_id: entry.realm.clone(),
+            environment: entry.environment.clone(),
+            provider: format!("No matching profile · {}", entry.environment),
+            authority_type: entry.authority_type.clone(),
+            token: TokenStateView::default(),
         }
     }
 }

@@ -963,3 +963,72 @@ fn a_bad_msal_cache_path_or_file_is_refused_and_nothing_is_written() {
         "nothing remembered"
     );
 }
+
+#[test]
+fn an_msal_cache_account_no_profile_matches_is_listed_and_can_be_signed_out() {
+    let h = harness(&[]);
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("msal_token_cache.json");
+    {
+        let t = msal_engine(&other.path().join("home"), &file, &h.sandbox);
+        sign_in(&t, "alice@contoso.example");
+    }
+    // An account of another provider (as another app left it): no profile matches it.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    doc["Account"].as_object_mut().unwrap().insert(
+        "uid.utid-login.elsewhere.example-utid".into(),
+        json!({
+            "home_account_id": "uid.utid",
+            "environment": "login.elsewhere.example",
+            "realm": "utid",
+            "local_account_id": "uid",
+            "username": "erin@elsewhere.example",
+            "authority_type": "MSSTS",
+        }),
+    );
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+
+    let opened = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": file.display().to_string() }),
+    )
+    .unwrap();
+    assert_eq!(opened["label"], "msal_token_cache.json", "the file name");
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice@contoso.example", "erin@elsewhere.example"]);
+    let erin = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "erin@elsewhere.example")
+        .unwrap();
+    assert_eq!(erin["profile"], "");
+    assert_eq!(erin["group"], "msal_token_cache.json");
+    assert!(
+        erin["provider"]
+            .as_str()
+            .unwrap()
+            .starts_with("No matching profile"),
+        "{erin}"
+    );
+    let r = json!({ "source": erin["source"], "profile": "", "home_account_id": "uid.utid" });
+    let err = invoke(&h.main, "token_view", json!({ "account": r })).unwrap_err();
+    assert_eq!(err["kind"], "not_found", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("No profile matches"),
+        "{err}"
+    );
+    invoke(&h.main, "sign_out", json!({ "account": r })).unwrap();
+    assert_eq!(msal_usernames(&file), ["alice@contoso.example"]);
+}
