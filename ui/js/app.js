@@ -211,7 +211,13 @@ async function loadToken({ forceRefresh = false } = {}) {
 
 function showTokenError(account, e) {
   if (e && e.kind === "interaction_required") {
-    $("needs-signin-reason").textContent = e.message;
+    // An MSAL cache's account signs in again with the application that uses the file
+    // (a sign-in here would add it to Tessera's own store).
+    const cache = account.group ? cacheOf(account.source) : null;
+    $("needs-signin-reason").textContent = cache
+      ? `${e.message} Sign in again with the application that uses ${cache.path} (for Azure CLI: az login).`
+      : e.message;
+    $("sign-in-again").hidden = Boolean(cache);
     $("needs-signin").hidden = false;
     account.token = { ...(account.token ?? {}), needs_sign_in: e.message };
     renderList();
