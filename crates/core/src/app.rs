@@ -647,9 +647,12 @@ impl PublicClientApplication {
         let metadata = self.metadata().await?;
         let mut interval = flow.interval_secs.max(1);
         loop {
+            // Never sleep past the code's expiry, whatever interval the provider asks for.
+            let left = flow.expires_at.saturating_sub(self.deps.clock.now()).max(0) as u64;
+            let wait = interval.min(left.max(1));
             tokio::select! {
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
-                _ = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
             }
             if self.deps.clock.now() >= flow.expires_at {
                 return Err(Error::interaction(InteractionReason::DeviceCodeExpired));
