@@ -1032,3 +1032,40 @@ fn an_msal_cache_account_no_profile_matches_is_listed_and_can_be_signed_out() {
     invoke(&h.main, "sign_out", json!({ "account": r })).unwrap();
     assert_eq!(msal_usernames(&file), ["alice@contoso.example"]);
 }
+
+#[test]
+fn a_remembered_msal_cache_that_is_gone_is_reported_and_can_be_closed() {
+    let h = harness(&["carol@fabrikam.example"]);
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("cache.json");
+    {
+        let t = msal_engine(&other.path().join("home"), &file, &h.sandbox);
+        sign_in(&t, "alice@contoso.example");
+    }
+    let opened = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": file.display().to_string(), "label": "Gone soon" }),
+    )
+    .unwrap();
+    std::fs::remove_file(&file).unwrap();
+
+    // Relaunch: the file is gone; the app says so, and lists its own accounts.
+    let (_app, main) = mock_app(AppState::new(Ok(tessera(&h.home_path, &h.sandbox))));
+    let caches = invoke(&main, "list_msal_caches", json!({})).unwrap();
+    let cache = &caches["caches"][0];
+    assert_eq!(cache["id"], opened["id"]);
+    assert!(
+        cache["error"].as_str().unwrap().contains("cache.json"),
+        "{caches}"
+    );
+    let list = invoke(&main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["username"], "carol@fabrikam.example");
+    invoke(&main, "close_msal_cache", json!({ "id": opened["id"] })).unwrap();
+    assert_eq!(
+        invoke(&main, "list_msal_caches", json!({})).unwrap()["caches"],
+        json!([])
+    );
+    assert!(!file.exists(), "closing does not create the file");
+}
