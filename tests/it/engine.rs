@@ -826,3 +826,33 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         ],
     );
 }
+
+/// A device code that expires ends the wait, however long an interval the provider asks for.
+#[tokio::test]
+async fn device_code_expiry_ends_the_wait_even_with_a_huge_interval() {
+    let w = World::new().await;
+    w.faults(Faults {
+        device_code_interval_secs: Some(1_000_000),
+        device_code_expires_secs: Some(2),
+        ..Default::default()
+    });
+    let app = w.app(SANDBOX_CLIENT);
+    let flow = app
+        .initiate_device_flow(&scopes("User.Read"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        app.acquire_token_by_device_flow(flow, CancellationToken::new()),
+    )
+    .await
+    .expect("the wait ends at the code's expiry")
+    .unwrap_err();
+    assert_eq!(
+        reason(&e),
+        Some(InteractionReason::DeviceCodeExpired),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
