@@ -133,6 +133,9 @@ fn sqlite_aes(path: &Path) -> SqliteStore {
 /// The stores of one size, all holding the same cache.
 struct Stores {
     _dir: tempfile::TempDir,
+    /// The generated MSAL file.
+    source: PathBuf,
+    /// The MSAL file store's copy of it.
     file: PathBuf,
     list: Vec<(&'static str, Arc<dyn TokenStore>)>,
 }
@@ -162,6 +165,7 @@ fn stores(data: &Path, n: usize) -> Stores {
     ];
     Stores {
         _dir: dir,
+        source,
         file,
         list,
     }
@@ -343,7 +347,7 @@ fn store_one(c: &mut Criterion, meta: &Meta, s: &Stores, n: usize) {
 
 /// Whole caches: parse an MSAL file, write one, import one into SQLite, export to one.
 fn whole_file(c: &mut Criterion, s: &Stores, n: usize) {
-    let text = std::fs::read_to_string(&s.file).expect("read");
+    let text = std::fs::read_to_string(&s.source).expect("read");
     let doc: MsalCacheDocument = text.parse().expect("parse");
     let mut g = c.benchmark_group("msal_json");
     g.sample_size(10);
@@ -352,6 +356,31 @@ fn whole_file(c: &mut Criterion, s: &Stores, n: usize) {
     });
     g.bench_with_input(BenchmarkId::new("serialize", n), &n, |b, _| {
         b.iter(|| doc.to_string_pretty())
+    });
+    g.finish();
+
+    // Opening the MSAL file as a store (what each `--msal-cache` process does): with a
+    // valid sidecar index, without one (parse), and parsing and writing the index.
+    let mut g = c.benchmark_group("msal_file_open");
+    g.sample_size(10);
+    // A fresh copy: the store_one benches changed the other one a moment ago.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = copy_aged(&s.source, dir.path(), "msal.json");
+    let index = file.with_file_name("msal.json.tessera-index");
+    drop(MsalFileStore::open(&file).expect("open"));
+    assert!(index.exists(), "the first open wrote the index");
+    g.bench_with_input(BenchmarkId::new("indexed", n), &n, |b, _| {
+        b.iter(|| MsalFileStore::open(&file).expect("open"))
+    });
+    g.bench_with_input(BenchmarkId::new("parse", n), &n, |b, _| {
+        b.iter(|| MsalFileStore::open_with_index(&file, None).expect("open"))
+    });
+    g.bench_with_input(BenchmarkId::new("parse_and_index", n), &n, |b, _| {
+        b.iter_batched(
+            || std::fs::remove_file(&index).expect("remove the index"),
+            |()| MsalFileStore::open(&file).expect("open"),
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

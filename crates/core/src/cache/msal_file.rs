@@ -944,30 +944,25 @@ mod index {
     /// Bumped when the layout changes: an index of another format is stale.
     const FORMAT: i64 = 1;
 
+    /// Each table is clustered by what its lookups select by (`WITHOUT ROWID`), and keys
+    /// are replaced by `rank`, their position in key order (lookups order by key, and
+    /// never return one).
     const SCHEMA: &str = "
     CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-    CREATE TABLE at (key TEXT PRIMARY KEY NOT NULL, home TEXT NOT NULL, env TEXT NOT NULL,
-        client TEXT NOT NULL, realm TEXT NOT NULL, target TEXT NOT NULL,
+    CREATE TABLE at (home TEXT NOT NULL, client TEXT NOT NULL, rank INTEGER NOT NULL,
+        realm TEXT NOT NULL, env TEXT NOT NULL, target TEXT NOT NULL,
         expires_on INTEGER NOT NULL, ext INTEGER NOT NULL, start INTEGER NOT NULL,
-        len INTEGER NOT NULL);
-    CREATE INDEX at_by_account ON at (home, client, realm, env, ext, expires_on, target, key,
-        start, len);
-    CREATE TABLE rt (key TEXT PRIMARY KEY NOT NULL, home TEXT NOT NULL, env TEXT NOT NULL,
+        len INTEGER NOT NULL, PRIMARY KEY (home, client, rank)) WITHOUT ROWID;
+    CREATE TABLE rt (home TEXT NOT NULL, rank INTEGER NOT NULL, env TEXT NOT NULL,
         client TEXT NOT NULL, family TEXT, lmt INTEGER, start INTEGER NOT NULL,
-        len INTEGER NOT NULL);
-    CREATE INDEX rt_by_home ON rt (home, env, client, family, lmt, key, start, len);
-    CREATE INDEX rt_by_client ON rt (client, home, env);
-    CREATE INDEX rt_by_family ON rt (family, home, env);
-    CREATE TABLE idt (key TEXT PRIMARY KEY NOT NULL, home TEXT NOT NULL, env TEXT NOT NULL,
-        client TEXT NOT NULL, realm TEXT NOT NULL, start INTEGER NOT NULL,
-        len INTEGER NOT NULL);
-    CREATE INDEX idt_by_account ON idt (home, client, realm, env, key, start, len);
-    CREATE INDEX idt_by_client ON idt (client, home, env);
-    CREATE TABLE account (key TEXT PRIMARY KEY NOT NULL, home TEXT NOT NULL,
-        env TEXT NOT NULL, json TEXT NOT NULL);
-    CREATE INDEX account_by_home ON account (home, env);
-    CREATE TABLE app_metadata (key TEXT PRIMARY KEY NOT NULL, client TEXT NOT NULL,
-        env TEXT NOT NULL, json TEXT NOT NULL);
+        len INTEGER NOT NULL, PRIMARY KEY (home, rank)) WITHOUT ROWID;
+    CREATE TABLE idt (home TEXT NOT NULL, client TEXT NOT NULL, rank INTEGER NOT NULL,
+        env TEXT NOT NULL, realm TEXT NOT NULL, start INTEGER NOT NULL,
+        len INTEGER NOT NULL, PRIMARY KEY (home, client, rank)) WITHOUT ROWID;
+    CREATE TABLE account (rank INTEGER PRIMARY KEY NOT NULL, home TEXT NOT NULL,
+        env TEXT NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE app_metadata (rank INTEGER PRIMARY KEY NOT NULL, client TEXT NOT NULL,
+        env TEXT NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
     ";
 
     fn db_err(e: rusqlite::Error) -> StoreError {
@@ -1196,6 +1191,17 @@ mod index {
         result
     }
 
+    /// The entries of a section in key order, with their rank (position in that order).
+    fn ranked<T: MsalEntity>(
+        section: &crate::cache::msal_json::Section<T>,
+    ) -> impl Iterator<Item = (i64, &str, &T)> {
+        let mut v: Vec<(&str, &T)> = section.iter().collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (k, e))| (i as i64, k, e))
+    }
+
     fn range_of<'a>(
         ranges: &'a Ranges,
         section: &str,
@@ -1231,18 +1237,18 @@ mod index {
             }
             let mut s = tx
                 .prepare(
-                    "INSERT INTO at (key, home, env, client, realm, target, expires_on, ext, start, len) \
+                    "INSERT INTO at (home, client, rank, realm, env, target, expires_on, ext, start, len) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(db_err)?;
-            for (key, e) in doc.access_tokens.iter() {
+            for (rank, key, e) in ranked(&doc.access_tokens) {
                 let (start, end) = range_of(ranges, "AccessToken", key)?;
                 s.execute(params![
-                    key,
                     e.home_account_id,
-                    e.environment.to_ascii_lowercase(),
                     e.client_id,
+                    rank,
                     e.realm,
+                    e.environment.to_ascii_lowercase(),
                     e.target,
                     e.expires_on,
                     ext_cache_key(e).is_some(),
@@ -1253,15 +1259,15 @@ mod index {
             }
             let mut s = tx
                 .prepare(
-                    "INSERT INTO rt (key, home, env, client, family, lmt, start, len) \
+                    "INSERT INTO rt (home, rank, env, client, family, lmt, start, len) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(db_err)?;
-            for (key, e) in doc.refresh_tokens.iter() {
+            for (rank, key, e) in ranked(&doc.refresh_tokens) {
                 let (start, end) = range_of(ranges, "RefreshToken", key)?;
                 s.execute(params![
-                    key,
                     e.home_account_id,
+                    rank,
                     e.environment.to_ascii_lowercase(),
                     e.client_id,
                     e.family_id,
@@ -1273,17 +1279,17 @@ mod index {
             }
             let mut s = tx
                 .prepare(
-                    "INSERT INTO idt (key, home, env, client, realm, start, len) \
+                    "INSERT INTO idt (home, client, rank, env, realm, start, len) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(db_err)?;
-            for (key, e) in doc.id_tokens.iter() {
+            for (rank, key, e) in ranked(&doc.id_tokens) {
                 let (start, end) = range_of(ranges, "IdToken", key)?;
                 s.execute(params![
-                    key,
                     e.home_account_id,
-                    e.environment.to_ascii_lowercase(),
                     e.client_id,
+                    rank,
+                    e.environment.to_ascii_lowercase(),
                     e.realm,
                     *start as i64,
                     (end - start) as i64
@@ -1291,12 +1297,12 @@ mod index {
                 .map_err(db_err)?;
             }
             let mut s = tx
-                .prepare("INSERT INTO account (key, home, env, json) VALUES (?1, ?2, ?3, ?4)")
+                .prepare("INSERT INTO account (rank, home, env, json) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(db_err)?;
-            for (key, e) in doc.accounts.iter() {
+            for (rank, key, e) in ranked(&doc.accounts) {
                 let (start, end) = range_of(ranges, "Account", key)?;
                 s.execute(params![
-                    key,
+                    rank,
                     e.home_account_id,
                     e.environment.to_ascii_lowercase(),
                     &text[*start..*end]
@@ -1305,13 +1311,13 @@ mod index {
             }
             let mut s = tx
                 .prepare(
-                    "INSERT INTO app_metadata (key, client, env, json) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO app_metadata (rank, client, env, json) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(db_err)?;
-            for (key, e) in doc.app_metadata.iter() {
+            for (rank, key, e) in ranked(&doc.app_metadata) {
                 let (start, end) = range_of(ranges, "AppMetadata", key)?;
                 s.execute(params![
-                    key,
+                    rank,
                     e.client_id,
                     e.environment.to_ascii_lowercase(),
                     &text[*start..*end]
@@ -1427,7 +1433,7 @@ mod index {
         pub(super) fn accounts(&self) -> Found<Vec<AccountEntry>> {
             let mut s = self
                 .conn
-                .prepare_cached("SELECT key, json FROM account ORDER BY key")
+                .prepare_cached("SELECT rank, json FROM account ORDER BY rank")
                 .map_err(db_err)?;
             let mut rows = s.query([]).map_err(db_err)?;
             let mut out = Vec::new();
@@ -1456,7 +1462,7 @@ mod index {
                 .conn
                 .prepare_cached(
                     "SELECT env, start, len FROM at WHERE home = ?1 AND client = ?2 \
-                     AND (?3 IS NULL OR realm = ?3) AND ext = 0 ORDER BY key",
+                     AND (?3 IS NULL OR realm = ?3) AND ext = 0 ORDER BY rank",
                 )
                 .map_err(db_err)?;
             let rows: Vec<(String, i64, i64)> = s
@@ -1495,7 +1501,7 @@ mod index {
                 .conn
                 .prepare_cached(
                     "SELECT env, target, expires_on, start, len FROM at WHERE home = ?1 AND client = ?2 \
-                     AND (?3 IS NULL OR realm = ?3) AND ext = 0 AND expires_on > ?4 ORDER BY key",
+                     AND (?3 IS NULL OR realm = ?3) AND ext = 0 AND expires_on > ?4 ORDER BY rank",
                 )
                 .map_err(db_err)?;
             let mut rows = s
@@ -1548,7 +1554,7 @@ mod index {
                 .conn
                 .prepare_cached(
                     "SELECT env, client, family, start, len FROM rt WHERE home = ?1 \
-                     ORDER BY coalesce(lmt, 0) DESC, key",
+                     ORDER BY coalesce(lmt, 0) DESC, rank",
                 )
                 .map_err(db_err)?;
             let rows: Vec<(String, String, Option<String>, i64, i64)> = s
@@ -1582,11 +1588,11 @@ mod index {
             let mut s = self
                 .conn
                 .prepare_cached(
-                    "SELECT key, env, start, len FROM idt WHERE home = ?1 AND client = ?2 \
+                    "SELECT rank, env, start, len FROM idt WHERE home = ?1 AND client = ?2 \
                      AND (?3 IS NULL OR realm = ?3)",
                 )
                 .map_err(db_err)?;
-            let rows: Vec<(String, String, i64, i64)> = s
+            let rows: Vec<(i64, String, i64, i64)> = s
                 .query_map(params![q.home_account_id, q.client_id, q.realm], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
@@ -1595,8 +1601,8 @@ mod index {
                 .map_err(db_err)?;
             let best = rows
                 .into_iter()
-                .filter_map(|(key, env, start, len)| {
-                    Some(((env_rank(&env, q.environments)?, key), env, start, len))
+                .filter_map(|(rank, env, start, len)| {
+                    Some(((env_rank(&env, q.environments)?, rank), env, start, len))
                 })
                 .min_by(|a, b| a.0.cmp(&b.0));
             let Some((_, env, start, len)) = best else {
@@ -1618,16 +1624,16 @@ mod index {
         ) -> Found<Option<AppMetadataEntry>> {
             let mut s = self
                 .conn
-                .prepare_cached("SELECT key, env, json FROM app_metadata WHERE client = ?1")
+                .prepare_cached("SELECT rank, env, json FROM app_metadata WHERE client = ?1")
                 .map_err(db_err)?;
-            let rows: Vec<(String, String, String)> = s
+            let rows: Vec<(i64, String, String)> = s
                 .query_map([client_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .map_err(db_err)?
                 .collect::<Result<_, _>>()
                 .map_err(db_err)?;
             let best = rows
                 .into_iter()
-                .filter_map(|(key, env, json)| Some(((env_rank(&env, environments)?, key), json)))
+                .filter_map(|(rank, env, json)| Some(((env_rank(&env, environments)?, rank), json)))
                 .min_by(|a, b| a.0.cmp(&b.0));
             Ok(match best {
                 None => Some(None),
