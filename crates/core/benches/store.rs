@@ -135,8 +135,7 @@ struct Stores {
     _dir: tempfile::TempDir,
     /// The generated MSAL file.
     source: PathBuf,
-    /// The MSAL file store's copy of it.
-    file: PathBuf,
+
     list: Vec<(&'static str, Arc<dyn TokenStore>)>,
 }
 
@@ -166,7 +165,6 @@ fn stores(data: &Path, n: usize) -> Stores {
     Stores {
         _dir: dir,
         source,
-        file,
         list,
     }
 }
