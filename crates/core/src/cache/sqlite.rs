@@ -277,6 +277,13 @@ fn env_list(environments: &[String]) -> String {
     .to_string()
 }
 
+/// The candidates of a silent lookup, read from `access_token_by_account_target` alone
+/// (the planner picks it as the covering index; a test checks the plan).
+const SILENT_CANDIDATES: &str = "SELECT key, environment, \
+     coalesce(json_extract(fields, '$.target'), ''), expires_on, rowid FROM access_token \
+     WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
+     AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key";
+
 /// A text column of a row, borrowed.
 fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     r.get_ref(i)
@@ -747,14 +754,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<Option<AccessTokenEntry>, StoreError> {
         let chosen: Option<(String, String, Vec<u8>)> = {
             let conn = self.lock();
-            let mut s = conn
-                .prepare_cached(
-                    "SELECT key, environment, coalesce(json_extract(fields, '$.target'), ''), expires_on \
-                     FROM access_token INDEXED BY access_token_by_account_target \
-                     WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
-                     AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key",
-                )
-                .map_err(db_err)?;
+            let mut s = conn.prepare_cached(SILENT_CANDIDATES).map_err(db_err)?;
             let mut rows = s
                 .query(params![
                     q.home_account_id,
@@ -763,28 +763,52 @@ impl TokenStore for SqliteStore {
                     valid_after
                 ])
                 .map_err(db_err)?;
-            let mut best: Option<(String, i64)> = None;
+            let mut best: Option<(String, i64, i64)> = None;
             while let Some(r) = rows.next().map_err(db_err)? {
                 let environment = text(r, 1)?;
                 let target = text(r, 2)?;
                 let expires_on: i64 = r.get(3).map_err(db_err)?;
                 if env_rank(environment, q.environments).is_some()
                     && target_covers(target, scopes)
-                    && best.as_ref().is_none_or(|(_, e)| expires_on >= *e)
+                    && best.as_ref().is_none_or(|(_, e, _)| expires_on >= *e)
                 {
-                    best = Some((r.get(0).map_err(db_err)?, expires_on));
+                    best = Some((
+                        r.get(0).map_err(db_err)?,
+                        expires_on,
+                        r.get(4).map_err(db_err)?,
+                    ));
                 }
             }
             drop(rows);
             match best {
                 None => None,
-                Some((key, _)) => conn
-                    .prepare_cached("SELECT fields, secret FROM access_token WHERE key = ?1")
-                    .and_then(|mut s| {
-                        s.query_row([&key], |r| Ok((key.clone(), r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(db_err)?,
+                // By rowid (the index holds it): no second index search. The key is
+                // checked too: another process may have replaced the row in between (a
+                // new rowid), and then it is found by its key.
+                Some((key, _, rowid)) => {
+                    let by_rowid = conn
+                        .prepare_cached(
+                            "SELECT fields, secret FROM access_token WHERE rowid = ?1 AND key = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![rowid, &key], |r| Ok((r.get(0)?, r.get(1)?)))
+                                .optional()
+                        })
+                        .map_err(db_err)?;
+                    let found = match by_rowid {
+                        Some(row) => Some(row),
+                        None => conn
+                            .prepare_cached(
+                                "SELECT fields, secret FROM access_token WHERE key = ?1",
+                            )
+                            .and_then(|mut s| {
+                                s.query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+                                    .optional()
+                            })
+                            .map_err(db_err)?,
+                    };
+                    found.map(|(fields, secret)| (key, fields, secret))
+                }
             }
         };
         let Some((key, fields, sealed)) = chosen else {
@@ -1030,12 +1054,7 @@ mod tests {
     fn the_silent_lookup_reads_only_a_covering_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("s.db"));
-        let p = plan(
-            &store,
-            "SELECT key, environment, coalesce(json_extract(fields, '$.target'), ''), expires_on \
-             FROM access_token WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
-             AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key",
-        );
+        let p = plan(&store, SILENT_CANDIDATES);
         assert!(
             p.contains("USING COVERING INDEX access_token_by_account_target"),
             "{p}"
