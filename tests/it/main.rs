@@ -5,3 +5,4 @@ mod msal_interop;
 mod oidc;
 mod storage;
 mod support_smoke;
+mod load;
