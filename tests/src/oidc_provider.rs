@@ -47,7 +47,8 @@ pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_acces
 /// Password typed into the dev login form (the provider accepts any).
 pub const DEFAULT_PASSWORD: &str = "any-password";
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+// Generous: a loaded 2-core CI machine can take long to start Node and make its keys.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_STEPS: usize = 30;
 
 /// A running `oidc-provider` on 127.0.0.1. Killed when dropped; it also exits by
