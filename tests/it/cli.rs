@@ -8,9 +8,8 @@
 //! and takes the executable path cargo reports. `TESSERA_CLI_BIN=/path/to/tessera-cli`
 //! skips the build (for a prebuilt or installed binary).
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,35 +24,7 @@ const ALICE: &str = "alice@contoso.example";
 const BOB: &str = "bob@contoso.example";
 const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
 
-fn cli_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TESSERA_CLI_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let out = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "tessera-cli",
-                "--bin",
-                "tessera-cli",
-                "--message-format=json-render-diagnostics",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "cargo build -p tessera-cli failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tessera-cli")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the tessera-cli executable")
-    })
-}
+use tessera_tests::cli_bin::cli_bin;
 
 #[derive(Debug)]
 struct Run {

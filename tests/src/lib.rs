@@ -3,10 +3,12 @@
 //! - [`oidc_provider`]: a real, generic OpenID Connect provider (panva's
 //!   `oidc-provider`, run by Node from `tests/oidc-provider/`) plus a scripted
 //!   plain-HTTP user agent that signs in through its pages.
+//! - [`cli_bin`]: the `tessera-cli` binary under test.
 //! - [`home`]: a fresh `TESSERA_HOME` per test.
 //! - [`redact`]: assertions that logs carry no secrets.
 //! - [`tls`]: a throwaway test CA and a certificate for 127.0.0.1 (https providers).
 
+pub mod cli_bin;
 pub mod home;
 mod html;
 pub mod oidc_provider;
