@@ -589,59 +589,14 @@ pub fn reset_store(path: &Path, keystore: Option<Arc<dyn KeyStore>>) -> Result<R
     })
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// Moves `from` to `to` without ever replacing an existing `to`.
-fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
-    match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::AlreadyExists
-                || e.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Err(e)
-        }
-        Err(_) if to.exists() => Err(std::io::ErrorKind::AlreadyExists.into()),
-        Err(_) => std::fs::rename(from, to),
-    }
-}
-
 fn move_aside(path: &Path, why: &str) -> Result<PathBuf> {
-    let fail = |e: std::io::Error| -> Error {
+    let target = crate::cache::sqlite::move_store_aside(path, why).map_err(|e| -> Error {
         StoreError::Open {
             path: path.display().to_string(),
             reason: format!("cannot move it aside: {e}"),
         }
         .into()
-    };
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_else(|_| "unknown-time".into());
-    let mut n = 0;
-    let target = loop {
-        let candidate = if n == 0 {
-            sibling(path, &format!(".{why}-{stamp}"))
-        } else {
-            sibling(path, &format!(".{why}-{stamp}.{n}"))
-        };
-        match move_no_clobber(path, &candidate) {
-            Ok(()) => break candidate,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(fail(e)),
-        }
-    };
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let from = sibling(path, suffix);
-        if from.exists() {
-            move_no_clobber(&from, &sibling(&target, suffix)).map_err(fail)?;
-        }
-    }
+    })?;
     tracing::info!(path = %path.display(), moved_to = %target.display(), "the token store was moved aside");
     Ok(target)
 }

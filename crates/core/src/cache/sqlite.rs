@@ -234,10 +234,17 @@ fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Moves the store and its `-wal`/`-shm`/`-journal` files to `<name>.corrupt-<UTC time>`.
 fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
-    let fail = |e: std::io::Error| StoreError::Open {
+    let target = move_store_aside(path, "corrupt").map_err(|e| StoreError::Open {
         path: path.display().to_string(),
         reason: format!("it is not a Tessera store, and moving it aside failed: {e}"),
-    };
+    })?;
+    tracing::warn!(path = %path.display(), moved_to = %target.display(), "the token store was not readable and was moved aside");
+    Ok(target)
+}
+
+/// Moves a store file and its `-wal`/`-shm`/`-journal` files to `<name>.<why>-<UTC time>`
+/// (with `.1`, `.2`... when that exists): never deletes, never replaces a file.
+pub(crate) fn move_store_aside(path: &Path, why: &str) -> std::io::Result<PathBuf> {
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
@@ -246,23 +253,22 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let mut n = 0;
     let target = loop {
         let candidate = if n == 0 {
-            sibling(path, &format!(".corrupt-{stamp}"))
+            sibling(path, &format!(".{why}-{stamp}"))
         } else {
-            sibling(path, &format!(".corrupt-{stamp}.{n}"))
+            sibling(path, &format!(".{why}-{stamp}.{n}"))
         };
         match move_no_clobber(path, &candidate) {
             Ok(()) => break candidate,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(fail(e)),
+            Err(e) => return Err(e),
         }
     };
     for suffix in ["-wal", "-shm", "-journal"] {
         let from = sibling(path, suffix);
         if from.exists() {
-            move_no_clobber(&from, &sibling(&target, suffix)).map_err(fail)?;
+            move_no_clobber(&from, &sibling(&target, suffix))?;
         }
     }
-    tracing::warn!(path = %path.display(), moved_to = %target.display(), "the token store was not readable and was moved aside");
     Ok(target)
 }
 
