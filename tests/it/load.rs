@@ -17,15 +17,15 @@
 //! overrides).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+
 use tessera_core::cache::{CredentialQuery, TokenStore};
 use tessera_core::keystore::{KeyStore, OsKeyring};
 use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, DEMO_PASSWORD};
@@ -40,35 +40,7 @@ const USERS: [&str; 4] = [
 ];
 const SCOPE: &str = "User.Read";
 
-fn cli_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TESSERA_CLI_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let out = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "tessera-cli",
-                "--bin",
-                "tessera-cli",
-                "--message-format=json-render-diagnostics",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "cargo build -p tessera-cli failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tessera-cli")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the tessera-cli executable")
-    })
-}
+use tessera_tests::cli_bin::cli_bin;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
