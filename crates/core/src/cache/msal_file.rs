@@ -277,11 +277,12 @@ impl MsalFileStore {
     /// Is a valid sidecar index in use for the file as it is now? Opens it if there is
     /// one; `false` when indexes are off, the file is missing, or the index is stale.
     fn sidecar(&self, st: &mut State) -> Result<bool, StoreError> {
-        if self.index_min_bytes.is_none() {
+        let Some(min) = self.index_min_bytes else {
             return Ok(false);
-        }
+        };
         let stamp = self.stat()?;
-        if matches!(stamp, Stamp::Missing) {
+        // Missing, or too small to have an index: no file to look for.
+        if !matches!(stamp, Stamp::File { len, .. } if len >= min) {
             st.index = None;
             return Ok(false);
         }
