@@ -759,7 +759,10 @@ impl TokenStore for SqliteStore {
         valid_after: UnixTime,
     ) -> Result<Option<AccessTokenEntry>, StoreError> {
         let chosen: Option<(String, String, Vec<u8>)> = {
-            let conn = self.lock();
+            let mut conn = self.lock();
+            // One read transaction for both queries: one snapshot, and SQLite takes its
+            // file locks once instead of twice.
+            let conn = conn.transaction().map_err(db_err)?;
             let mut s = conn.prepare_cached(SILENT_CANDIDATES).map_err(db_err)?;
             let mut rows = s
                 .query(params![
