@@ -4,14 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-/// The `tessera-cli` to run: `$TESSERA_CLI_BIN` when set (`scripts/test` points it at the
-/// binary `cargo test` has just built), else built once with the same cargo and target
+/// The `tessera-cli` to run: `$TESSERA_CLI_BIN` when it names a file (`scripts/test` builds
+/// the binary first and points it there), else built once with the same cargo and target
 /// directory, taking the executable path cargo reports.
 pub fn cli_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TESSERA_CLI_BIN") {
-            return PathBuf::from(p);
+        if let Some(p) = std::env::var_os("TESSERA_CLI_BIN").map(PathBuf::from) {
+            if p.is_file() {
+                return p;
+            }
+            eprintln!("TESSERA_CLI_BIN={} does not exist; building tessera-cli", p.display());
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
         let out = std::process::Command::new(cargo)
