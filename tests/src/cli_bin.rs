@@ -14,7 +14,10 @@ pub fn cli_bin() -> &'static Path {
             if p.is_file() {
                 return p;
             }
-            eprintln!("TESSERA_CLI_BIN={} does not exist; building tessera-cli", p.display());
+            eprintln!(
+                "TESSERA_CLI_BIN={} does not exist; building tessera-cli",
+                p.display()
+            );
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
         let out = std::process::Command::new(cargo)
