@@ -333,6 +333,12 @@ fn start(
         Ok(r) => r,
         Err(inv) => return invalid_response(st, inv, &d),
     };
+    if st.faults().ipc_probe_page {
+        return html(
+            StatusCode::OK,
+            include_str!("assets/ipc_probe.html").to_string(),
+        );
+    }
     let session = session_user(st, headers).filter(|u| req.tenant.allows(u));
     let hint_matches = |u: &User| {
         req.login_hint

@@ -50,6 +50,13 @@ pub struct Faults {
     /// `expired_tokens`) affect only this many more token responses; each affected response
     /// decrements it, and at 0 the token endpoint behaves normally.
     pub fail_count: Option<u32>,
+    /// Claims added to (or replacing those of) every issued access and ID token, for
+    /// tests of how clients show hostile claim values.
+    pub extra_claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The authorize endpoint answers with a page that tries to call a desktop app's
+    /// Tauri commands and plugins from inside its sign-in window, and reports what
+    /// happened to `POST /_sandbox/probe` (read back with `GET /_sandbox/probe`).
+    pub ipc_probe_page: bool,
 }
 
 impl Faults {

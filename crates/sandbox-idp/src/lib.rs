@@ -246,6 +246,10 @@ fn router(state: Arc<AppState>) -> Router {
                 .delete(misc::delete_faults),
         )
         .route("/_sandbox/me", get(misc::me))
+        .route(
+            "/_sandbox/probe",
+            get(misc::get_probe_reports).post(misc::post_probe_report),
+        )
         .fallback(misc::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

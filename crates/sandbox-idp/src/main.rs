@@ -99,6 +99,9 @@ async fn main() {
         device_code_interval_secs: a.device_code_interval,
         device_code_expires_secs: a.device_code_expires_in,
         fail_count: a.fail_count,
+        // Test-only switches, set at run time through /_sandbox/faults.
+        extra_claims: None,
+        ipc_probe_page: false,
     };
     let family_client_ids = if a.family_client_ids.is_empty() {
         DEFAULT_FAMILY_CLIENT_IDS

@@ -87,6 +87,29 @@ pub async fn delete_faults(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(Faults::default()).into_response()
 }
 
+/// `GET /_sandbox/probe`: what the `ipc_probe_page` reported so far.
+pub async fn get_probe_reports(State(st): State<Arc<AppState>>) -> Response {
+    let reports = st
+        .probe_reports
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    axum::Json(reports).into_response()
+}
+
+/// `POST /_sandbox/probe`: the `ipc_probe_page`'s report (kept, at most 100).
+pub async fn post_probe_report(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "the report must be JSON").into_response();
+    };
+    tracing::info!("IPC probe report received");
+    let mut reports = st.probe_reports.lock().unwrap_or_else(|e| e.into_inner());
+    if reports.len() < 100 {
+        reports.push(report);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub family: Vec<String>,
     pub faults: Mutex<Faults>,
     store: Mutex<Store>,
+    /// What the `ipc_probe_page` reported, oldest first.
+    pub probe_reports: Mutex<Vec<serde_json::Value>>,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             family,
             faults: Mutex::new(faults),
             store: Mutex::new(Store::default()),
+            probe_reports: Mutex::new(Vec::new()),
         }
     }
 

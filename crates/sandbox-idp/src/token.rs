@@ -480,6 +480,13 @@ fn pairwise_sub(oid: &str, salt: &str) -> String {
     sha256_b64url(&format!("tessera-sandbox-sub|{oid}|{salt}"))
 }
 
+/// The `extra_claims` switch: its claims are added to the token's, replacing same names.
+fn add_extra_claims(claims: &mut Value, f: &crate::faults::Faults) {
+    if let (Some(extra), Some(obj)) = (&f.extra_claims, claims.as_object_mut()) {
+        obj.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
 /// Builds the token response and records the new refresh token.
 pub fn issue(st: &AppState, fx: &FaultCtx, g: Grant<'_>) -> Value {
     let f = &fx.snapshot;
@@ -520,6 +527,7 @@ pub fn issue(st: &AppState, fx: &FaultCtx, g: Grant<'_>) -> Value {
     at["tid"] = json!(user.tenant_id);
     at["uti"] = json!(random_token("", 16));
     at["ver"] = json!("2.0");
+    add_extra_claims(&mut at, f);
     let access_token = st.keys.sign(&at);
 
     let mut scope_words: Vec<String> = g.perms.iter().map(|p| g.resource.scope_string(p)).collect();
@@ -595,6 +603,7 @@ pub fn issue(st: &AppState, fx: &FaultCtx, g: Grant<'_>) -> Value {
         id["tid"] = json!(user.tenant_id);
         id["uti"] = json!(random_token("", 16));
         id["ver"] = json!("2.0");
+        add_extra_claims(&mut id, f);
         resp["id_token"] = json!(st.keys.sign(&id));
     }
     let client_info = json!({"uid": user.oid, "utid": user.tenant_id});
