@@ -190,16 +190,18 @@ async function loadToken({ forceRefresh = false } = {}) {
   }, 250);
   try {
     const view = await invoke("token_view", { account: accountRef(a), scopes: currentScopes(), force_refresh: forceRefresh });
-    if (request !== state.tokenRequest) return;
+    if (request !== state.tokenRequest) return false;
     renderToken(view);
     state.panelAccount = a.id;
     a.token = view.account.token;
     renderList();
+    return true;
   } catch (e) {
-    if (request !== state.tokenRequest) return;
+    if (request !== state.tokenRequest) return false;
     renderToken(null);
     state.panelAccount = null;
     showTokenError(a, e);
+    return false;
   } finally {
     clearTimeout(slow);
     if (request === state.tokenRequest) {
@@ -410,6 +412,10 @@ function wire() {
     ev.preventDefault();
     state.scopesEdited = true;
     loadToken({});
+  });
+  $("token-refresh").addEventListener("click", async () => {
+    const a = selected();
+    if (a && (await loadToken({ forceRefresh: true }))) toast(`New access token for ${a.username}.`);
   });
   $("scopes-reset").addEventListener("click", () => {
     state.scopesEdited = false;
