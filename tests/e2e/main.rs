@@ -8,6 +8,7 @@
 //! environment) and `TESSERA_E2E_SCREENSHOTS` (where to save screenshots).
 
 mod desktop;
+mod security;
 mod webdriver;
 
 use std::path::PathBuf;
@@ -220,6 +221,40 @@ async fn msal_cache_from_cli(e: &Env, login: &str) -> PathBuf {
     file
 }
 
+/// "Add account" with a code on another device: the code is shown, copied with its
+/// button, and approved on the sandbox's pages as `login`. The sandbox's faults should
+/// make it poll every second (`device_code_interval_secs`).
+async fn add_by_device_code(s: &Session, e: &Env, login: &str, screenshot: Option<&str>) {
+    s.click("#add-account").await.step("Add account");
+    s.click(r#"#add-form input[name="method"][value="device-code"]"#)
+        .await
+        .step("choose the device code");
+    s.click("#add-go").await.step("Continue");
+    s.wait_visible("#device-dialog")
+        .await
+        .step("the code is shown");
+    let code = s.text("#device-code").await.unwrap();
+    assert!(code.len() >= 6, "a user code: {code:?}");
+    s.click("#device-copy").await.step("Copy code");
+    s.wait_text("#device-status", "Code copied")
+        .await
+        .step("code copied");
+    assert_eq!(desktop::clipboard(), code);
+    if let Some(name) = screenshot {
+        shot(s, e, name).await;
+    }
+    let base = url::Url::parse(&e.sandbox).unwrap();
+    tessera_sandbox_idp::scripted_device_approval(&base, &code, login, "tessera")
+        .await
+        .step("approve the code");
+    s.wait_text("#toast", &format!("Signed in as {login}"))
+        .await
+        .step("signed in with the code");
+    s.wait_hidden("#device-dialog")
+        .await
+        .step("the code dialog closes");
+}
+
 async fn shot(s: &Session, e: &Env, name: &str) {
     s.screenshot(&e.shots.join(name))
         .await
@@ -425,32 +460,7 @@ async fn desktop_journey() {
 
     // 7c. With a code on another device.
     set_faults(&e, Some(json!({ "device_code_interval_secs": 1 }))).await;
-    s.click("#add-account").await.step("Add account");
-    s.click(r#"#add-form input[name="method"][value="device-code"]"#)
-        .await
-        .step("choose the device code");
-    s.click("#add-go").await.step("Continue");
-    s.wait_visible("#device-dialog")
-        .await
-        .step("the code is shown");
-    let code = s.text("#device-code").await.unwrap();
-    assert!(code.len() >= 6, "a user code: {code:?}");
-    s.click("#device-copy").await.step("Copy code");
-    s.wait_text("#device-status", "Code copied")
-        .await
-        .step("code copied");
-    assert_eq!(desktop::clipboard(), code);
-    shot(&s, &e, "05-device-code.png").await;
-    let base = url::Url::parse(&e.sandbox).unwrap();
-    tessera_sandbox_idp::scripted_device_approval(&base, &code, "dave@outlook.example", "tessera")
-        .await
-        .step("approve the code as dave");
-    s.wait_text("#toast", "Signed in as dave@outlook.example")
-        .await
-        .step("dave signs in with the code");
-    s.wait_hidden("#device-dialog")
-        .await
-        .step("the code dialog closes");
+    add_by_device_code(&s, &e, "dave@outlook.example", Some("05-device-code.png")).await;
     set_faults(&e, None).await;
     assert_eq!(account_count(&s).await, 4);
     marks.push(("dave signed in (device code)", started.elapsed()));
@@ -804,7 +814,7 @@ async fn desktop_journey() {
     assert_eq!(account_count(&s).await, 0);
     s.quit().await.step("quit");
 
-    // No token reached the app's log (it logs at debug level here).
+    // No token reached the app's log (it logs at trace level here).
     if let Ok(work) = std::env::var("TESSERA_E2E_WORK") {
         let log = std::fs::read_to_string(PathBuf::from(work).join("tauri-driver.log"))
             .expect("the app's log");

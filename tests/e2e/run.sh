@@ -136,9 +136,10 @@ say "sandbox at $TESSERA_SANDBOX_URL"
 export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox --login carol@fabrikam.example"
 
 # tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
+# The app logs at trace level: the suites check that no secret reaches that log.
 driver_port="$(free_port)"
 native_port="$(free_port)"
-HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=debug tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
+HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=trace tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
 pids+=($!)
 wait_for 30 "tauri-driver" listening "$driver_port"
 
@@ -148,7 +149,7 @@ export TESSERA_E2E_APP_HOME="$APP_HOME"
 export TESSERA_E2E_SCREENSHOTS="${TESSERA_E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
 say "running the suite (logs in $WORK)"
 status=0
-cargo test -q -p tessera-tests --test e2e -- --ignored --nocapture --test-threads=1 || status=$?
+cargo test -q -p tessera-tests --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
 if ((status != 0)); then
   say "failed; the app's and the driver's log (last lines):"
   tail -n 40 "$WORK/tauri-driver.log" >&2 || true
