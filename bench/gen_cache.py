@@ -3,7 +3,7 @@ TokenCache.add() (msal 1.39), so keys, fields and layout are exactly what MSAL w
 
     tests/msal-python/.venv/bin/python bench/gen_cache.py OUT_DIR [--sizes 100 1000 10000]
 
-For each size N it writes OUT_DIR/msal-N.json: 1,000 accounts (Account, IdToken,
+For each size N it writes OUT_DIR/msal-N.json: 1,000 accounts (`--accounts`) (Account, IdToken,
 RefreshToken with family_id "1", AppMetadata) of one tenant and one client (Azure CLI's
 public client id), and N access tokens spread over them: account i has
 max(1, N // 1000) tokens when i < N (so 100 tokens: accounts 0-99 one each; 10,000: every
@@ -147,11 +147,11 @@ def event(rng, u, resource, now, first):
     }
 
 
-def generate(n, now, seed=1):
+def generate(n, now, accounts=ACCOUNTS, seed=1):
     rng = random.Random(seed)
     cache = msal.SerializableTokenCache()
-    per_account = max(1, n // ACCOUNTS)
-    for i in range(ACCOUNTS):
+    per_account = max(1, n // accounts)
+    for i in range(accounts):
         u = user(i)
         count = per_account if i < n else 0
         # The sign-in: one token response with ID and refresh token (and an access token
@@ -169,12 +169,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--accounts", type=int, default=ACCOUNTS, help="accounts (default 1,000)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     now = int(time.time())
     files = {}
     for n in args.sizes:
-        cache = generate(n, now)
+        cache = generate(n, now, args.accounts)
         text = cache.serialize()
         path = os.path.join(args.out, "msal-%d.json" % n)
         with open(path, "w") as f:
@@ -182,7 +183,7 @@ def main():
         state = json.loads(text)
         counts = {k: len(v) for k, v in state.items()}
         assert counts["AccessToken"] == n, counts
-        assert counts["Account"] == ACCOUNTS, counts
+        assert counts["Account"] == args.accounts, counts
         files[str(n)] = {"file": os.path.basename(path), "bytes": len(text), "counts": counts}
         print("msal-%d.json: %.1f MB %s" % (n, len(text) / 1e6, counts))
     u = user(BENCH_ACCOUNT)
