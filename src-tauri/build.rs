@@ -30,5 +30,6 @@ fn tessera_commands() -> &'static [&'static str] {
         "list_msal_caches",
         "open_msal_cache",
         "close_msal_cache",
+        "ui_ready",
     ]
 }

@@ -59,6 +59,18 @@ pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
     })
 }
 
+/// The main window has painted its first account list. Logged at info level with the
+/// time since launch: `bench/app` measures start-up by this line, and a user can see
+/// where a slow start went.
+#[tauri::command(rename_all = "snake_case")]
+pub fn ui_ready(accounts: usize) {
+    tracing::info!(
+        accounts,
+        since_launch_ms = crate::since_launch().as_millis() as u64,
+        "main window ready: account list painted"
+    );
+}
+
 // ------------------------------------------------------------------ profiles
 
 #[tauri::command(rename_all = "snake_case")]

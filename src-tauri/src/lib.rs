@@ -9,6 +9,9 @@
 //! - [`clipboard`]: copying tokens and clearing them again.
 //! - [`error`]: the one error type, serialized as `{ kind, message }`.
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use tauri::{Manager, Runtime};
 
 pub mod clipboard;
@@ -55,6 +58,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::list_msal_caches,
             commands::open_msal_cache,
             commands::close_msal_cache,
+            commands::ui_ready,
         ])
 }
 
@@ -92,6 +96,13 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
     Ok(())
 }
 
+static LAUNCHED: OnceLock<Instant> = OnceLock::new();
+
+/// Time since [`run`] began (since the first call, under the mock runtime).
+pub fn since_launch() -> Duration {
+    LAUNCHED.get_or_init(Instant::now).elapsed()
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TESSERA_LOG")
@@ -104,6 +115,7 @@ fn init_logging() {
 
 /// Run the desktop app.
 pub fn run() {
+    since_launch();
     init_logging();
     let state = AppState::open_default();
     // The single-instance plugin goes first, so that a second launch hands over to the

@@ -523,6 +523,10 @@ async function main() {
   await refreshProfiles();
   await refreshAccounts();
   $("accounts").focus();
+  // Two animation frames: the list has been painted. The app logs the time since launch.
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => invoke("ui_ready", { accounts: state.accounts.length }).catch(() => {})),
+  );
 }
 
 main().catch((e) => toast(`Tessera could not start: ${errorMessage(e)}`, { error: true, ms: 60000 }));
