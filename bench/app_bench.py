@@ -20,6 +20,7 @@ OUT_DIR/app.json and prints a summary.
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ import sys
 import time
 
 READY = "main window ready: account list painted"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def children(pid):
@@ -75,9 +77,10 @@ def rollup(pid):
     return pss, rss
 
 
-def launch(app, rest, timeout=60):
+def launch(app, rest, log_path, timeout=60):
     env = dict(os.environ)
-    env["TESSERA_LOG"] = "warn,tessera_lib=info"
+    # TESSERA_BENCH_LOG: a more detailed filter, to see where a launch's time goes.
+    env["TESSERA_LOG"] = os.environ.get("TESSERA_BENCH_LOG", "warn,tessera_lib=info")
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [app], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -90,6 +93,7 @@ def launch(app, rest, timeout=60):
         line = proc.stderr.readline()
         if not line:
             break
+        line = ANSI.sub("", line)
         lines.append(line.rstrip())
         if READY in line:
             painted = time.monotonic() - t0
@@ -100,8 +104,11 @@ def launch(app, rest, timeout=60):
     if painted is None:
         proc.kill()
         sys.exit("the app did not report a painted list; its log:\n" + "\n".join(lines[-30:]))
-    # Keep reading its log in the background so that the pipe never fills.
-    drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
+    # Keep its log (in the background, so that the pipe never fills).
+    log = open(log_path, "w")
+    log.write("\n".join(lines) + "\n")
+    log.flush()
+    drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=log)
     time.sleep(rest)
     procs = []
     for p in tree(proc.pid):
@@ -115,6 +122,7 @@ def launch(app, rest, timeout=60):
         proc.kill()
         proc.wait()
     drain.wait()
+    log.close()
     # WebKit's helpers end with the app; wait for them, so the next launch starts alone.
     end = time.monotonic() + 20
     while time.monotonic() < end and any(os.path.exists("/proc/%d" % p) for p in pids[1:]):
@@ -135,13 +143,22 @@ def main():
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--rest", type=float, default=8.0)
     a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
     runs = []
     for i in range(a.runs):
-        r = launch(a.app, a.rest)
+        r = launch(a.app, a.rest, os.path.join(a.out, "launch-%d.log" % (i + 1)))
         runs.append(r)
         print(
-            "launch %d (%s): list of %s accounts painted after %.3f s; at rest PSS %.0f MB (RSS summed %.0f MB) in %d processes"
-            % (i + 1, "cold" if i == 0 else "warm", r["accounts"], r["painted_s"], r["pss_mb"], r["rss_mb"], len(r["processes"])),
+            "launch %d (%s): list of %s accounts painted after %.3f s; at rest PSS %.0f MB (%s; RSS summed %.0f MB)"
+            % (
+                i + 1,
+                "cold" if i == 0 else "warm",
+                r["accounts"],
+                r["painted_s"],
+                r["pss_mb"],
+                ", ".join("%s %.0f" % (p["name"], p["pss_kb"] / 1024) for p in r["processes"]),
+                r["rss_mb"],
+            ),
             flush=True,
         )
         time.sleep(1)
