@@ -106,10 +106,11 @@ pub fn since_launch() -> Duration {
 /// On Linux, WebKitGTK's DMA-BUF renderer (its default since 2.42) costs the web process
 /// about 85 MB more at rest and slows the first paint (measured under Xvfb: 311 MB PSS
 /// for all processes and 0.65 s to the painted list with it, 224 MB and 0.57 s without;
-/// `bench/app`). A list of accounts gains nothing from it, so Tessera asks WebKit for its
-/// previous renderer unless `WEBKIT_DISABLE_DMABUF_RENDERER` is already set (`0` keeps
-/// the DMA-BUF renderer). Runs first in `run()`, before any thread exists.
-fn prefer_webkit_shared_memory_renderer() {
+/// `bench/app`). A list of accounts gains nothing from it, so Tessera turns it off (WebKit
+/// then composites as it did before 2.42) unless `WEBKIT_DISABLE_DMABUF_RENDERER` is
+/// already set (`0` keeps the DMA-BUF renderer). Runs first in `run()`, before any thread
+/// exists.
+fn webkit_without_dmabuf_renderer_by_default() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("WEBKIT_DISABLE_DMABUF_RENDERER").is_none() {
         std::env::set_var("WEBKIT_DISABLE_DMABUF_RENDERER", "1");
@@ -130,7 +131,7 @@ fn init_logging() {
 /// Run the desktop app.
 pub fn run() {
     since_launch();
-    prefer_webkit_shared_memory_renderer();
+    webkit_without_dmabuf_renderer_by_default();
     init_logging();
     let state = AppState::open_default();
     // The single-instance plugin goes first, so that a second launch hands over to the
