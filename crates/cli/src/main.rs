@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tessera_core::app::{Account, InteractiveParams, SilentOptions};
-use tessera_core::context::{account_matches, ProfileAccount, Tessera};
+use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::error::{Error, InteractionReason};
 use tessera_core::keystore::StoreOptions;
@@ -341,19 +341,13 @@ async fn choose_account(
     target: Option<&Profile>,
     wanted: Option<&str>,
 ) -> CliResult<ProfileAccount> {
-    let candidates = match target {
-        Some(p) => ctx.accounts_of(p).await?,
-        None => ctx.accounts().await?,
-    };
     let where_ = target
         .map(|p| format!(" in profile {}", p.name))
         .unwrap_or_default();
     match wanted {
         Some(w) => {
-            let mut found: Vec<ProfileAccount> = candidates
-                .into_iter()
-                .filter(|pa| account_matches(&pa.account, w))
-                .collect();
+            // Only the accounts going by that name are read from the store.
+            let mut found = ctx.accounts_named(target, w).await?;
             match found.len() {
                 0 => {
                     eprintln!("No signed-in account {w}{where_}.");
@@ -366,17 +360,23 @@ async fn choose_account(
                 ))),
             }
         }
-        None => match candidates.len() {
-            0 => {
-                eprintln!("No account is signed in{where_}.");
-                Err(Error::interaction(InteractionReason::NoAccount).into())
+        None => {
+            let candidates = match target {
+                Some(p) => ctx.accounts_of(p).await?,
+                None => ctx.accounts().await?,
+            };
+            match candidates.len() {
+                0 => {
+                    eprintln!("No account is signed in{where_}.");
+                    Err(Error::interaction(InteractionReason::NoAccount).into())
+                }
+                1 => Ok(candidates.into_iter().next().expect("one account")),
+                _ => Err(Failure::Usage(format!(
+                    "several accounts are signed in; choose one with --account:\n{}",
+                    list_accounts(&candidates)
+                ))),
             }
-            1 => Ok(candidates.into_iter().next().expect("one account")),
-            _ => Err(Failure::Usage(format!(
-                "several accounts are signed in; choose one with --account:\n{}",
-                list_accounts(&candidates)
-            ))),
-        },
+        }
     }
 }
 

@@ -220,15 +220,44 @@ impl PublicClientApplication {
     /// Accounts cached for this authority's cloud (its host and aliases) that this
     /// client (or its token family) holds credentials for.
     pub async fn get_accounts(&self) -> Result<Vec<Account>> {
+        self.accounts_where(None).await
+    }
+
+    /// The accounts [`Self::get_accounts`] lists that go by `username_or_id`: their
+    /// username (ignoring ASCII case) or home account id, as MSAL's
+    /// `get_accounts(username=...)`. The store is asked for those entries only (an index
+    /// lookup in `SqliteStore`), so this does not grow with the number of accounts.
+    pub async fn get_accounts_named(&self, username_or_id: &str) -> Result<Vec<Account>> {
+        self.accounts_where(Some(username_or_id.trim())).await
+    }
+
+    async fn accounts_where(&self, named: Option<&str>) -> Result<Vec<Account>> {
         let envs = self.aliases().await;
         let store = &self.deps.store;
         let family = self.family_lookup(&envs)?;
-        // Which accounts hold a refresh or ID token of this client: one store call (an
-        // index lookup in SqliteStore) instead of two lookups per account.
-        let holders = store.credential_holders(&envs, &self.config.client_id, family.as_deref())?;
+        let client_id = &self.config.client_id;
+        // Which accounts hold a refresh or ID token of this client: for all of them one
+        // store call (an index lookup in SqliteStore) instead of two lookups per account.
+        let (entries, holders) = match named {
+            None => (
+                store.accounts()?,
+                store.credential_holders(&envs, client_id, family.as_deref())?,
+            ),
+            Some(name) => {
+                let entries = store.accounts_named(name)?;
+                let holders = crate::cache::credential_holders_among(
+                    store.as_ref(),
+                    &entries,
+                    &envs,
+                    client_id,
+                    family.as_deref(),
+                )?;
+                (entries, holders)
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Account> = Vec::new();
-        for entry in store.accounts()? {
+        for entry in entries {
             if !envs
                 .iter()
                 .any(|e| e.eq_ignore_ascii_case(&entry.environment))
@@ -245,9 +274,11 @@ impl PublicClientApplication {
 
     /// Find an account by username (case-insensitive) or home_account_id.
     pub async fn find_account(&self, username_or_id: &str) -> Result<Option<Account>> {
-        Ok(self.get_accounts().await?.into_iter().find(|a| {
-            a.home_account_id == username_or_id || a.username.eq_ignore_ascii_case(username_or_id)
-        }))
+        Ok(self
+            .get_accounts_named(username_or_id)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// MSAL's `acquire_token_silent`: a cached access token whose target covers the

@@ -177,6 +177,34 @@ impl Tessera {
             .collect())
     }
 
+    /// The accounts that go by `username_or_id` ([`account_matches`]) in `profile`, or
+    /// without one in every profile (in profile order). The store is asked for those
+    /// accounts only, so a lookup does not grow with the number of accounts.
+    pub async fn accounts_named(
+        &self,
+        profile: Option<&Profile>,
+        username_or_id: &str,
+    ) -> Result<Vec<ProfileAccount>> {
+        let profiles: Vec<&Profile> = match profile {
+            Some(p) => vec![p],
+            None => self.profiles.list().iter().collect(),
+        };
+        let mut out = Vec::new();
+        for profile in profiles {
+            let app = self.app(profile)?;
+            out.extend(
+                app.get_accounts_named(username_or_id)
+                    .await?
+                    .into_iter()
+                    .map(|account| ProfileAccount {
+                        profile: profile.name.clone(),
+                        account,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
     /// Find an account by username (case-insensitive) or `home_account_id`, in one
     /// profile or, without one, in all. An account found through several profiles
     /// (same cloud and client) is ambiguous: a `Config` error asks for `--profile`.
@@ -185,14 +213,11 @@ impl Tessera {
         profile: Option<&str>,
         username_or_id: &str,
     ) -> Result<Option<ProfileAccount>> {
-        let candidates = match profile {
-            Some(name) => self.accounts_of(self.profile(name)?).await?,
-            None => self.accounts().await?,
+        let profile = match profile {
+            Some(name) => Some(self.profile(name)?),
+            None => None,
         };
-        let mut found: Vec<ProfileAccount> = candidates
-            .into_iter()
-            .filter(|pa| account_matches(&pa.account, username_or_id))
-            .collect();
+        let mut found = self.accounts_named(profile, username_or_id).await?;
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.pop()),

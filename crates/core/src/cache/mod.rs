@@ -256,6 +256,37 @@ pub struct TokenWrite {
     pub rotated_refresh_token: Option<(String, RefreshToken)>,
 }
 
+/// Which of `accounts` (entries in `environments`) hold, in one of `environments`, a
+/// refresh token of `client_id` (or of the family `family_id`) or an ID token of
+/// `client_id`: [`TokenStore::credential_holders`] asked per account. For a few accounts
+/// (one looked up by name) this is what any store does; for all of them, stores with an
+/// index answer from it instead.
+pub fn credential_holders_among<S: TokenStore + ?Sized>(
+    store: &S,
+    accounts: &[AccountEntry],
+    environments: &[String],
+    client_id: &str,
+    family_id: Option<&str>,
+) -> Result<HashSet<String>, StoreError> {
+    let mut holders = HashSet::new();
+    for a in accounts {
+        if holders.contains(&a.home_account_id) || env_rank(&a.environment, environments).is_none()
+        {
+            continue;
+        }
+        let q = CredentialQuery {
+            home_account_id: &a.home_account_id,
+            environments,
+            client_id,
+            realm: None,
+        };
+        if !store.refresh_tokens(&q, family_id)?.is_empty() || store.id_token(&q)?.is_some() {
+            holders.insert(a.home_account_id.clone());
+        }
+    }
+    Ok(holders)
+}
+
 /// A storage backend for the unified cache. Implementations are safe to share between
 /// threads and processes; each method is atomic.
 pub trait TokenStore: Send + Sync {
@@ -316,24 +347,21 @@ pub trait TokenStore: Send + Sync {
         client_id: &str,
         family_id: Option<&str>,
     ) -> Result<HashSet<String>, StoreError> {
-        let mut holders = HashSet::new();
-        for a in self.accounts()? {
-            if holders.contains(&a.home_account_id)
-                || env_rank(&a.environment, environments).is_none()
-            {
-                continue;
-            }
-            let q = CredentialQuery {
-                home_account_id: &a.home_account_id,
-                environments,
-                client_id,
-                realm: None,
-            };
-            if !self.refresh_tokens(&q, family_id)?.is_empty() || self.id_token(&q)?.is_some() {
-                holders.insert(a.home_account_id);
-            }
-        }
-        Ok(holders)
+        credential_holders_among(self, &self.accounts()?, environments, client_id, family_id)
+    }
+
+    /// The account entries whose `home_account_id` is `username_or_id`, or whose
+    /// username is, ignoring ASCII case (MSAL's `get_accounts(username=...)`), ordered by
+    /// key. Stores with an index override it to read those entries only.
+    fn accounts_named(&self, username_or_id: &str) -> Result<Vec<AccountEntry>, StoreError> {
+        Ok(self
+            .accounts()?
+            .into_iter()
+            .filter(|a| {
+                a.home_account_id == username_or_id
+                    || a.username.eq_ignore_ascii_case(username_or_id)
+            })
+            .collect())
     }
 
     fn write(&self, w: TokenWrite) -> Result<(), StoreError>;
@@ -677,6 +705,15 @@ pub(crate) mod conformance {
             holders,
             "{ctx}: credential_holders against the default method"
         );
+        for a in reference.accounts().unwrap().iter().take(3) {
+            for name in [a.username.to_ascii_uppercase(), a.home_account_id.clone()] {
+                assert_eq!(
+                    json(reference.accounts_named(&name).unwrap()),
+                    json(store.accounts_named(&name).unwrap()),
+                    "{ctx}: accounts_named {name}"
+                );
+            }
+        }
     }
 
     /// Opens the store under test on a clock, for a history's seed.

@@ -114,11 +114,15 @@ CREATE TABLE IF NOT EXISTS meta (
 /// ([`TokenStore::find_access_token`]): it holds each token's environment, realm,
 /// expiry, target (from the JSON fields) and key, so choosing among an account's tokens
 /// reads neither the rows nor their JSON, and only the chosen token is decrypted.
+/// `account_by_username` finds an account by name ([`TokenStore::accounts_named`])
+/// without reading the others.
 const ADDED_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS access_token_by_account_target ON access_token (
     home_account_id, client_id, realm, environment, ext_cache_key, expires_on,
     json_extract(fields, '$.target'), key
 );
+CREATE INDEX IF NOT EXISTS account_by_username
+    ON account (lower(json_extract(fields, '$.username')));
 ";
 
 pub struct SqliteStore {
@@ -156,9 +160,15 @@ enum Found {
 }
 
 fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
-    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    // One statement, so one snapshot: read separately, another process's first commit
+    // could fall between them and make a new store look foreign.
+    let (app_id, version, objects): (i32, i32, i64) = conn.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id()), \
+                (SELECT user_version FROM pragma_user_version()), \
+                (SELECT count(*) FROM sqlite_master)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     Ok(if app_id == APPLICATION_ID && version > 0 {
         Found::Ours(version)
     } else if app_id == 0 && version == 0 && objects == 0 {
@@ -285,6 +295,13 @@ fn env_list(environments: &[String]) -> String {
 
 /// The candidates of a silent lookup, read from `access_token_by_account_target` alone
 /// (the planner picks it as the covering index; a test checks the plan).
+/// [`TokenStore::accounts_named`]: two index lookups (`account_by_home`,
+/// `account_by_username`). SQLite's lower() folds ASCII only, as eq_ignore_ascii_case
+/// does in the default method.
+const ACCOUNTS_NAMED: &str = "SELECT key, fields FROM account WHERE home_account_id = ?1 \
+     UNION SELECT key, fields FROM account \
+     WHERE lower(json_extract(fields, '$.username')) = lower(?1) ORDER BY key";
+
 const SILENT_CANDIDATES: &str = "SELECT key, environment, \
      coalesce(json_extract(fields, '$.target'), ''), expires_on, rowid FROM access_token \
      WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
@@ -460,13 +477,13 @@ impl SqliteStore {
         }
         let indexed = conn
             .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'access_token_by_account_target'",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('access_token_by_account_target', 'account_by_username')",
                 [],
-                |_| Ok(()),
+                |r| r.get::<_, i64>(0),
             )
-            .optional()
             .map_err(db_err)?
-            .is_some();
+            == 2;
         if !indexed {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -680,6 +697,28 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Account entries from `sql` (selecting `key, fields`).
+    fn account_rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<AccountEntry>, StoreError> {
+        let conn = self.lock();
+        let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+        let mut rows = s.query(params).map_err(db_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let fields = text(r, 1)?;
+            // The fields were written from a typed entry, so the typed form reads them
+            // (about twice as fast); anything it does not take goes the general way.
+            out.push(match serde_json::from_str::<AccountEntry>(fields) {
+                Ok(a) => a,
+                Err(_) => self.entry(text(r, 0)?, fields, None)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Runs a query whose rows are (key, fields, secret?) and rebuilds the entries.
     fn query_entries<T: MsalEntity>(
         &self,
@@ -721,22 +760,11 @@ impl TokenStore for SqliteStore {
     }
 
     fn accounts(&self) -> Result<Vec<AccountEntry>, StoreError> {
-        let conn = self.lock();
-        let mut s = conn
-            .prepare_cached("SELECT key, fields FROM account ORDER BY key")
-            .map_err(db_err)?;
-        let mut rows = s.query([]).map_err(db_err)?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(db_err)? {
-            let fields = text(r, 1)?;
-            // The fields were written from a typed entry, so the typed form reads them
-            // (about twice as fast); anything it does not take goes the general way.
-            out.push(match serde_json::from_str::<AccountEntry>(fields) {
-                Ok(a) => a,
-                Err(_) => self.entry(text(r, 0)?, fields, None)?,
-            });
-        }
-        Ok(out)
+        self.account_rows("SELECT key, fields FROM account ORDER BY key", [])
+    }
+
+    fn accounts_named(&self, username_or_id: &str) -> Result<Vec<AccountEntry>, StoreError> {
+        self.account_rows(ACCOUNTS_NAMED, [username_or_id])
     }
 
     fn access_tokens(&self, q: &CredentialQuery<'_>) -> Result<Vec<AccessTokenEntry>, StoreError> {
@@ -1071,6 +1099,24 @@ mod tests {
     }
 
     #[test]
+    fn an_account_is_found_by_name_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("s.db"));
+        let conn = store.lock();
+        let p: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {ACCOUNTS_NAMED}"))
+            .unwrap()
+            .query_map(["x"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let p = p.join("; ");
+        assert!(p.contains("USING INDEX account_by_home"), "{p}");
+        assert!(p.contains("USING INDEX account_by_username"), "{p}");
+        assert!(!p.contains("SCAN account"), "{p}");
+    }
+
+    #[test]
     fn a_store_made_before_the_covering_index_gets_it_when_opened() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
@@ -1079,19 +1125,22 @@ mod tests {
             Connection::open(path)
                 .unwrap()
                 .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'access_token_by_account_target'",
+                    "SELECT count(*) FROM sqlite_master \
+                     WHERE name IN ('access_token_by_account_target', 'account_by_username')",
                     [],
                     |r| r.get(0),
                 )
                 .unwrap()
         };
-        assert_eq!(count(&path), 1);
+        assert_eq!(count(&path), 2);
         Connection::open(&path)
             .unwrap()
-            .execute_batch("DROP INDEX access_token_by_account_target")
+            .execute_batch(
+                "DROP INDEX access_token_by_account_target; DROP INDEX account_by_username",
+            )
             .unwrap();
         assert_eq!(count(&path), 0);
         drop(open(&path));
-        assert_eq!(count(&path), 1);
+        assert_eq!(count(&path), 2);
     }
 }
