@@ -2,6 +2,7 @@
 //! [`HttpResponse`]; only an [`HttpClient`] does I/O. The default client is reqwest with
 //! rustls, redirects off, a timeout and a cap on the body size.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -118,10 +119,13 @@ pub trait HttpClient: Send + Sync {
     async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
-/// The production client.
+/// The production client. The reqwest client (its TLS roots: the system's, plus a PEM
+/// bundle of CAs to trust) is built on the first request: a command answered from the
+/// cache, such as `tessera-cli token` on a hit, never pays for parsing certificates.
 #[derive(Clone)]
 pub struct ReqwestClient {
-    inner: reqwest::Client,
+    config: HttpConfig,
+    inner: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +145,23 @@ impl Default for HttpConfig {
 }
 
 impl ReqwestClient {
+    /// A client for `config`. Nothing is read or built yet: a bad CA file is reported by
+    /// the first request.
     pub fn new(config: &HttpConfig) -> Result<Self, TransportError> {
+        Ok(Self {
+            config: config.clone(),
+            inner: Arc::new(OnceLock::new()),
+        })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, TransportError> {
+        self.inner
+            .get_or_init(|| Self::build(&self.config).map_err(|e| e.0))
+            .as_ref()
+            .map_err(|e| TransportError(e.clone()))
+    }
+
+    fn build(config: &HttpConfig) -> Result<reqwest::Client, TransportError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
@@ -161,10 +181,9 @@ impl ReqwestClient {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let inner = builder
+        builder
             .build()
-            .map_err(|e| TransportError(format!("HTTP client: {e}")))?;
-        Ok(Self { inner })
+            .map_err(|e| TransportError(format!("HTTP client: {e}")))
     }
 }
 
@@ -177,7 +196,7 @@ impl HttpClient for ReqwestClient {
             Method::Post => reqwest::Method::POST,
         };
         tracing::debug!(method = ?request.method, url = %redact_query(&request.url), "http request");
-        let mut builder = self.inner.request(method, request.url);
+        let mut builder = self.client()?.request(method, request.url);
         for (k, v) in &request.headers {
             builder = builder.header(k, v);
         }
