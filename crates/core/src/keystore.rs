@@ -159,7 +159,13 @@ impl KeyStore for OsKeyring {
     }
 
     fn load(&self, store_id: &str) -> std::result::Result<Option<StoreKey>, KeyringError> {
-        match Self::entry(store_id)?.get_password() {
+        let started = std::time::Instant::now();
+        let found = Self::entry(store_id)?.get_password();
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            "store key looked up in the OS keyring"
+        );
+        match found {
             Ok(text) => decode_key(&Zeroizing::new(text)).map(Some),
             Err(keyring::Error::NoEntry) => Ok(None),
             Err(e) => Err(classify(e)),
