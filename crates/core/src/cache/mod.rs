@@ -366,6 +366,13 @@ pub trait TokenStore: Send + Sync {
 
     fn write(&self, w: TokenWrite) -> Result<(), StoreError>;
 
+    /// Several writes in order, as [`TokenStore::write`] would make them one after the
+    /// other. Stores that can make them one transaction (all or nothing) override it; an
+    /// import of thousands of entries then commits once.
+    fn write_all(&self, writes: Vec<TokenWrite>) -> Result<(), StoreError> {
+        writes.into_iter().try_for_each(|w| self.write(w))
+    }
+
     /// MSAL's `remove_account`: the account's access, refresh and ID tokens (for every
     /// client) and its Account entries, in the given environments. Returns how many
     /// entries were removed.

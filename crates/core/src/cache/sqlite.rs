@@ -985,6 +985,18 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(db_err)
     }
 
+    fn write_all(&self, writes: Vec<TokenWrite>) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        for w in writes {
+            self.write_in(&tx, w, now)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
     fn remove_account(
         &self,
         home_account_id: &str,

@@ -154,8 +154,9 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
             .partition(|at| at.expires_on >= now);
     report.skip("AccessToken", expired.len(), "expired");
 
-    // One transaction per index: at most one entry of each kind (fewer, bigger writes
-    // than one per entry; access tokens are written first within each, as MSAL does).
+    // One write per index: at most one entry of each kind (access tokens are written
+    // first within each, as MSAL does), all of them in one transaction where the store
+    // can (SqliteStore): an import is all or nothing, and commits once.
     let rounds = [
         accounts.len(),
         id_tokens.len(),
@@ -166,16 +167,18 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
     .into_iter()
     .max()
     .unwrap_or(0);
-    for i in 0..rounds {
-        into.write(TokenWrite {
-            access_token: access_tokens.get(i).cloned(),
-            refresh_token: refresh_tokens.get(i).cloned(),
-            id_token: id_tokens.get(i).cloned(),
-            account: accounts.get(i).cloned(),
-            app_metadata: app_metadata.get(i).cloned(),
-            rotated_refresh_token: None,
-        })?;
-    }
+    into.write_all(
+        (0..rounds)
+            .map(|i| TokenWrite {
+                access_token: access_tokens.get(i).cloned(),
+                refresh_token: refresh_tokens.get(i).cloned(),
+                id_token: id_tokens.get(i).cloned(),
+                account: accounts.get(i).cloned(),
+                app_metadata: app_metadata.get(i).cloned(),
+                rotated_refresh_token: None,
+            })
+            .collect(),
+    )?;
     report.copied = EntryCounts {
         access_tokens: access_tokens.len(),
         refresh_tokens: refresh_tokens.len(),
@@ -185,24 +188,32 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
     };
 
     // Which access tokens did the store keep? (Overlapping scopes replace each other.)
+    // The store is asked once per account, client, realm and environment.
+    let mut kept: std::collections::HashMap<[&str; 4], std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
     let mut superseded = 0;
     for at in access_tokens
         .iter()
         .filter(|at| ext_cache_key(at).is_none())
     {
-        let envs = [at.environment.clone()];
-        let q = CredentialQuery {
-            home_account_id: &at.home_account_id,
-            environments: &envs,
-            client_id: &at.client_id,
-            realm: Some(&at.realm),
-        };
-        let key = access_token_key(at);
-        if !into
-            .access_tokens(&q)?
-            .iter()
-            .any(|kept| access_token_key(kept) == key)
-        {
+        let group = [
+            at.home_account_id.as_str(),
+            at.client_id.as_str(),
+            at.realm.as_str(),
+            at.environment.as_str(),
+        ];
+        if !kept.contains_key(&group) {
+            let envs = [at.environment.clone()];
+            let q = CredentialQuery {
+                home_account_id: &at.home_account_id,
+                environments: &envs,
+                client_id: &at.client_id,
+                realm: Some(&at.realm),
+            };
+            let keys = into.access_tokens(&q)?.iter().map(access_token_key).collect();
+            kept.insert(group, keys);
+        }
+        if !kept[&group].contains(&access_token_key(at)) {
             superseded += 1;
         }
     }
