@@ -210,7 +210,11 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
                 client_id: &at.client_id,
                 realm: Some(&at.realm),
             };
-            let keys = into.access_tokens(&q)?.iter().map(access_token_key).collect();
+            let keys = into
+                .access_tokens(&q)?
+                .iter()
+                .map(access_token_key)
+                .collect();
             kept.insert(group, keys);
         }
         if !kept[&group].contains(&access_token_key(at)) {
