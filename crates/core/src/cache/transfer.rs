@@ -202,7 +202,7 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
             at.realm.as_str(),
             at.environment.as_str(),
         ];
-        if !kept.contains_key(&group) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = kept.entry(group) {
             let envs = [at.environment.clone()];
             let q = CredentialQuery {
                 home_account_id: &at.home_account_id,
@@ -215,7 +215,7 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
                 .iter()
                 .map(access_token_key)
                 .collect();
-            kept.insert(group, keys);
+            slot.insert(keys);
         }
         if !kept[&group].contains(&access_token_key(at)) {
             superseded += 1;
