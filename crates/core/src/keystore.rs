@@ -382,33 +382,26 @@ fn open_store_attempt(path: &Path, options: &StoreOptions, attempt: u32) -> Resu
         })
     };
     match probe(path) {
-        Probe::Encrypted => match keys.load(&id) {
-            Ok(Some(key)) => encrypted(key, keys.as_ref()),
-            Ok(None) => Err(StoreError::Crypto(format!(
-                "the encryption key for {shown} is not in the keyring ({}: no entry with service \
-                 {KEYRING_SERVICE:?} and user {id:?}); nothing was deleted; run \
-                 `tessera-cli store reset` to start over",
-                keys.location()
-            ))
-            .into()),
-            Err(KeyringError::Unavailable(why)) => Err(StoreError::Open {
-                path: shown,
-                reason: format!(
-                    "its secrets are encrypted with a key in the OS keyring, and {}. Start a \
-                     Secret Service such as gnome-keyring (or KWallet) in your desktop session, \
-                     or unlock it, and try again; nothing was deleted (--allow-plaintext does \
-                     not help here: this store is encrypted)",
-                    keyring_unavailable_reason(&keys.location(), &why)
-                ),
+        Probe::Encrypted => {
+            // The keyring lookup (a D-Bus exchange with the Secret Service: about 6 ms,
+            // most of a cached `tessera-cli token`) runs while the database opens; the
+            // key check at the end of the open waits for it.
+            let key = Arc::new(KeyInFlight::start(Arc::clone(&keys), id.clone()));
+            let opened = SqliteStore::open(path, Arc::clone(&key) as Arc<dyn Cipher>);
+            match (key.take_failure(), opened) {
+                (Some(failure), _) => Err(key_failure(failure, &shown, &id, keys.as_ref())),
+                (None, Ok(store)) => Ok(OpenedStore {
+                    store,
+                    info: StoreInfo {
+                        path: path.to_path_buf(),
+                        protection: StoreProtection::Encrypted,
+                        key_location: Some(keys.location()),
+                        key_id: Some(id.clone()),
+                    },
+                }),
+                (None, Err(e)) => Err(e.into()),
             }
-            .into()),
-            Err(KeyringError::Invalid(why)) => Err(StoreError::Crypto(format!(
-                "the key for {shown} in the {}: {why}; nothing was deleted; run \
-                 `tessera-cli store reset` to start over",
-                keys.location()
-            ))
-            .into()),
-        },
+        }
         Probe::Plaintext if options.allow_plaintext => plaintext(),
         Probe::Plaintext => Err(StoreError::Open {
             path: shown,
@@ -459,6 +452,115 @@ fn open_store_attempt(path: &Path, options: &StoreOptions, attempt: u32) -> Resu
             }
             .into()),
         },
+    }
+}
+
+/// Why an encrypted store's key could not be had: the errors `open_store` gives.
+fn key_failure(failure: KeyringFailure, shown: &str, id: &str, keys: &dyn KeyStore) -> Error {
+    match failure {
+        KeyringFailure::Missing => StoreError::Crypto(format!(
+            "the encryption key for {shown} is not in the keyring ({}: no entry with service \
+             {KEYRING_SERVICE:?} and user {id:?}); nothing was deleted; run \
+             `tessera-cli store reset` to start over",
+            keys.location()
+        ))
+        .into(),
+        KeyringFailure::Keyring(KeyringError::Unavailable(why)) => StoreError::Open {
+            path: shown.to_string(),
+            reason: format!(
+                "its secrets are encrypted with a key in the OS keyring, and {}. Start a \
+                 Secret Service such as gnome-keyring (or KWallet) in your desktop session, \
+                 or unlock it, and try again; nothing was deleted (--allow-plaintext does \
+                 not help here: this store is encrypted)",
+                keyring_unavailable_reason(&keys.location(), &why)
+            ),
+        }
+        .into(),
+        KeyringFailure::Keyring(KeyringError::Invalid(why)) => StoreError::Crypto(format!(
+            "the key for {shown} in the {}: {why}; nothing was deleted; run \
+             `tessera-cli store reset` to start over",
+            keys.location()
+        ))
+        .into(),
+    }
+}
+
+/// Why a keyring lookup gave no key.
+enum KeyringFailure {
+    /// No entry for the store.
+    Missing,
+    Keyring(KeyringError),
+}
+
+/// An encrypted store's key while the keyring lookup runs on another thread: the first
+/// `seal` or `open` (the store's key check, at the end of `SqliteStore::open`) waits for
+/// it. A lookup that failed makes every use fail; [`KeyInFlight::take_failure`] says why.
+struct KeyInFlight {
+    state: std::sync::Mutex<KeyState>,
+}
+
+enum KeyState {
+    Pending(std::thread::JoinHandle<std::result::Result<Option<StoreKey>, KeyringError>>),
+    Ready(Arc<AesGcmCipher>),
+    Failed(Option<KeyringFailure>),
+}
+
+impl KeyInFlight {
+    fn start(keys: Arc<dyn KeyStore>, id: String) -> KeyInFlight {
+        let lookup = std::thread::spawn(move || keys.load(&id));
+        KeyInFlight {
+            state: std::sync::Mutex::new(KeyState::Pending(lookup)),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, KeyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cipher(&self) -> std::result::Result<Arc<AesGcmCipher>, StoreError> {
+        let mut state = self.state();
+        if matches!(*state, KeyState::Pending(_)) {
+            let KeyState::Pending(lookup) = std::mem::replace(&mut *state, KeyState::Failed(None))
+            else {
+                unreachable!("checked above")
+            };
+            *state = match lookup.join() {
+                Ok(Ok(Some(key))) => KeyState::Ready(Arc::new(AesGcmCipher::new(&key))),
+                Ok(Ok(None)) => KeyState::Failed(Some(KeyringFailure::Missing)),
+                Ok(Err(e)) => KeyState::Failed(Some(KeyringFailure::Keyring(e))),
+                Err(_) => KeyState::Failed(Some(KeyringFailure::Keyring(
+                    KeyringError::Unavailable("the keyring lookup failed".into()),
+                ))),
+            };
+        }
+        match &*state {
+            KeyState::Ready(cipher) => Ok(Arc::clone(cipher)),
+            _ => Err(StoreError::Crypto(
+                "the store key could not be read from the keyring".into(),
+            )),
+        }
+    }
+
+    /// Why the lookup gave no key, once (`None` if it gave one or was never waited for).
+    fn take_failure(&self) -> Option<KeyringFailure> {
+        match &mut *self.state() {
+            KeyState::Failed(failure) => failure.take(),
+            _ => None,
+        }
+    }
+}
+
+impl Cipher for KeyInFlight {
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> std::result::Result<Vec<u8>, StoreError> {
+        self.cipher()?.seal(aad, plaintext)
+    }
+
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> std::result::Result<Vec<u8>, StoreError> {
+        self.cipher()?.open(aad, sealed)
+    }
+
+    fn is_encrypting(&self) -> bool {
+        true
     }
 }
 
