@@ -357,16 +357,17 @@ fn open_store_attempt(path: &Path, options: &StoreOptions, attempt: u32) -> Resu
     let keys = options.keystore();
     let id = store_id(path);
     let shown = path.display().to_string();
+    let encrypted_info = |keys: &dyn KeyStore| StoreInfo {
+        path: path.to_path_buf(),
+        protection: StoreProtection::Encrypted,
+        key_location: Some(keys.location()),
+        key_id: Some(id.clone()),
+    };
     let encrypted = |key: StoreKey, keys: &dyn KeyStore| -> Result<OpenedStore> {
         let store = SqliteStore::open(path, Arc::new(AesGcmCipher::new(&key)))?;
         Ok(OpenedStore {
             store,
-            info: StoreInfo {
-                path: path.to_path_buf(),
-                protection: StoreProtection::Encrypted,
-                key_location: Some(keys.location()),
-                key_id: Some(id.clone()),
-            },
+            info: encrypted_info(keys),
         })
     };
     let plaintext = || -> Result<OpenedStore> {
@@ -392,12 +393,7 @@ fn open_store_attempt(path: &Path, options: &StoreOptions, attempt: u32) -> Resu
                 (Some(failure), _) => Err(key_failure(failure, &shown, &id, keys.as_ref())),
                 (None, Ok(store)) => Ok(OpenedStore {
                     store,
-                    info: StoreInfo {
-                        path: path.to_path_buf(),
-                        protection: StoreProtection::Encrypted,
-                        key_location: Some(keys.location()),
-                        key_id: Some(id.clone()),
-                    },
+                    info: encrypted_info(keys.as_ref()),
                 }),
                 (None, Err(e)) => Err(e.into()),
             }
