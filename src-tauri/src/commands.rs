@@ -42,6 +42,10 @@ pub fn scopes_for(profile: &Profile, requested: Option<&str>) -> AppResult<Scope
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
+    tracing::debug!(
+        since_launch_ms = crate::since_launch().as_millis() as u64,
+        "start-up: the main window's first call"
+    );
     let (home, store, protection) = state
         .with(|t| {
             Ok((
@@ -224,6 +228,11 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
             out.push(AccountView::unmatched(&cache.id, Some(&cache.label), entry));
         }
     }
+    tracing::debug!(
+        accounts = out.len(),
+        since_launch_ms = crate::since_launch().as_millis() as u64,
+        "accounts listed"
+    );
     Ok(out)
 }
 

@@ -93,6 +93,10 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
             own
         })
         .build()?;
+    tracing::debug!(
+        since_launch_ms = since_launch().as_millis() as u64,
+        "start-up: main window created"
+    );
     Ok(())
 }
 
@@ -134,6 +138,10 @@ pub fn run() {
     webkit_without_dmabuf_renderer_by_default();
     init_logging();
     let state = AppState::open_default();
+    tracing::debug!(
+        since_launch_ms = since_launch().as_millis() as u64,
+        "start-up: engine opened"
+    );
     // The single-instance plugin goes first, so that a second launch hands over to the
     // first (which comes to the front) before anything else starts.
     let single =
