@@ -105,6 +105,19 @@ pub fn clipboard() -> String {
     run("xclip", &["-o", "-selection", "clipboard"]).unwrap_or_default()
 }
 
+/// Save a PNG of the first window whose title matches `title`, as the X server shows it.
+pub fn screenshot_window(title: &str, path: &std::path::Path) -> Result<()> {
+    let w = windows(title)
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no window titled {title:?} to capture"))?;
+    run(
+        "import",
+        &["-window", &w.to_string(), &path.display().to_string()],
+    )
+    .map(|_| ())
+}
+
 /// Save a PNG of the whole screen (the sign-in window is not WebDriver's to capture).
 pub fn screenshot_screen(path: &std::path::Path) -> Result<()> {
     run("import", &["-window", "root", &path.display().to_string()]).map(|_| ())

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -197,15 +196,6 @@ impl Session {
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-    }
-
-    /// Save a PNG of the main window's page.
-    pub async fn screenshot(&self, path: &std::path::Path) -> Result<()> {
-        let v = self.get("/screenshot").await?;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap_or_default())
-            .map_err(|e| e.to_string())?;
-        std::fs::write(path, png).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
 
