@@ -39,6 +39,18 @@ import { parseArgs } from 'node:util';
 console.log = (...args) => console.error(...args);
 console.info = (...args) => console.error(...args);
 
+// Fresh signing key per process (no development keystore). Made before oidc-provider is
+// imported: made after it, about one start in twenty (Node 20, OpenSSL 3) hung for good,
+// its main thread waiting on a lock inside privateKey.export() or randomBytes(), and the
+// ready line never came. Made first, 300 starts in a row were fine.
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJwk = {
+  ...privateKey.export({ format: 'jwk' }),
+  kid: `tessera-test-${crypto.randomBytes(6).toString('hex')}`,
+  use: 'sig',
+  alg: 'RS256',
+};
+
 const { default: Provider, errors } = await import('oidc-provider');
 
 const API_RESOURCE = 'urn:tessera:api';
@@ -120,14 +132,6 @@ const ttl = {
   session: seconds('session-ttl', 'OIDC_SESSION_TTL', 14 * 24 * 3600),
 };
 
-// Fresh signing key per process (no development keystore).
-const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingJwk = {
-  ...privateKey.export({ format: 'jwk' }),
-  kid: `tessera-test-${crypto.randomBytes(6).toString('hex')}`,
-  use: 'sig',
-  alg: 'RS256',
-};
 
 // Loopback redirect URIs: oidc-provider matches a requested http loopback URI of
 // a native client against the registered ones with the port ignored, so

@@ -48,7 +48,8 @@ pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_acces
 pub const DEFAULT_PASSWORD: &str = "any-password";
 
 // Generous: a loaded 2-core CI machine can take long to start Node and make its keys.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(45);
+const NO_READY_LINE: &str = "no ready line";
 const MAX_STEPS: usize = 30;
 
 /// A running `oidc-provider` on 127.0.0.1. Killed when dropped; it also exits by
@@ -94,6 +95,17 @@ impl OidcProvider {
     /// Starts `server.mjs` from another directory holding it and its
     /// `node_modules` (normally [`provider_dir`]).
     pub async fn start_from(dir: &Path, args: &[&str]) -> Result<OidcProvider, String> {
+        // A Node process that hangs before its ready line is replaced once.
+        match Self::start_once(dir, args).await {
+            Err(e) if e.contains(NO_READY_LINE) => {
+                eprintln!("oidc-provider: {e}; starting it again");
+                Self::start_once(dir, args).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(dir: &Path, args: &[&str]) -> Result<OidcProvider, String> {
         if !dir
             .join("node_modules/oidc-provider/package.json")
             .is_file()
@@ -153,7 +165,7 @@ impl OidcProvider {
             Ok(Err(_)) => return Err(provider.startup_error("its stdout reader stopped")),
             Err(_) => {
                 return Err(provider.startup_error(&format!(
-                    "no ready line within {} s",
+                    "{NO_READY_LINE} within {} s",
                     READY_TIMEOUT.as_secs()
                 )))
             }
