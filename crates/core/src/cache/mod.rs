@@ -492,6 +492,16 @@ pub(crate) mod conformance {
         m
     }
 
+    /// The keys of the reference's refresh tokens (what a random write may rotate).
+    pub fn refresh_token_keys(reference: &MemoryStore) -> Vec<String> {
+        reference
+            .snapshot()
+            .refresh_tokens
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
     pub fn random_write(r: &mut Rng, n: usize, now: i64, rt_keys: &[String]) -> TokenWrite {
         let home = *r.pick(&HOMES);
         let env = *r.pick(&ENVS);
@@ -751,13 +761,7 @@ pub(crate) mod conformance {
                     }
                     1 => clock.advance(r.below(1500) as i64),
                     _ => {
-                        let rt_keys: Vec<String> = reference
-                            .snapshot()
-                            .refresh_tokens
-                            .iter()
-                            .map(|(k, _)| k.to_string())
-                            .collect();
-                        let w = random_write(&mut r, n, now, &rt_keys);
+                        let w = random_write(&mut r, n, now, &refresh_token_keys(&reference));
                         reference.write(w.clone()).unwrap();
                         store.write(w).unwrap();
                     }

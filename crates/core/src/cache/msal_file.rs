@@ -2198,7 +2198,7 @@ mod tests {
     // -----------------------------------------------------------------------------
     // The sidecar index.
 
-    use super::super::conformance::{compare_queries, random_write, Rng, NOW};
+    use super::super::conformance::{compare_queries, random_write, refresh_token_keys, Rng, NOW};
 
     /// Makes the file's timestamp a minute old (as a cache between sign-ins): a file
     /// modified too recently gets no index.
@@ -2222,13 +2222,7 @@ mod tests {
             .with_clock(clock.clone());
         let mut r = Rng(seed);
         for n in 0..steps {
-            let keys: Vec<String> = reference
-                .snapshot()
-                .refresh_tokens
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect();
-            let w = random_write(&mut r, n, NOW, &keys);
+            let w = random_write(&mut r, n, NOW, &refresh_token_keys(&reference));
             reference.write(w.clone()).unwrap();
             store.write(w).unwrap();
         }
