@@ -241,7 +241,7 @@ async fn add_by_device_code(s: &Session, e: &Env, login: &str, screenshot: Optio
         .step("code copied");
     assert_eq!(desktop::clipboard(), code);
     if let Some(name) = screenshot {
-        shot(s, e, name).await;
+        shot(e, name).await;
     }
     let base = url::Url::parse(&e.sandbox).unwrap();
     tessera_sandbox_idp::scripted_device_approval(&base, &code, login, "tessera")
@@ -255,10 +255,18 @@ async fn add_by_device_code(s: &Session, e: &Env, login: &str, screenshot: Optio
         .step("the code dialog closes");
 }
 
+/// Answer the page's confirmation dialog, which must ask `question`, with OK.
+async fn confirm(s: &Session, question: &str) {
+    s.wait_text("#confirm-dialog", question)
+        .await
+        .step("the confirmation");
+    s.click("#confirm-ok").await.step("confirm");
+}
+
 /// A picture of the main window for the docs. Taken from the X server: WebDriver's
 /// screenshot (WebKit's own snapshot) hangs when WebKit runs without its DMA-BUF
 /// renderer, which the app turns off.
-async fn shot(_s: &Session, e: &Env, name: &str) {
+async fn shot(e: &Env, name: &str) {
     // Let the last change be painted.
     tokio::time::sleep(Duration::from_millis(300)).await;
     desktop::screenshot_window("^Tessera$", &e.shots.join(name))
@@ -288,7 +296,7 @@ async fn desktop_journey() {
     );
     assert_eq!(account_count(&s).await, 0);
     marks.push(("launched, empty state shown", started.elapsed()));
-    shot(&s, &e, "01-empty.png").await;
+    shot(&e, "01-empty.png").await;
 
     // 2. Add an account: pick the Sandbox profile, sign in inside the sign-in window.
     s.click("#empty-add").await.step("Add account");
@@ -304,7 +312,7 @@ async fn desktop_journey() {
         .unwrap(),
         "Sandbox"
     );
-    shot(&s, &e, "02-add-account.png").await;
+    shot(&e, "02-add-account.png").await;
     s.click("#add-go").await.step("Continue");
     sign_in_through_window(
         &s,
@@ -345,7 +353,7 @@ async fn desktop_journey() {
     s.wait_text(&alice, "Valid until")
         .await
         .step("the list shows the token state");
-    shot(&s, &e, "04-account-token.png").await;
+    shot(&e, "04-account-token.png").await;
 
     // 4. Copy: the clipboard holds a token the provider accepts; the page never had it.
     s.click("#copy-token").await.step("Copy access token");
@@ -516,7 +524,7 @@ async fn desktop_journey() {
     )
     .await
     .step("alice's claims");
-    shot(&s, &e, "06-accounts.png").await;
+    shot(&e, "06-accounts.png").await;
 
     // 8. Sign alice out (confirmed in the page): her tokens and the Sandbox sign-in
     // window's cookies go.
@@ -524,7 +532,7 @@ async fn desktop_journey() {
     s.wait_text("#confirm-dialog", "Sign out alice@contoso.example?")
         .await
         .step("the confirmation");
-    shot(&s, &e, "07-confirm-sign-out.png").await;
+    shot(&e, "07-confirm-sign-out.png").await;
     s.click("#confirm-ok").await.step("confirm");
     s.wait_text("#toast", "Signed out alice@contoso.example")
         .await
@@ -566,7 +574,7 @@ async fn desktop_journey() {
     s.wait_text(&bob, "Needs sign-in")
         .await
         .step("the list marks bob");
-    shot(&s, &e, "08-needs-sign-in.png").await;
+    shot(&e, "08-needs-sign-in.png").await;
     s.click("#sign-in-again").await.step("Sign in again");
     desktop::wait_window(SIGNIN_PAGE)
         .await
@@ -660,7 +668,7 @@ async fn desktop_journey() {
     s.wait_text("#profiles-body", "Sandbox")
         .await
         .step("the profiles list");
-    shot(&s, &e, "09-profiles.png").await;
+    shot(&e, "09-profiles.png").await;
     s.click(r#"#profiles-body tr[data-profile="Sandbox"] button:first-of-type"#)
         .await
         .step("copy the Sandbox profile");
@@ -711,10 +719,7 @@ async fn desktop_journey() {
     s.click(r#"#profiles-body tr[data-profile="Contoso sandbox"] button:last-of-type"#)
         .await
         .step("remove it");
-    s.wait_text("#confirm-dialog", "Remove the profile Contoso sandbox?")
-        .await
-        .step("the confirmation");
-    s.click("#confirm-ok").await.step("confirm");
+    confirm(&s, "Remove the profile Contoso sandbox?").await;
     s.wait_until("the profile to go", || async {
         Ok(!s.text("#profiles-body").await?.contains("Contoso sandbox"))
     })
@@ -756,7 +761,7 @@ async fn desktop_journey() {
     s.type_into("#msal-label", "CLI cache")
         .await
         .step("the group label");
-    shot(&s, &e, "10-open-msal-cache.png").await;
+    shot(&e, "10-open-msal-cache.png").await;
     s.click("#msal-go").await.step("Open");
     s.wait_hidden("#msal-dialog")
         .await
@@ -778,7 +783,7 @@ async fn desktop_journey() {
     s.wait_text("#d-meta", "in CLI cache")
         .await
         .step("the detail says where the account is");
-    shot(&s, &e, "11-msal-cache-group.png").await;
+    shot(&e, "11-msal-cache-group.png").await;
     s.click("#copy-token").await.step("Copy access token");
     s.wait_text("#toast", "Access token copied for alice@contoso.example")
         .await
@@ -808,10 +813,7 @@ async fn desktop_journey() {
 
     // 13. Sign out of all: back to the empty state.
     s.click("#sign-out-all").await.step("Sign out of all");
-    s.wait_text("#confirm-dialog", "Sign out of all accounts?")
-        .await
-        .step("the confirmation");
-    s.click("#confirm-ok").await.step("confirm");
+    confirm(&s, "Sign out of all accounts?").await;
     s.wait_text("#empty", "No accounts yet")
         .await
         .step("the empty state again");

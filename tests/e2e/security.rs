@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::webdriver::Session;
 use crate::{
-    account_count, account_item, add_by_device_code, desktop, env, sandbox_me, set_faults, shot,
-    Step, SIGNIN_TITLE,
+    account_count, account_item, add_by_device_code, confirm, desktop, env, sandbox_me, set_faults,
+    shot, Step, SIGNIN_TITLE,
 };
 
 /// A display name that would run script if the page parsed it as HTML.
@@ -85,7 +85,7 @@ async fn hostile_claims_injected_script_and_a_hostile_sign_in_page() {
         json!({ "pwned": null, "made": 0 }),
         "markup from claims made elements or ran"
     );
-    shot(&s, &e, "12-hostile-claims.png").await;
+    shot(&e, "12-hostile-claims.png").await;
 
     // 2. The CSP blocks script injected into the main window: an inline script element
     // and an inline event handler, both refused and both reported as violations.
@@ -199,10 +199,7 @@ async fn hostile_claims_injected_script_and_a_hostile_sign_in_page() {
 
     // 5. Sign out.
     s.click("#sign-out").await.step("Sign out");
-    s.wait_text("#confirm-dialog", "Sign out")
-        .await
-        .step("the confirmation");
-    s.click("#confirm-ok").await.step("confirm");
+    confirm(&s, "Sign out dave@outlook.example?").await;
     s.wait_text("#empty", "No accounts yet")
         .await
         .step("the empty state again");

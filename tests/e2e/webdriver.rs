@@ -54,10 +54,6 @@ impl Session {
         self.cmd(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
-        self.cmd(reqwest::Method::GET, path, None).await
-    }
-
     /// Elements matching a CSS selector (possibly none).
     pub async fn find_all(&self, css: &str) -> Result<Vec<String>> {
         let v = self
