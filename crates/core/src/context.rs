@@ -165,19 +165,12 @@ impl Tessera {
 
     /// One profile's cached accounts.
     pub async fn accounts_of(&self, profile: &Profile) -> Result<Vec<ProfileAccount>> {
-        let app = self.app(profile)?;
-        Ok(app
-            .get_accounts()
-            .await?
-            .into_iter()
-            .map(|account| ProfileAccount {
-                profile: profile.name.clone(),
-                account,
-            })
-            .collect())
+        let accounts = self.app(profile)?.get_accounts().await?;
+        Ok(in_profile(profile, accounts).collect())
     }
 
-    /// The accounts that go by `username_or_id` ([`account_matches`]) in `profile`, or
+    /// The accounts that go by `username_or_id` (username ignoring ASCII case, or home
+    /// account id: [`PublicClientApplication::get_accounts_named`]) in `profile`, or
     /// without one in every profile (in profile order). The store is asked for those
     /// accounts only, so a lookup does not grow with the number of accounts.
     pub async fn accounts_named(
@@ -191,16 +184,11 @@ impl Tessera {
         };
         let mut out = Vec::new();
         for profile in profiles {
-            let app = self.app(profile)?;
-            out.extend(
-                app.get_accounts_named(username_or_id)
-                    .await?
-                    .into_iter()
-                    .map(|account| ProfileAccount {
-                        profile: profile.name.clone(),
-                        account,
-                    }),
-            );
+            let accounts = self
+                .app(profile)?
+                .get_accounts_named(username_or_id)
+                .await?;
+            out.extend(in_profile(profile, accounts));
         }
         Ok(out)
     }
@@ -232,10 +220,15 @@ impl Tessera {
     }
 }
 
-/// Does `account` go by `username_or_id` (username, case-insensitive, or home account id)?
-pub fn account_matches(account: &Account, username_or_id: &str) -> bool {
-    let wanted = username_or_id.trim();
-    account.home_account_id == wanted || account.username.eq_ignore_ascii_case(wanted)
+/// `accounts`, each tagged with the profile it was found through.
+fn in_profile(
+    profile: &Profile,
+    accounts: Vec<Account>,
+) -> impl Iterator<Item = ProfileAccount> + '_ {
+    accounts.into_iter().map(|account| ProfileAccount {
+        profile: profile.name.clone(),
+        account,
+    })
 }
 
 #[cfg(test)]
