@@ -59,9 +59,10 @@ if [[ "${1:-}" != "--inside" ]]; then
 
   started=$SECONDS
   say "building the app, the sandbox and the suite (debug)..."
-  cargo build -q -p tessera -p tessera-sandbox-idp -p tessera-cli
-  cargo build -q -p tessera-tests --bin scripted-browser
-  cargo test -q -p tessera-tests --test e2e --no-run
+  # The same selection as scripts/test's build, so after it nothing is compiled again (a
+  # per-package build resolves features differently and compiles tauri and the rest anew).
+  # It builds the real binaries too: cargo builds a package's bins for its integration tests.
+  cargo test -q --workspace --tests --test e2e --no-run
   say "built in $((SECONDS - started)) s"
 
   WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-e2e.XXXXXX")"
@@ -149,7 +150,7 @@ export TESSERA_E2E_APP_HOME="$APP_HOME"
 export TESSERA_E2E_SCREENSHOTS="${TESSERA_E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
 say "running the suite (logs in $WORK)"
 status=0
-cargo test -q -p tessera-tests --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
+cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
 if ((status != 0)); then
   say "failed; the app's and the driver's log (last lines):"
   tail -n 40 "$WORK/tauri-driver.log" >&2 || true

@@ -3,10 +3,9 @@
 //! oidc-provider (an inline `--issuer` target). Each test has its own `--home`.
 //!
 //! Finding the binary: `CARGO_BIN_EXE_*` only exists for binaries of this package, so
-//! the suite runs `cargo build -p tessera-cli --message-format=json` once (the same
-//! cargo, profile and target directory as the test run; a no-op when it is up to date)
-//! and takes the executable path cargo reports. `TESSERA_CLI_BIN=/path/to/tessera-cli`
-//! skips the build (for a prebuilt or installed binary).
+//! `scripts/test` passes the `tessera-cli` its workspace build made in `TESSERA_CLI_BIN`
+//! (also good for a prebuilt or installed binary). Without it, `cli_bin` runs
+//! `cargo build -p tessera-cli` once and takes the executable path cargo reports.
 
 use std::process::Stdio;
 
