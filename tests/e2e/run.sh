@@ -154,5 +154,7 @@ cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-thr
 if ((status != 0)); then
   say "failed; the app's and the driver's log (last lines):"
   tail -n 40 "$WORK/tauri-driver.log" >&2 || true
+  say "the sandbox's log (last lines):"
+  tail -n 20 "$WORK/sandbox.log" >&2 || true
 fi
 exit "$status"

@@ -13,6 +13,8 @@ pub type Result<T> = std::result::Result<T, String>;
 pub struct Session {
     http: reqwest::Client,
     url: String,
+    /// Not yet ended by `quit`: dropping the session ends it.
+    open: bool,
 }
 
 impl Session {
@@ -36,11 +38,13 @@ impl Session {
         Ok(Session {
             http,
             url: format!("{driver}/session/{id}"),
+            open: true,
         })
     }
 
     /// End the session (the driver stops the app).
-    pub async fn quit(self) -> Result<()> {
+    pub async fn quit(mut self) -> Result<()> {
+        self.open = false;
         send(&self.http, reqwest::Method::DELETE, &self.url, None)
             .await
             .map(|_| ())
@@ -193,6 +197,36 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
+}
+
+impl Drop for Session {
+    /// A test that fails never reaches `quit`. End its session anyway: the driver holds one
+    /// session at a time and would refuse every later test ("Maximum number of active
+    /// sessions"), hiding their results behind the first failure.
+    fn drop(&mut self) {
+        if self.open {
+            if let Err(e) = delete_blocking(&self.url) {
+                eprintln!("e2e: could not end the WebDriver session: {e}");
+            }
+        }
+    }
+}
+
+/// `DELETE url` over a plain HTTP/1.1 connection, without the async runtime (which may be
+/// unwinding).
+fn delete_blocking(url: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(())
 }
 
 async fn send(
