@@ -37,7 +37,7 @@ fn tessera(home: &Path, sandbox: &SandboxHandle) -> Tessera {
     let base = sandbox.base_url().to_string();
     let profiles = Profiles::builtin_with_sandbox_url(Some(base.trim_end_matches('/'))).unwrap();
     let store = SqliteStore::open(&paths.store_file(), Arc::new(PlaintextCipher)).unwrap();
-    let http = ReqwestClient::new(&HttpConfig::default()).unwrap();
+    let http = ReqwestClient::new(&HttpConfig::default());
     Tessera::with_parts(paths, profiles, Arc::new(store), Arc::new(http))
 }
 
@@ -743,7 +743,7 @@ fn msal_engine(home: &Path, file: &Path, sandbox: &SandboxHandle) -> Tessera {
     let base = sandbox.base_url().to_string();
     let profiles = Profiles::builtin_with_sandbox_url(Some(base.trim_end_matches('/'))).unwrap();
     let store = MsalFileStore::open(file).unwrap();
-    let http = ReqwestClient::new(&HttpConfig::default()).unwrap();
+    let http = ReqwestClient::new(&HttpConfig::default());
     Tessera::with_parts(paths, profiles, Arc::new(store), Arc::new(http))
 }
 

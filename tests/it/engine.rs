@@ -60,7 +60,7 @@ impl World {
                 redirect_uri: Url::parse(REDIRECT).unwrap(),
             },
             Deps {
-                http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+                http: Arc::new(ReqwestClient::new(&HttpConfig::default())),
                 store: self.store.clone(),
                 clock: Arc::new(SystemClock),
                 entropy: Arc::new(OsEntropy),
@@ -666,7 +666,7 @@ async fn unreachable_provider_is_a_network_error() {
             redirect_uri: Url::parse(REDIRECT).unwrap(),
         },
         Deps {
-            http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+            http: Arc::new(ReqwestClient::new(&HttpConfig::default())),
             store: Arc::new(
                 SqliteStore::open(&home.path().join("s.db"), Arc::new(PlaintextCipher)).unwrap(),
             ),

@@ -414,8 +414,7 @@ impl World {
         let http = ReqwestClient::new(&HttpConfig {
             timeout: TIMEOUT,
             ..Default::default()
-        })
-        .expect("client");
+        });
         Arc::new(PublicClientApplication::new(
             ClientConfig {
                 client_id: CLIENT.into(),

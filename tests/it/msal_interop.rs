@@ -270,8 +270,7 @@ impl Interop {
         let http = ReqwestClient::new(&HttpConfig {
             extra_ca_file: Some(self.ca.ca_file()),
             ..Default::default()
-        })
-        .unwrap();
+        });
         PublicClientApplication::new(
             ClientConfig {
                 client_id: CLIENT.into(),

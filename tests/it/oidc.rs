@@ -50,7 +50,7 @@ impl Op {
                 redirect_uri: Url::parse(oidc_provider::REDIRECT_URI).unwrap(),
             },
             Deps {
-                http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+                http: Arc::new(ReqwestClient::new(&HttpConfig::default())),
                 store: Arc::new(store),
                 clock: Arc::new(SystemClock),
                 entropy: Arc::new(OsEntropy),
@@ -211,7 +211,7 @@ async fn a_provider_whose_issuer_differs_is_refused() {
             redirect_uri: Url::parse(oidc_provider::REDIRECT_URI).unwrap(),
         },
         Deps {
-            http: Arc::new(ReqwestClient::new(&HttpConfig::default()).unwrap()),
+            http: Arc::new(ReqwestClient::new(&HttpConfig::default())),
             store: Arc::new(
                 SqliteStore::open(&op.home.path().join("x.db"), Arc::new(PlaintextCipher)).unwrap(),
             ),

@@ -155,8 +155,7 @@ async fn run(cli: Cli) -> CliResult {
             let profiles = tessera_core::profile::Profiles::load(&paths.profiles_file())?;
             let store = tessera_core::cache::msal_file::MsalFileStore::open(file)
                 .map_err(tessera_core::Error::from)?;
-            let http = tessera_core::http::ReqwestClient::new(&Default::default())
-                .map_err(tessera_core::Error::from)?;
+            let http = tessera_core::http::ReqwestClient::new(&Default::default());
             Tessera::with_parts(
                 paths,
                 profiles,

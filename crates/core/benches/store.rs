@@ -93,7 +93,7 @@ fn app(meta: &Meta, store: Arc<dyn TokenStore>) -> PublicClientApplication {
         redirect_uri: "http://localhost".parse().expect("url"),
     };
     // A real HTTP client: a cache hit never uses it (a miss would fail the assertion).
-    let http = ReqwestClient::new(&HttpConfig::default()).expect("http client");
+    let http = ReqwestClient::new(&HttpConfig::default());
     PublicClientApplication::new(
         config,
         Deps {

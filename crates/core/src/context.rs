@@ -64,7 +64,7 @@ impl Tessera {
             keystore: options.keystore.clone(),
         };
         let opened = open_store(&paths.store_file(), &options)?;
-        let http = ReqwestClient::new(&HttpConfig::default())?;
+        let http = ReqwestClient::new(&HttpConfig::default());
         let mut t = Self::with_parts(paths, profiles, Arc::new(opened.store), Arc::new(http));
         t.store_info = Some(opened.info);
         Ok(t)

@@ -147,11 +147,11 @@ impl Default for HttpConfig {
 impl ReqwestClient {
     /// A client for `config`. Nothing is read or built yet: a bad CA file is reported by
     /// the first request.
-    pub fn new(config: &HttpConfig) -> Result<Self, TransportError> {
-        Ok(Self {
+    pub fn new(config: &HttpConfig) -> Self {
+        Self {
             config: config.clone(),
             inner: Arc::new(OnceLock::new()),
-        })
+        }
     }
 
     fn client(&self) -> Result<&reqwest::Client, TransportError> {

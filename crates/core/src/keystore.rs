@@ -31,7 +31,7 @@
 //! Nothing here logs a key; [`StoreKey`]'s `Debug` is redacted.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -490,58 +490,52 @@ enum KeyringFailure {
 
 /// An encrypted store's key while the keyring lookup runs on another thread: the first
 /// `seal` or `open` (the store's key check, at the end of `SqliteStore::open`) waits for
-/// it. A lookup that failed makes every use fail; [`KeyInFlight::take_failure`] says why.
+/// it; every later use reads the settled result without a lock. A lookup that failed makes
+/// every use fail; [`KeyInFlight::take_failure`] says why.
 struct KeyInFlight {
-    state: std::sync::Mutex<KeyState>,
+    lookup: Mutex<Option<KeyLookup>>,
+    /// Settled by the first use: the cipher, or why there is none (taken once).
+    settled: OnceLock<std::result::Result<AesGcmCipher, Mutex<Option<KeyringFailure>>>>,
 }
 
-enum KeyState {
-    Pending(std::thread::JoinHandle<std::result::Result<Option<StoreKey>, KeyringError>>),
-    Ready(Arc<AesGcmCipher>),
-    Failed(Option<KeyringFailure>),
-}
+type KeyLookup = std::thread::JoinHandle<std::result::Result<Option<StoreKey>, KeyringError>>;
 
 impl KeyInFlight {
     fn start(keys: Arc<dyn KeyStore>, id: String) -> KeyInFlight {
         let lookup = std::thread::spawn(move || keys.load(&id));
         KeyInFlight {
-            state: std::sync::Mutex::new(KeyState::Pending(lookup)),
+            lookup: Mutex::new(Some(lookup)),
+            settled: OnceLock::new(),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, KeyState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn cipher(&self) -> std::result::Result<Arc<AesGcmCipher>, StoreError> {
-        let mut state = self.state();
-        if matches!(*state, KeyState::Pending(_)) {
-            let KeyState::Pending(lookup) = std::mem::replace(&mut *state, KeyState::Failed(None))
-            else {
-                unreachable!("checked above")
-            };
-            *state = match lookup.join() {
-                Ok(Ok(Some(key))) => KeyState::Ready(Arc::new(AesGcmCipher::new(&key))),
-                Ok(Ok(None)) => KeyState::Failed(Some(KeyringFailure::Missing)),
-                Ok(Err(e)) => KeyState::Failed(Some(KeyringFailure::Keyring(e))),
-                Err(_) => KeyState::Failed(Some(KeyringFailure::Keyring(
-                    KeyringError::Unavailable("the keyring lookup failed".into()),
-                ))),
-            };
-        }
-        match &*state {
-            KeyState::Ready(cipher) => Ok(Arc::clone(cipher)),
-            _ => Err(StoreError::Crypto(
+    fn cipher(&self) -> std::result::Result<&AesGcmCipher, StoreError> {
+        match self.settled.get_or_init(|| self.wait()) {
+            Ok(cipher) => Ok(cipher),
+            Err(_) => Err(StoreError::Crypto(
                 "the store key could not be read from the keyring".into(),
             )),
         }
     }
 
+    fn wait(&self) -> std::result::Result<AesGcmCipher, Mutex<Option<KeyringFailure>>> {
+        let lookup = self.lookup.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let failure = match lookup.map(KeyLookup::join) {
+            Some(Ok(Ok(Some(key)))) => return Ok(AesGcmCipher::new(&key)),
+            Some(Ok(Ok(None))) => KeyringFailure::Missing,
+            Some(Ok(Err(e))) => KeyringFailure::Keyring(e),
+            Some(Err(_)) | None => KeyringFailure::Keyring(KeyringError::Unavailable(
+                "the keyring lookup failed".into(),
+            )),
+        };
+        Err(Mutex::new(Some(failure)))
+    }
+
     /// Why the lookup gave no key, once (`None` if it gave one or was never waited for).
     fn take_failure(&self) -> Option<KeyringFailure> {
-        match &mut *self.state() {
-            KeyState::Failed(failure) => failure.take(),
-            _ => None,
+        match self.settled.get()? {
+            Ok(_) => None,
+            Err(failure) => failure.lock().unwrap_or_else(|e| e.into_inner()).take(),
         }
     }
 }

@@ -745,7 +745,7 @@ pub(crate) mod conformance {
             let reference = MemoryStore::new().with_clock(clock.clone());
             let store = make(&clock, seed);
             let mut r = Rng(seed);
-            let mut holders_seen = 0;
+            let (mut holders_seen, mut writes, mut removed) = (0, 0, 0);
             for n in 0..steps {
                 let ctx = format!("seed {seed} step {n}");
                 let now = clock.now();
@@ -753,17 +753,20 @@ pub(crate) mod conformance {
                     0 => {
                         let home = *r.pick(&HOMES);
                         let e = random_envs(&mut r);
+                        let count = reference.remove_account(home, &e).unwrap();
                         assert_eq!(
-                            reference.remove_account(home, &e).unwrap(),
+                            count,
                             store.remove_account(home, &e).unwrap(),
                             "{ctx}: remove_account"
                         );
+                        removed += count;
                     }
                     1 => clock.advance(r.below(1500) as i64),
                     _ => {
                         let w = random_write(&mut r, n, now, &refresh_token_keys(&reference));
                         reference.write(w.clone()).unwrap();
                         store.write(w).unwrap();
+                        writes += 1;
                     }
                 }
                 assert_eq!(
@@ -779,7 +782,16 @@ pub(crate) mod conformance {
                     .unwrap()
                     .len();
             }
+            // The history really exercised the store: it wrote, signed accounts out, and
+            // ends holding tokens of both kinds.
             assert!(holders_seen > steps / 2, "the histories hold credentials");
+            let snap = reference.snapshot();
+            let (ats, rts) = (snap.access_tokens.len(), snap.refresh_tokens.len());
+            assert!(
+                writes > steps * 2 / 3 && removed > 0 && ats > 5 && rts > 5,
+                "seed {seed}: {writes} writes, {removed} entries signed out, {ats} ATs and \
+                 {rts} RTs at the end"
+            );
             let reopened = make(&clock, seed);
             for _ in 0..100 {
                 compare_queries(
