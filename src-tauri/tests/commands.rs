@@ -136,20 +136,17 @@ fn invoke(w: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Valu
         .map(|b| b.deserialize::<Value>().unwrap())
 }
 
-fn account_ref(list: &Value, username: &str) -> Value {
-    let a = list
-        .as_array()
+/// The entry of `list_accounts`' answer for `username`.
+fn listed<'a>(list: &'a Value, username: &str) -> &'a Value {
+    list.as_array()
         .unwrap()
         .iter()
         .find(|a| a["username"] == username)
-        .unwrap_or_else(|| panic!("{username} not listed in {list}"));
-    json!({ "profile": a["profile"], "home_account_id": a["home_account_id"] })
+        .unwrap_or_else(|| panic!("{username} not listed in {list}"))
 }
 
-#[test]
-fn lists_the_accounts_of_a_home_with_their_token_state() {
-    let h = harness(&["alice@contoso.example", "carol@fabrikam.example"]);
-    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+/// The usernames in `list_accounts`' answer, sorted.
+fn usernames(list: &Value) -> Vec<&str> {
     let mut names: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -157,13 +154,23 @@ fn lists_the_accounts_of_a_home_with_their_token_state() {
         .map(|a| a["username"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["alice@contoso.example", "carol@fabrikam.example"]);
-    let alice = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["username"] == "alice@contoso.example")
-        .unwrap();
+    names
+}
+
+fn account_ref(list: &Value, username: &str) -> Value {
+    let a = listed(list, username);
+    json!({ "profile": a["profile"], "home_account_id": a["home_account_id"] })
+}
+
+#[test]
+fn lists_the_accounts_of_a_home_with_their_token_state() {
+    let h = harness(&["alice@contoso.example", "carol@fabrikam.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(
+        usernames(&list),
+        ["alice@contoso.example", "carol@fabrikam.example"]
+    );
+    let alice = listed(&list, "alice@contoso.example");
     assert_eq!(alice["profile"], "Sandbox");
     assert_eq!(alice["name"], "Alice Example");
     assert_eq!(
@@ -454,13 +461,7 @@ fn sign_out_removes_the_tokens_and_the_sign_in_window_data() {
     );
 
     let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["username"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["alice@contoso.example"]);
+    assert_eq!(usernames(&list), ["alice@contoso.example"]);
     let err = invoke(&h.main, "token_view", json!({ "account": bob })).unwrap_err();
     assert_eq!(err["kind"], "not_found");
 
@@ -826,12 +827,7 @@ fn an_msal_cache_file_is_listed_as_its_own_group_and_used_in_place() {
         .collect();
     in_file.sort();
     assert_eq!(in_file, ["alice@contoso.example", "bob@contoso.example"]);
-    let bob_row = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["username"] == "bob@contoso.example")
-        .unwrap();
+    let bob_row = listed(&list, "bob@contoso.example");
     assert_eq!(bob_row["token"]["has_refresh_token"], true, "{bob_row}");
     let bob = json!({
         "source": source,
@@ -996,20 +992,11 @@ fn an_msal_cache_account_no_profile_matches_is_listed_and_can_be_signed_out() {
     .unwrap();
     assert_eq!(opened["label"], "msal_token_cache.json", "the file name");
     let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
-    let mut names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["username"].as_str().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["alice@contoso.example", "erin@elsewhere.example"]);
-    let erin = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["username"] == "erin@elsewhere.example")
-        .unwrap();
+    assert_eq!(
+        usernames(&list),
+        ["alice@contoso.example", "erin@elsewhere.example"]
+    );
+    let erin = listed(&list, "erin@elsewhere.example");
     assert_eq!(erin["profile"], "");
     assert_eq!(erin["group"], "msal_token_cache.json");
     assert!(

@@ -133,6 +133,16 @@ pub async fn sign_in_with(
     app.finish_interactive(flow, &redirected).await
 }
 
+/// `acquire_token_silent` with the default options (MSAL's five-minute margin).
+async fn silent(
+    app: &PublicClientApplication,
+    account: &Account,
+    scopes: &ScopeSet,
+) -> tessera_core::Result<tessera_core::app::AuthResult> {
+    app.acquire_token_silent(scopes, account, &SilentOptions::default())
+        .await
+}
+
 fn reason(e: &Error) -> Option<InteractionReason> {
     match e {
         Error::InteractionRequired { reason, .. } => Some(*reason),
@@ -163,26 +173,16 @@ async fn auth_code_sign_in_then_silent_from_cache_then_refresh() {
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0], first.account);
 
-    let silent = app
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &accounts[0],
-            &SilentOptions::default(),
-        )
+    let cached = silent(&app, &accounts[0], &scopes("User.Read"))
         .await
         .unwrap();
-    assert_eq!(silent.token_source, TokenSource::Cache);
-    assert_eq!(silent.access_token.secret(), first.access_token.secret());
+    assert_eq!(cached.token_source, TokenSource::Cache);
+    assert_eq!(cached.access_token.secret(), first.access_token.secret());
     // scopes are compared case-insensitively, and reserved ones are not required
-    let silent = app
-        .acquire_token_silent(
-            &scopes("user.read openid"),
-            &accounts[0],
-            &SilentOptions::default(),
-        )
+    let cached = silent(&app, &accounts[0], &scopes("user.read openid"))
         .await
         .unwrap();
-    assert_eq!(silent.token_source, TokenSource::Cache);
+    assert_eq!(cached.token_source, TokenSource::Cache);
 
     let forced = app
         .acquire_token_silent(
@@ -206,12 +206,7 @@ async fn auth_code_sign_in_then_silent_from_cache_then_refresh() {
     };
     assert_eq!(w.store.refresh_tokens(&q, None).unwrap().len(), 1);
     // and the newest access token is what the cache serves now
-    let again = app
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &accounts[0],
-            &SilentOptions::default(),
-        )
+    let again = silent(&app, &accounts[0], &scopes("User.Read"))
         .await
         .unwrap();
     assert_eq!(again.token_source, TokenSource::Cache);
@@ -224,10 +219,7 @@ async fn scopes_never_consented_need_interaction_then_both_resources_are_cached(
     let app = w.app(SANDBOX_CLIENT);
     let first = sign_in(&app, "alice@contoso.example").await.unwrap();
     let api = scopes("api://sandbox-api/Data.Read");
-    let e = app
-        .acquire_token_silent(&api, &first.account, &SilentOptions::default())
-        .await
-        .unwrap_err();
+    let e = silent(&app, &first.account, &api).await.unwrap_err();
     assert_eq!(reason(&e), Some(InteractionReason::ConsentRequired), "{e}");
     assert_eq!(e.provider_error().unwrap().error_codes, vec![65001]);
     // consent interactively, as the app's "Sign in again" does
@@ -251,10 +243,7 @@ async fn scopes_never_consented_need_interaction_then_both_resources_are_cached(
     );
     // both tokens are now served from the cache, side by side
     for s in ["User.Read", "api://sandbox-api/Data.Read"] {
-        let r = app
-            .acquire_token_silent(&scopes(s), &first.account, &SilentOptions::default())
-            .await
-            .unwrap();
+        let r = silent(&app, &first.account, &scopes(s)).await.unwrap();
         assert_eq!(r.token_source, TokenSource::Cache, "{s}");
     }
     assert_eq!(
@@ -274,12 +263,7 @@ async fn min_validity_margin_decides_between_cache_and_refresh() {
     let app = w.app(SANDBOX_CLIENT);
     let first = sign_in(&app, "bob@contoso.example").await.unwrap();
     // valid for ~200 s: the default 300 s margin says refresh
-    let r = app
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &first.account,
-            &SilentOptions::default(),
-        )
+    let r = silent(&app, &first.account, &scopes("User.Read"))
         .await
         .unwrap();
     assert_eq!(r.token_source, TokenSource::IdentityProvider);
@@ -308,12 +292,7 @@ async fn refresh_on_triggers_a_proactive_refresh_that_falls_back_to_the_cache() 
     let app = w.app(SANDBOX_CLIENT);
     let first = sign_in(&app, "alice@contoso.example").await.unwrap();
     assert!(first.refresh_on.is_some());
-    let r = app
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &first.account,
-            &SilentOptions::default(),
-        )
+    let r = silent(&app, &first.account, &scopes("User.Read"))
         .await
         .unwrap();
     assert_eq!(
@@ -327,12 +306,7 @@ async fn refresh_on_triggers_a_proactive_refresh_that_falls_back_to_the_cache() 
         http_status: Some(503),
         ..Default::default()
     });
-    let r2 = app
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &first.account,
-            &SilentOptions::default(),
-        )
+    let r2 = silent(&app, &first.account, &scopes("User.Read"))
         .await
         .unwrap();
     assert_eq!(r2.token_source, TokenSource::Cache);
@@ -348,12 +322,7 @@ async fn family_refresh_token_serves_another_family_client_but_not_an_outsider()
     // the family member sees the account and gets a token without signing in
     let accounts = ps.get_accounts().await.unwrap();
     assert_eq!(accounts.len(), 1, "a family client sees the account");
-    let r = ps
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &first.account,
-            &SilentOptions::default(),
-        )
+    let r = silent(&ps, &first.account, &scopes("User.Read"))
         .await
         .unwrap();
     assert_eq!(r.token_source, TokenSource::IdentityProvider);
@@ -372,12 +341,7 @@ async fn family_refresh_token_serves_another_family_client_but_not_an_outsider()
         .map(|a| a.username)
         .collect();
     assert_eq!(seen, vec!["bob@contoso.example".to_string()]);
-    let e = outsider
-        .acquire_token_silent(
-            &scopes("User.Read"),
-            &first.account,
-            &SilentOptions::default(),
-        )
+    let e = silent(&outsider, &first.account, &scopes("User.Read"))
         .await
         .unwrap_err();
     assert_eq!(reason(&e), Some(InteractionReason::NoRefreshToken), "{e}");
@@ -475,14 +439,13 @@ async fn sign_out_removes_the_account_and_offers_the_end_session_url() {
     assert!(url.path().ends_with("/logout"), "{url}");
     let left: Vec<Account> = app.get_accounts().await.unwrap();
     assert_eq!(left, vec![bob.clone()]);
-    let e = app
-        .acquire_token_silent(&scopes("User.Read"), &alice, &SilentOptions::default())
+    let e = silent(&app, &alice, &scopes("User.Read"))
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), 3);
     // bob is untouched
     assert_eq!(
-        app.acquire_token_silent(&scopes("User.Read"), &bob, &SilentOptions::default())
+        silent(&app, &bob, &scopes("User.Read"))
             .await
             .unwrap()
             .token_source,
