@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tauri::webview::PageLoadEvent;
 use tauri::{Manager, Runtime};
 
 pub mod clipboard;
@@ -77,6 +78,13 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
         return Ok(());
     };
     tauri::WebviewWindowBuilder::from_config(app, &config)?
+        // Shown once its page has loaded (see `show_when_loaded`), not before.
+        .visible(false)
+        .on_page_load(|window, payload| {
+            if payload.event() == PageLoadEvent::Finished {
+                show_when_loaded(&window);
+            }
+        })
         .on_navigation(|url| {
             let own = match url.scheme() {
                 "tauri" => url.host_str() == Some("localhost"),
@@ -93,11 +101,43 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
             own
         })
         .build()?;
+    // Should the page never finish loading, show the window anyway after a while.
+    let window = app.get_webview_window("main");
+    if let Some(window) = window {
+        std::thread::spawn(move || {
+            std::thread::sleep(SHOW_ANYWAY_AFTER);
+            let w = window.clone();
+            let _ = window.run_on_main_thread(move || show_when_loaded(&w));
+        });
+    }
     tracing::debug!(
         since_launch_ms = since_launch().as_millis() as u64,
         "start-up: main window created"
     );
     Ok(())
+}
+
+/// How long the main window may stay hidden while its page loads.
+const SHOW_ANYWAY_AFTER: Duration = Duration::from_secs(3);
+
+/// Show the main window, once, when its page has loaded.
+///
+/// A window shown at once is drawn before its page is there, and WebKitGTK's first draw
+/// (without the DMA-BUF renderer, which the app turns off) waits up to 500 ms for the web
+/// process's first frame while blocking the main thread, which is the thread that serves
+/// the page to the web process: one launch in three or four stalled for exactly that long
+/// (`docs/benchmarks.md`). Hidden until loaded, the first draw finds the frame ready.
+fn show_when_loaded<R: Runtime>(window: &tauri::WebviewWindow<R>) {
+    if window.is_visible().unwrap_or(true) {
+        return;
+    }
+    if let Err(e) = window.show() {
+        tracing::warn!("main window: cannot show it: {e}");
+    }
+    tracing::debug!(
+        since_launch_ms = since_launch().as_millis() as u64,
+        "start-up: main window shown (page loaded)"
+    );
 }
 
 static LAUNCHED: OnceLock<Instant> = OnceLock::new();
