@@ -77,12 +77,12 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
     else {
         return Ok(());
     };
-    tauri::WebviewWindowBuilder::from_config(app, &config)?
-        // Shown once its page has loaded (see `show_when_loaded`), not before.
+    let window = tauri::WebviewWindowBuilder::from_config(app, &config)?
+        // Shown once its page has loaded (see `show_hidden`), not before.
         .visible(false)
         .on_page_load(|window, payload| {
             if payload.event() == PageLoadEvent::Finished {
-                show_when_loaded(&window);
+                show_hidden(&window, "page loaded");
             }
         })
         .on_navigation(|url| {
@@ -102,14 +102,11 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
         })
         .build()?;
     // Should the page never finish loading, show the window anyway after a while.
-    let window = app.get_webview_window("main");
-    if let Some(window) = window {
-        std::thread::spawn(move || {
-            std::thread::sleep(SHOW_ANYWAY_AFTER);
-            let w = window.clone();
-            let _ = window.run_on_main_thread(move || show_when_loaded(&w));
-        });
-    }
+    std::thread::spawn(move || {
+        std::thread::sleep(SHOW_ANYWAY_AFTER);
+        let w = window.clone();
+        let _ = window.run_on_main_thread(move || show_hidden(&w, "page still loading"));
+    });
     tracing::debug!(
         since_launch_ms = since_launch().as_millis() as u64,
         "start-up: main window created"
@@ -120,14 +117,15 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
 /// How long the main window may stay hidden while its page loads.
 const SHOW_ANYWAY_AFTER: Duration = Duration::from_secs(3);
 
-/// Show the main window, once, when its page has loaded.
+/// Show the main window if it is still hidden: when its page has loaded, or after
+/// [`SHOW_ANYWAY_AFTER`].
 ///
 /// A window shown at once is drawn before its page is there, and WebKitGTK's first draw
 /// (without the DMA-BUF renderer, which the app turns off) waits up to 500 ms for the web
 /// process's first frame while blocking the main thread, which is the thread that serves
 /// the page to the web process: one launch in three or four stalled for exactly that long
 /// (`docs/benchmarks.md`). Hidden until loaded, the first draw finds the frame ready.
-fn show_when_loaded<R: Runtime>(window: &tauri::WebviewWindow<R>) {
+fn show_hidden<R: Runtime>(window: &tauri::WebviewWindow<R>, why: &str) {
     if window.is_visible().unwrap_or(true) {
         return;
     }
@@ -136,7 +134,8 @@ fn show_when_loaded<R: Runtime>(window: &tauri::WebviewWindow<R>) {
     }
     tracing::debug!(
         since_launch_ms = since_launch().as_millis() as u64,
-        "start-up: main window shown (page loaded)"
+        why,
+        "start-up: main window shown"
     );
 }
 
