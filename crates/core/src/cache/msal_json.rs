@@ -98,21 +98,47 @@ fn meaning(kind: FieldKind, v: Option<&Value>) -> Option<Option<Value>> {
     }
 }
 
-/// The validated meaning of an entry's known fields, for building the typed entry.
-pub struct Fields(Map<String, Value>);
+/// Whether `v` is valid JSON for a field of `kind` (what [`meaning`] accepts), without
+/// building its meaning.
+fn valid(kind: FieldKind, v: Option<&Value>) -> bool {
+    let v = v.filter(|v| !v.is_null());
+    match kind {
+        FieldKind::Const(c) => v.and_then(Value::as_str) == Some(c),
+        FieldKind::Str => v.is_some_and(Value::is_string),
+        FieldKind::StrOr(_) | FieldKind::OptStr => v.is_none_or(Value::is_string),
+        FieldKind::Time => v.and_then(time_of).is_some(),
+        FieldKind::OptTime => v.is_none_or(|v| time_of(v).is_some()),
+    }
+}
 
-impl Fields {
+/// An entry's known fields, validated, read in place from its JSON for building the
+/// typed entry (each value is copied once, into the entry).
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    specs: &'static [FieldSpec],
+}
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
     fn str(&self, name: &str) -> String {
         self.opt_str(name).unwrap_or_default()
     }
     fn opt_str(&self, name: &str) -> Option<String> {
-        self.0.get(name).and_then(Value::as_str).map(str::to_string)
+        match self.get(name) {
+            Some(v) => v.as_str().map(str::to_string),
+            None => self.specs.iter().find_map(|s| match s.kind {
+                FieldKind::StrOr(default) if s.name == name => Some(default.to_string()),
+                _ => None,
+            }),
+        }
     }
     fn time(&self, name: &str) -> UnixTime {
         self.opt_time(name).unwrap_or_default()
     }
     fn opt_time(&self, name: &str) -> Option<UnixTime> {
-        self.0.get(name).and_then(Value::as_i64)
+        self.get(name).and_then(time_of)
     }
 }
 
@@ -133,7 +159,7 @@ pub trait MsalEntity: Clone + Sized {
     /// The canonical JSON of a known field (`None`: absent).
     fn field_json(&self, name: &str) -> Option<Value>;
     #[doc(hidden)]
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self;
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self;
 
     /// The entry as MSAL writes it: known fields in MSAL's order, then `extra`.
     fn to_msal_map(&self) -> Map<String, Value> {
@@ -142,18 +168,22 @@ pub trait MsalEntity: Clone + Sized {
 
     /// Reads an entry; `None` if a known field is missing or has the wrong type.
     fn from_msal_map(m: &Map<String, Value>) -> Option<Self> {
-        let mut known = Map::new();
-        for spec in Self::FIELDS {
-            if let Some(v) = meaning(spec.kind, m.get(spec.name))? {
-                known.insert(spec.name.to_string(), v);
-            }
+        if !Self::FIELDS
+            .iter()
+            .all(|spec| valid(spec.kind, m.get(spec.name)))
+        {
+            return None;
         }
         let extra = m
             .iter()
             .filter(|(k, _)| !Self::FIELDS.iter().any(|s| s.name == k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Some(Self::from_fields(&Fields(known), extra))
+        let fields = Fields {
+            map: m,
+            specs: Self::FIELDS,
+        };
+        Some(Self::from_fields(&fields, extra))
     }
 }
 
@@ -242,7 +272,7 @@ impl MsalEntity for AccessTokenEntry {
             _ => return None,
         })
     }
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self {
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self {
         AccessTokenEntry {
             home_account_id: f.str("home_account_id"),
             environment: f.str("environment"),
@@ -292,7 +322,7 @@ impl MsalEntity for RefreshTokenEntry {
             _ => return None,
         })
     }
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self {
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self {
         RefreshTokenEntry {
             home_account_id: f.str("home_account_id"),
             environment: f.str("environment"),
@@ -334,7 +364,7 @@ impl MsalEntity for IdTokenEntry {
             _ => return None,
         })
     }
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self {
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self {
         IdTokenEntry {
             home_account_id: f.str("home_account_id"),
             environment: f.str("environment"),
@@ -378,7 +408,7 @@ impl MsalEntity for AccountEntry {
             _ => return None,
         })
     }
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self {
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self {
         AccountEntry {
             home_account_id: f.str("home_account_id"),
             environment: f.str("environment"),
@@ -415,7 +445,7 @@ impl MsalEntity for AppMetadataEntry {
             _ => return None,
         })
     }
-    fn from_fields(f: &Fields, extra: Map<String, Value>) -> Self {
+    fn from_fields(f: &Fields<'_>, extra: Map<String, Value>) -> Self {
         AppMetadataEntry {
             client_id: f.str("client_id"),
             environment: f.str("environment"),
@@ -490,18 +520,18 @@ impl<T: MsalEntity> Section<T> {
         let entries = m
             .into_iter()
             .map(|(key, v)| {
-                let slot = match &v {
-                    Value::Object(obj) => match T::from_msal_map(obj) {
+                let slot = match v {
+                    Value::Object(obj) => match T::from_msal_map(&obj) {
                         // Keep it typed only if writing it back gives the same JSON.
-                        Some(entry) if merge_into_original(&entry, Some(obj)) == *obj => {
+                        Some(entry) if merge_into_original(&entry, Some(&obj)) == obj => {
                             Slot::Typed {
                                 entry,
-                                original: Some(obj.clone()),
+                                original: Some(obj),
                             }
                         }
-                        _ => Slot::Raw(v),
+                        _ => Slot::Raw(Value::Object(obj)),
                     },
-                    _ => Slot::Raw(v),
+                    v => Slot::Raw(v),
                 };
                 (key, slot)
             })
@@ -799,6 +829,43 @@ mod tests {
 
     const MSAL: &str = include_str!("testdata/msal_python_cache.json");
     const FOREIGN: &str = include_str!("testdata/msal_python_cache_foreign.json");
+
+    #[test]
+    fn valid_accepts_exactly_what_meaning_gives_a_meaning() {
+        let kinds = [
+            FieldKind::Const("AccessToken"),
+            FieldKind::Str,
+            FieldKind::StrOr("MSSTS"),
+            FieldKind::OptStr,
+            FieldKind::Time,
+            FieldKind::OptTime,
+        ];
+        let values = [
+            None,
+            Some(Value::Null),
+            Some(Value::from("AccessToken")),
+            Some(Value::from("x")),
+            Some(Value::from("")),
+            Some(Value::from(" 1700000000 ")),
+            Some(Value::from("17e8")),
+            Some(Value::from(1_700_000_000)),
+            Some(Value::from(-1)),
+            Some(Value::from(1.5)),
+            Some(Value::from(u64::MAX)),
+            Some(Value::Bool(true)),
+            Some(serde_json::json!(["x"])),
+            Some(serde_json::json!({"x": 1})),
+        ];
+        for kind in kinds {
+            for v in &values {
+                assert_eq!(
+                    valid(kind, v.as_ref()),
+                    meaning(kind, v.as_ref()).is_some(),
+                    "{kind:?} {v:?}"
+                );
+            }
+        }
+    }
 
     fn doc(s: &str) -> MsalCacheDocument {
         s.parse().unwrap()
