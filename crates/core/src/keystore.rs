@@ -389,7 +389,7 @@ fn open_store_attempt(path: &Path, options: &StoreOptions, attempt: u32) -> Resu
             // key check at the end of the open waits for it.
             let key = Arc::new(KeyInFlight::start(Arc::clone(&keys), id.clone()));
             let opened = SqliteStore::open(path, Arc::clone(&key) as Arc<dyn Cipher>);
-            match (key.take_failure(), opened) {
+            match (key.failure(), opened) {
                 (Some(failure), _) => Err(key_failure(failure, &shown, &id, keys.as_ref())),
                 (None, Ok(store)) => Ok(OpenedStore {
                     store,
@@ -482,6 +482,7 @@ fn key_failure(failure: KeyringFailure, shown: &str, id: &str, keys: &dyn KeySto
 }
 
 /// Why a keyring lookup gave no key.
+#[derive(Clone)]
 enum KeyringFailure {
     /// No entry for the store.
     Missing,
@@ -491,11 +492,11 @@ enum KeyringFailure {
 /// An encrypted store's key while the keyring lookup runs on another thread: the first
 /// `seal` or `open` (the store's key check, at the end of `SqliteStore::open`) waits for
 /// it; every later use reads the settled result without a lock. A lookup that failed makes
-/// every use fail; [`KeyInFlight::take_failure`] says why.
+/// every use fail; [`KeyInFlight::failure`] says why.
 struct KeyInFlight {
     lookup: Mutex<Option<KeyLookup>>,
-    /// Settled by the first use: the cipher, or why there is none (taken once).
-    settled: OnceLock<std::result::Result<AesGcmCipher, Mutex<Option<KeyringFailure>>>>,
+    /// Settled by the first use: the cipher, or why there is none.
+    settled: OnceLock<std::result::Result<AesGcmCipher, KeyringFailure>>,
 }
 
 type KeyLookup = std::thread::JoinHandle<std::result::Result<Option<StoreKey>, KeyringError>>;
@@ -518,7 +519,7 @@ impl KeyInFlight {
         }
     }
 
-    fn wait(&self) -> std::result::Result<AesGcmCipher, Mutex<Option<KeyringFailure>>> {
+    fn wait(&self) -> std::result::Result<AesGcmCipher, KeyringFailure> {
         let lookup = self.lookup.lock().unwrap_or_else(|e| e.into_inner()).take();
         let failure = match lookup.map(KeyLookup::join) {
             Some(Ok(Ok(Some(key)))) => return Ok(AesGcmCipher::new(&key)),
@@ -528,15 +529,12 @@ impl KeyInFlight {
                 "the keyring lookup failed".into(),
             )),
         };
-        Err(Mutex::new(Some(failure)))
+        Err(failure)
     }
 
-    /// Why the lookup gave no key, once (`None` if it gave one or was never waited for).
-    fn take_failure(&self) -> Option<KeyringFailure> {
-        match self.settled.get()? {
-            Ok(_) => None,
-            Err(failure) => failure.lock().unwrap_or_else(|e| e.into_inner()).take(),
-        }
+    /// Why the lookup gave no key (`None` if it gave one or was never waited for).
+    fn failure(&self) -> Option<KeyringFailure> {
+        self.settled.get()?.as_ref().err().cloned()
     }
 }
 
