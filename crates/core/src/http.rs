@@ -110,7 +110,7 @@ impl HttpResponse {
 }
 
 /// What went wrong below HTTP: the provider could not be reached or did not answer in time.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct TransportError(pub String);
 
@@ -125,7 +125,7 @@ pub trait HttpClient: Send + Sync {
 #[derive(Clone)]
 pub struct ReqwestClient {
     config: HttpConfig,
-    inner: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    inner: Arc<OnceLock<Result<reqwest::Client, TransportError>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,9 +156,9 @@ impl ReqwestClient {
 
     fn client(&self) -> Result<&reqwest::Client, TransportError> {
         self.inner
-            .get_or_init(|| Self::build(&self.config).map_err(|e| e.0))
+            .get_or_init(|| Self::build(&self.config))
             .as_ref()
-            .map_err(|e| TransportError(e.clone()))
+            .map_err(Clone::clone)
     }
 
     fn build(config: &HttpConfig) -> Result<reqwest::Client, TransportError> {
