@@ -167,18 +167,6 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
     .into_iter()
     .max()
     .unwrap_or(0);
-    into.write_all(
-        (0..rounds)
-            .map(|i| TokenWrite {
-                access_token: access_tokens.get(i).cloned(),
-                refresh_token: refresh_tokens.get(i).cloned(),
-                id_token: id_tokens.get(i).cloned(),
-                account: accounts.get(i).cloned(),
-                app_metadata: app_metadata.get(i).cloned(),
-                rotated_refresh_token: None,
-            })
-            .collect(),
-    )?;
     report.copied = EntryCounts {
         access_tokens: access_tokens.len(),
         refresh_tokens: refresh_tokens.len(),
@@ -186,6 +174,22 @@ pub fn import_msal_at(from: &Path, into: &dyn TokenStore, now: i64) -> Result<Tr
         accounts: accounts.len(),
         app_metadata: app_metadata.len(),
     };
+    // Moved into the writes; the access tokens are still needed below.
+    let (mut accounts, mut id_tokens) = (accounts.into_iter(), id_tokens.into_iter());
+    let (mut refresh_tokens, mut app_metadata) =
+        (refresh_tokens.into_iter(), app_metadata.into_iter());
+    into.write_all(
+        (0..rounds)
+            .map(|i| TokenWrite {
+                access_token: access_tokens.get(i).cloned(),
+                refresh_token: refresh_tokens.next(),
+                id_token: id_tokens.next(),
+                account: accounts.next(),
+                app_metadata: app_metadata.next(),
+                rotated_refresh_token: None,
+            })
+            .collect(),
+    )?;
 
     // Which access tokens did the store keep? (Overlapping scopes replace each other.)
     // The store is asked once per account, client, realm and environment.
