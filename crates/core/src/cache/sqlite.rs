@@ -125,6 +125,17 @@ CREATE INDEX IF NOT EXISTS account_by_username
     ON account (lower(json_extract(fields, '$.username')));
 ";
 
+/// The indexes [`ADDED_INDEXES`] makes.
+const ADDED_INDEX_NAMES: [&str; 2] = ["access_token_by_account_target", "account_by_username"];
+
+/// How many of [`ADDED_INDEX_NAMES`] the file has.
+fn added_indexes_present(conn: &Connection) -> rusqlite::Result<usize> {
+    let mut s = conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")?;
+    ADDED_INDEX_NAMES
+        .iter()
+        .try_fold(0, |n, name| Ok(n + usize::from(s.exists([name])?)))
+}
+
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -475,15 +486,7 @@ impl SqliteStore {
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
         }
-        let indexed = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
-                 AND name IN ('access_token_by_account_target', 'account_by_username')",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(db_err)?
-            == 2;
+        let indexed = added_indexes_present(&conn).map_err(db_err)? == ADDED_INDEX_NAMES.len();
         if !indexed {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -976,13 +979,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn write(&self, w: TokenWrite) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        self.write_in(&tx, w, now)?;
-        tx.commit().map_err(db_err)
+        self.write_all(vec![w])
     }
 
     fn write_all(&self, writes: Vec<TokenWrite>) -> Result<(), StoreError> {
@@ -1133,22 +1130,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         drop(open(&path));
-        let count = |path: &Path| -> i64 {
-            Connection::open(path)
-                .unwrap()
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master \
-                     WHERE name IN ('access_token_by_account_target', 'account_by_username')",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap()
-        };
+        let count = |path: &Path| added_indexes_present(&Connection::open(path).unwrap()).unwrap();
         assert_eq!(count(&path), 2);
         Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "DROP INDEX access_token_by_account_target; DROP INDEX account_by_username",
+                &ADDED_INDEX_NAMES
+                    .map(|name| format!("DROP INDEX {name};"))
+                    .concat(),
             )
             .unwrap();
         assert_eq!(count(&path), 0);
