@@ -102,8 +102,8 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
         })
         .build()?;
     // Should the page never finish loading, show the window anyway after a while.
-    std::thread::spawn(move || {
-        std::thread::sleep(SHOW_ANYWAY_AFTER);
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(SHOW_ANYWAY_AFTER).await;
         let w = window.clone();
         let _ = window.run_on_main_thread(move || show_hidden(&w, "page still loading"));
     });
