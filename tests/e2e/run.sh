@@ -94,6 +94,10 @@ if [[ "${1:-}" != "--inside" ]]; then
   # The session bus (and the services it starts) log to dbus.log; the script keeps
   # this terminal's stderr as fd 3.
   dbus-run-session -- "$0" --inside 3>&2 2>"$WORK/dbus.log" || status=$?
+  if ((status != 0)) && [[ -s "$WORK/dbus.log" ]]; then
+    say "the D-Bus session's log (last lines):"
+    tail -n 20 "$WORK/dbus.log" | sed 's/^/  | /' >&2
+  fi
   say "finished in $((SECONDS - started)) s (status $status)"
   exit "$status"
 fi
@@ -102,8 +106,17 @@ fi
 exec 2>&3 3>&-
 WORK="$TESSERA_E2E_WORK"
 pids=()
+reported=0 # the suite's failure prints its own logs
 cleanup_inside() {
-  local i
+  local i code=$?
+  if ((code != 0 && reported == 0)); then
+    # Stopped before the suite (set -e): show what the services printed.
+    for log in keyring.log sandbox.log tauri-driver.log; do
+      [[ -s "$WORK/$log" ]] || continue
+      say "$log (last lines):"
+      tail -n 20 "$WORK/$log" | sed 's/^/  | /' >&2
+    done
+  fi
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
@@ -138,11 +151,45 @@ export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox -
 
 # tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
 # The app logs at trace level: the suites check that no secret reaches that log.
-driver_port="$(free_port)"
-native_port="$(free_port)"
-HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=trace tauri-driver --port "$driver_port" --native-port "$native_port" >"$WORK/tauri-driver.log" 2>&1 &
-pids+=($!)
-wait_for 30 "tauri-driver" listening "$driver_port"
+# tauri-driver exits at once when it cannot bind its port (it prints "can not listen"), and
+# the ports are only free when picked: a driver that exits is started again on other ports,
+# and what it printed is shown.
+start_driver() { # start_driver ATTEMPT: tauri-driver listening on $driver_port, or 1
+  local pid deadline code log="$WORK/tauri-driver.log"
+  driver_port="$(free_port)"
+  native_port="$(free_port)"
+  [[ "$native_port" != "$driver_port" ]] || native_port=$((driver_port + 1))
+  HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=trace tauri-driver --port "$driver_port" --native-port "$native_port" >"$log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  deadline=$((SECONDS + 30))
+  until listening "$driver_port"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" && code=0 || code=$?
+      say "tauri-driver (attempt $1, port $driver_port) exited with status $code; it printed:"
+      sed 's/^/  | /' "$log" >&2
+      return 1
+    fi
+    if ((SECONDS > deadline)); then
+      say "tauri-driver (attempt $1, port $driver_port) did not listen within 30 s; it printed:"
+      sed 's/^/  | /' "$log" >&2
+      kill "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+started_driver=0
+for attempt in 1 2 3; do
+  if start_driver "$attempt"; then
+    started_driver=1
+    break
+  fi
+done
+if ((started_driver == 0)); then
+  say "tauri-driver did not start: $(command -v tauri-driver), WebKitWebDriver at $(command -v WebKitWebDriver)"
+  exit 1
+fi
 
 export TESSERA_E2E_WEBDRIVER="http://127.0.0.1:$driver_port"
 export TESSERA_E2E_APP="$ROOT/target/debug/tessera"
@@ -152,6 +199,7 @@ say "running the suite (logs in $WORK)"
 status=0
 cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
 if ((status != 0)); then
+  reported=1
   say "failed; the app's and the driver's log (last lines):"
   tail -n 40 "$WORK/tauri-driver.log" >&2 || true
   say "the sandbox's log (last lines):"
