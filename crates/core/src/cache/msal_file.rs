@@ -934,6 +934,7 @@ mod index {
 
     use super::{stamp_of, Stamp};
     use crate::cache::msal_json::{MsalCacheDocument, MsalEntity};
+    use crate::cache::sqlite::{credential_holders_in, HolderQueries};
     use crate::cache::{
         env_rank, ext_cache_key, target_covers, AccessTokenEntry, AccountEntry, AppMetadataEntry,
         CredentialQuery, IdTokenEntry, RefreshTokenEntry,
@@ -1650,58 +1651,21 @@ mod index {
             client_id: &str,
             family_id: Option<&str>,
         ) -> Found<HashSet<String>> {
-            let scan = |sql: &str,
-                        arg: Option<&str>,
-                        into: &mut HashSet<String>|
-             -> Result<(), StoreError> {
-                let mut s = self.conn.prepare_cached(sql).map_err(db_err)?;
-                let mut rows = match arg {
-                    Some(a) => s.query([a]),
-                    None => s.query([]),
-                }
-                .map_err(db_err)?;
-                while let Some(r) = rows.next().map_err(db_err)? {
-                    let home = r
-                        .get_ref(0)
-                        .map_err(db_err)?
-                        .as_str()
-                        .map_err(|e| db_err(e.into()))?;
-                    if into.contains(home) {
-                        continue;
-                    }
-                    let env = r
-                        .get_ref(1)
-                        .map_err(db_err)?
-                        .as_str()
-                        .map_err(|e| db_err(e.into()))?;
-                    if env_rank(env, environments).is_some() {
-                        into.insert(home.to_string());
-                    }
-                }
-                Ok(())
+            const QUERIES: HolderQueries = HolderQueries {
+                refresh_by_client: "SELECT home, env FROM rt WHERE client = ?1",
+                refresh_by_family: "SELECT home, env FROM rt WHERE family = ?1",
+                id_by_client: "SELECT home, env FROM idt WHERE client = ?1",
+                accounts: "SELECT home, env FROM account",
             };
-            let mut holders = HashSet::new();
-            scan(
-                "SELECT home, env FROM rt WHERE client = ?1",
-                Some(client_id),
-                &mut holders,
-            )?;
-            if family_id.is_some() {
-                scan(
-                    "SELECT home, env FROM rt WHERE family = ?1",
-                    family_id,
-                    &mut holders,
-                )?;
-            }
-            scan(
-                "SELECT home, env FROM idt WHERE client = ?1",
-                Some(client_id),
-                &mut holders,
-            )?;
-            let mut with_account = HashSet::new();
-            scan("SELECT home, env FROM account", None, &mut with_account)?;
-            holders.retain(|h| with_account.contains(h));
-            Ok(Some(holders))
+            credential_holders_in(
+                &self.conn,
+                &QUERIES,
+                environments,
+                client_id,
+                family_id,
+                db_err,
+            )
+            .map(Some)
         }
     }
 

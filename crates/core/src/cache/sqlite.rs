@@ -320,34 +320,72 @@ const SILENT_CANDIDATES: &str = "SELECT key, environment, \
 
 /// A text column of a row, borrowed.
 fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    column(r, i, db_err)
+}
+
+/// A text column of a row, borrowed; `db_err` names the database in an error.
+fn column<'r>(
+    r: &'r rusqlite::Row<'_>,
+    i: usize,
+    db_err: fn(rusqlite::Error) -> StoreError,
+) -> Result<&'r str, StoreError> {
     r.get_ref(i)
         .map_err(db_err)?
         .as_str()
-        .map_err(|e| StoreError::Database(format!("token store database error: {e}")))
+        .map_err(|e| db_err(e.into()))
 }
 
-/// Adds the first column of each row whose second column (an environment) is one of
-/// `environments` to `into`. `arg` is the query's one parameter, if it has one.
-fn collect_homes(
+/// The SQL that [`credential_holders_in`] runs: each selects `(home account id,
+/// environment)` rows; the first three take one parameter.
+pub(super) struct HolderQueries {
+    /// Refresh tokens of a client (`?1`).
+    pub refresh_by_client: &'static str,
+    /// Refresh tokens of a family (`?1`).
+    pub refresh_by_family: &'static str,
+    /// ID tokens of a client (`?1`).
+    pub id_by_client: &'static str,
+    /// Every account entry.
+    pub accounts: &'static str,
+}
+
+/// [`TokenStore::credential_holders`] answered from index tables alone, no secret read:
+/// the store's tables and the MSAL file's sidecar index both use it. `db_err` names
+/// which database failed.
+pub(super) fn credential_holders_in(
     conn: &Connection,
-    sql: &str,
-    arg: Option<&str>,
+    queries: &HolderQueries,
     environments: &[String],
-    into: &mut HashSet<String>,
-) -> Result<(), StoreError> {
-    let mut s = conn.prepare_cached(sql).map_err(db_err)?;
-    let mut rows = match arg {
-        Some(a) => s.query([a]),
-        None => s.query([]),
-    }
-    .map_err(db_err)?;
-    while let Some(r) = rows.next().map_err(db_err)? {
-        let home = text(r, 0)?;
-        if !into.contains(home) && env_rank(text(r, 1)?, environments).is_some() {
-            into.insert(home.to_string());
+    client_id: &str,
+    family_id: Option<&str>,
+    db_err: fn(rusqlite::Error) -> StoreError,
+) -> Result<HashSet<String>, StoreError> {
+    // Adds the first column of each row whose second column (an environment) is one of
+    // `environments` to `into`.
+    let scan = |sql: &str, arg: Option<&str>, into: &mut HashSet<String>| {
+        let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+        let mut rows = match arg {
+            Some(a) => s.query([a]),
+            None => s.query([]),
         }
+        .map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let home = column(r, 0, db_err)?;
+            if !into.contains(home) && env_rank(column(r, 1, db_err)?, environments).is_some() {
+                into.insert(home.to_string());
+            }
+        }
+        Ok::<(), StoreError>(())
+    };
+    let mut holders = HashSet::new();
+    scan(queries.refresh_by_client, Some(client_id), &mut holders)?;
+    if family_id.is_some() {
+        scan(queries.refresh_by_family, family_id, &mut holders)?;
     }
-    Ok(())
+    scan(queries.id_by_client, Some(client_id), &mut holders)?;
+    let mut with_account = HashSet::new();
+    scan(queries.accounts, None, &mut with_account)?;
+    holders.retain(|h| with_account.contains(h));
+    Ok(holders)
 }
 
 fn fields_json<T: MsalEntity>(e: &T) -> String {
@@ -867,36 +905,22 @@ impl TokenStore for SqliteStore {
         client_id: &str,
         family_id: Option<&str>,
     ) -> Result<HashSet<String>, StoreError> {
-        let conn = self.lock();
-        let scan = |sql: &str, arg: Option<&str>, into: &mut HashSet<String>| {
-            collect_homes(&conn, sql, arg, environments, into)
-        };
-        let mut holders = HashSet::new();
-        scan(
-            "SELECT home_account_id, environment FROM refresh_token WHERE client_id = ?1",
-            Some(client_id),
-            &mut holders,
-        )?;
-        if family_id.is_some() {
-            scan(
+        const QUERIES: HolderQueries = HolderQueries {
+            refresh_by_client:
+                "SELECT home_account_id, environment FROM refresh_token WHERE client_id = ?1",
+            refresh_by_family:
                 "SELECT home_account_id, environment FROM refresh_token WHERE family_id = ?1",
-                family_id,
-                &mut holders,
-            )?;
-        }
-        scan(
-            "SELECT home_account_id, environment FROM id_token WHERE client_id = ?1",
-            Some(client_id),
-            &mut holders,
-        )?;
-        let mut with_account = HashSet::new();
-        scan(
-            "SELECT home_account_id, environment FROM account",
-            None,
-            &mut with_account,
-        )?;
-        holders.retain(|h| with_account.contains(h));
-        Ok(holders)
+            id_by_client: "SELECT home_account_id, environment FROM id_token WHERE client_id = ?1",
+            accounts: "SELECT home_account_id, environment FROM account",
+        };
+        credential_holders_in(
+            &self.lock(),
+            &QUERIES,
+            environments,
+            client_id,
+            family_id,
+            db_err,
+        )
     }
 
     fn refresh_tokens(
