@@ -646,38 +646,107 @@ async fn unreachable_provider_is_a_network_error() {
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
 }
 
-/// A writer that keeps every log line in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+/// What the engine logs on one test's thread, at trace level.
+///
+/// tracing caches each callsite's interest once per process, against the subscriber of the
+/// thread that reaches it first. With a scoped subscriber (`set_default`) on this test's
+/// thread, a test running beside it without one could reach a callsite first and turn it
+/// off for every thread: a fresh run lost "tokens received and cached" that way. So the
+/// first capture installs one process-wide subscriber that is interested in everything and
+/// writes an event only on a thread whose capture is on.
+mod capture {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex, OnceLock};
 
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+
+    type Buffer = Arc<Mutex<Vec<u8>>>;
+
+    thread_local! {
+        static ON_THIS_THREAD: RefCell<Option<Buffer>> = const { RefCell::new(None) };
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+
+    /// Whether this thread captures. A dynamic filter: its callsites are "sometimes"
+    /// interesting and it is asked at each event (a plain `filter_fn` would cache the
+    /// answer for the thread that asked first).
+    fn capturing<S>(
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        ON_THIS_THREAD.with(|b| b.borrow().is_some())
+    }
+
+    /// Capturing until dropped.
+    pub struct Capture(Buffer);
+
+    impl Capture {
+        pub fn start() -> Capture {
+            static INSTALLED: OnceLock<()> = OnceLock::new();
+            INSTALLED.get_or_init(|| {
+                let layer = tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(|| ThreadWriter)
+                    .with_filter(tracing_subscriber::filter::dynamic_filter_fn(capturing));
+                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                    .expect("the only global subscriber of this test binary");
+                // Callsites reached before it existed were cached as uninteresting.
+                tracing::callsite::rebuild_interest_cache();
+            });
+            let buffer = Buffer::default();
+            ON_THIS_THREAD.with(|b| *b.borrow_mut() = Some(Arc::clone(&buffer)));
+            Capture(buffer)
+        }
+
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            ON_THIS_THREAD.with(|b| *b.borrow_mut() = None);
+        }
+    }
+
+    struct ThreadWriter;
+
+    impl std::io::Write for ThreadWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            ON_THIS_THREAD.with(|b| {
+                if let Some(buffer) = b.borrow().as_ref() {
+                    buffer.lock().unwrap().extend_from_slice(buf);
+                }
+            });
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+/// The capture sees an event whose callsite another thread, capturing nothing, reached
+/// first. A scoped subscriber (`set_default`) misses it every time.
+#[test]
+fn log_capture_sees_callsites_that_another_thread_reached_first() {
+    let capture = capture::Capture::start();
+    let say = |who: &str| tracing::info!(who, "a callsite reached from two threads");
+    std::thread::scope(|s| {
+        s.spawn(|| say("the other thread"));
+    });
+    say("the capturing thread");
+    let log = capture.text();
+    assert!(log.contains("who=\"the capturing thread\""), "{log}");
+    assert!(!log.contains("the other thread"), "{log}");
 }
 
 /// At trace level, through sign-in, silent, refresh, device code and sign-out, no log
 /// line carries a token, code, verifier or state.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_reaches_the_logs_at_trace_level() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Everything below runs on this thread (a current-thread runtime).
+    let capture = capture::Capture::start();
 
     let w = World::new().await;
     w.faults(Faults {
@@ -767,7 +836,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     let _ = approve.await;
     app.remove_account(&signed_in.account).await.unwrap();
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     assert!(
         log.contains("TRACE") || log.contains("DEBUG"),
         "the capture works: {} bytes",
