@@ -216,9 +216,12 @@ impl Drop for Session {
 /// unwinding).
 fn delete_blocking(url: &str) -> std::io::Result<()> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut stream = std::net::TcpStream::connect(host)?;
+    let url = url::Url::parse(url).map_err(std::io::Error::other)?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(std::io::Error::other(format!("{url} names no host")));
+    };
+    let (host, path) = (format!("{host}:{port}"), url.path());
+    let mut stream = std::net::TcpStream::connect(&host)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         stream,
