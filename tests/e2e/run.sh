@@ -78,6 +78,7 @@ if [[ "${1:-}" != "--inside" ]]; then
   Xvfb ":$display" -screen 0 1280x860x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
   XVFB_PID=$!
   cleanup_outside() {
+    set +e # everything below runs, whatever fails
     kill "$XVFB_PID" 2>/dev/null || true
     wait "$XVFB_PID" 2>/dev/null || true
     if [[ -n "${KEEP_E2E_WORK:-}" ]]; then
@@ -107,8 +108,22 @@ exec 2>&3 3>&-
 WORK="$TESSERA_E2E_WORK"
 pids=()
 reported=0 # the suite's failure prints its own logs
+# tauri-driver and the WebKitWebDriver it started (see start_driver).
+driver_pid=""
+native_port=""
+stop_driver() {
+  if [[ -n "$driver_pid" ]]; then
+    kill "$driver_pid" 2>/dev/null || true # on SIGTERM it stops its WebKitWebDriver too
+    wait "$driver_pid" 2>/dev/null || true
+    driver_pid=""
+  fi
+  if [[ -n "$native_port" ]]; then
+    pkill -f "WebKitWebDriver --port=$native_port( |\$)" 2>/dev/null || true
+  fi
+}
 cleanup_inside() {
-  local i code=$?
+  local i log code=$?
+  set +e # everything below runs, whatever fails
   if ((code != 0 && reported == 0)); then
     # Stopped before the suite (set -e): show what the services printed.
     for log in keyring.log sandbox.log tauri-driver.log; do
@@ -117,6 +132,7 @@ cleanup_inside() {
       tail -n 20 "$WORK/$log" | sed 's/^/  | /' >&2
     done
   fi
+  stop_driver
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
@@ -149,35 +165,39 @@ say "sandbox at $TESSERA_SANDBOX_URL"
 # pages and delivers the redirect to the app's loopback listener.
 export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox --login carol@fabrikam.example"
 
-# tauri-driver (it starts WebKitWebDriver, which starts the app with this environment).
-# The app logs at trace level: the suites check that no secret reaches that log.
-# tauri-driver exits at once when it cannot bind its port (it prints "can not listen"), and
-# the ports are only free when picked: a driver that exits is started again on other ports,
-# and what it printed is shown.
-start_driver() { # start_driver ATTEMPT: tauri-driver listening on $driver_port, or 1
-  local pid deadline code log="$WORK/tauri-driver.log"
+# tauri-driver (it starts WebKitWebDriver on the native port, which starts the app with this
+# environment). The app logs at trace level: the suites check that no secret reaches that
+# log. The ports are only free when picked. A tauri-driver that cannot bind its port prints
+# "can not listen" and exits, leaving its WebKitWebDriver behind; a WebKitWebDriver that
+# cannot bind exits while tauri-driver goes on. So an attempt counts when both listen and
+# tauri-driver still runs; otherwise what it printed is shown, both are stopped, and another
+# attempt is made on other ports.
+start_driver() { # start_driver ATTEMPT: 0 when tauri-driver and its WebKitWebDriver listen
+  local deadline log="$WORK/tauri-driver.attempt$1.log"
   driver_port="$(free_port)"
   native_port="$(free_port)"
   [[ "$native_port" != "$driver_port" ]] || native_port=$((driver_port + 1))
   HOME="$APP_HOME" NO_AT_BRIDGE=1 TESSERA_LOG=trace tauri-driver --port "$driver_port" --native-port "$native_port" >"$log" 2>&1 &
-  pid=$!
-  pids+=("$pid")
+  driver_pid=$!
   deadline=$((SECONDS + 30))
-  until listening "$driver_port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      wait "$pid" && code=0 || code=$?
-      say "tauri-driver (attempt $1, port $driver_port) exited with status $code; it printed:"
-      sed 's/^/  | /' "$log" >&2
-      return 1
-    fi
-    if ((SECONDS > deadline)); then
-      say "tauri-driver (attempt $1, port $driver_port) did not listen within 30 s; it printed:"
-      sed 's/^/  | /' "$log" >&2
-      kill "$pid" 2>/dev/null || true
-      return 1
+  until listening "$driver_port" && listening "$native_port"; do
+    if ! kill -0 "$driver_pid" 2>/dev/null || ((SECONDS > deadline)); then
+      break
     fi
     sleep 0.2
   done
+  # Something else listening on a port would pass the check above; tauri-driver that
+  # failed to bind exits within moments of starting.
+  sleep 0.5
+  if kill -0 "$driver_pid" 2>/dev/null && ! grep -q "can not listen" "$log" &&
+    listening "$driver_port" && listening "$native_port"; then
+    mv "$log" "$WORK/tauri-driver.log" # it goes on writing there
+    return 0
+  fi
+  say "tauri-driver (attempt $1, ports $driver_port and $native_port) did not start; it printed:"
+  sed 's/^/  | /' "$log" >&2
+  stop_driver
+  return 1
 }
 started_driver=0
 for attempt in 1 2 3; do

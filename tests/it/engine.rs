@@ -690,9 +690,11 @@ mod capture {
                     .with_filter(tracing_subscriber::filter::dynamic_filter_fn(capturing));
                 tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
                     .expect("the only global subscriber of this test binary");
-                // Callsites reached before it existed were cached as uninteresting.
-                tracing::callsite::rebuild_interest_cache();
             });
+            // Callsites that another thread reached before the subscriber was in place were
+            // cached as uninteresting; one registering while it was put in place may even
+            // store that after a rebuild made then. Each capture rebuilds the cache.
+            tracing::callsite::rebuild_interest_cache();
             let buffer = Buffer::default();
             ON_THIS_THREAD.with(|b| *b.borrow_mut() = Some(Arc::clone(&buffer)));
             Capture(buffer)
