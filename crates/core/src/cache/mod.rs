@@ -274,13 +274,7 @@ pub fn credential_holders_among<S: TokenStore + ?Sized>(
         {
             continue;
         }
-        let q = CredentialQuery {
-            home_account_id: &a.home_account_id,
-            environments,
-            client_id,
-            realm: None,
-        };
-        if !store.refresh_tokens(&q, family_id)?.is_empty() || store.id_token(&q)?.is_some() {
+        if store.holds_credentials(&a.home_account_id, environments, client_id, family_id)? {
             holders.insert(a.home_account_id.clone());
         }
     }
@@ -348,6 +342,26 @@ pub trait TokenStore: Send + Sync {
         family_id: Option<&str>,
     ) -> Result<HashSet<String>, StoreError> {
         credential_holders_among(self, &self.accounts()?, environments, client_id, family_id)
+    }
+
+    /// Whether the account `home_account_id` holds, in one of `environments`, a refresh
+    /// token of `client_id` (or of the family `family_id`) or an ID token of `client_id`:
+    /// [`Self::credential_holders`] for one account. Stores with an index override it to
+    /// answer without opening any secret.
+    fn holds_credentials(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+        client_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let q = CredentialQuery {
+            home_account_id,
+            environments,
+            client_id,
+            realm: None,
+        };
+        Ok(!self.refresh_tokens(&q, family_id)?.is_empty() || self.id_token(&q)?.is_some())
     }
 
     /// The account entries whose `home_account_id` is `username_or_id`, or whose
@@ -723,6 +737,14 @@ pub(crate) mod conformance {
             "{ctx}: credential_holders against the default method"
         );
         for a in reference.accounts().unwrap().iter().take(3) {
+            let home = &a.home_account_id;
+            assert_eq!(
+                store.holds_credentials(home, &e, client, family).unwrap(),
+                reference
+                    .holds_credentials(home, &e, client, family)
+                    .unwrap(),
+                "{ctx}: holds_credentials {home} {e:?} {client} {family:?}"
+            );
             for name in [a.username.to_ascii_uppercase(), a.home_account_id.clone()] {
                 assert_eq!(
                     json(reference.accounts_named(&name).unwrap()),

@@ -651,6 +651,19 @@ impl TokenStore for MsalFileStore {
         )
     }
 
+    fn holds_credentials(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+        client_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.lookup(
+            |ix| ix.holds_credentials(home_account_id, environments, client_id, family_id),
+            |m| m.holds_credentials(home_account_id, environments, client_id, family_id),
+        )
+    }
+
     fn refresh_tokens(
         &self,
         q: &CredentialQuery<'_>,
@@ -934,7 +947,7 @@ mod index {
 
     use super::{stamp_of, Stamp};
     use crate::cache::msal_json::{MsalCacheDocument, MsalEntity};
-    use crate::cache::sqlite::{credential_holders_in, HolderQueries};
+    use crate::cache::sqlite::{credential_holders_in, holds_credentials_in, HolderQueries};
     use crate::cache::{
         env_rank, ext_cache_key, target_covers, AccessTokenEntry, AccountEntry, AppMetadataEntry,
         CredentialQuery, IdTokenEntry, RefreshTokenEntry,
@@ -970,6 +983,17 @@ mod index {
     fn db_err(e: rusqlite::Error) -> StoreError {
         StoreError::Database(format!("sidecar index: {e}"))
     }
+
+    /// The index's tables for [`credential_holders_in`] and [`holds_credentials_in`].
+    const HOLDER_QUERIES: HolderQueries = HolderQueries {
+        refresh_by_client: "SELECT home, env FROM rt WHERE client = ?1",
+        refresh_by_family: "SELECT home, env FROM rt WHERE family = ?1",
+        id_by_client: "SELECT home, env FROM idt WHERE client = ?1",
+        accounts: "SELECT home, env FROM account",
+        account_refresh_by_client: "SELECT env FROM rt WHERE home = ?1 AND client = ?2",
+        account_refresh_by_family: "SELECT env FROM rt WHERE home = ?1 AND family = ?2",
+        account_id_by_client: "SELECT env FROM idt WHERE home = ?1 AND client = ?2",
+    };
 
     // ---------------------------------------------------------------------------------
     // Where each entry is in the file.
@@ -1651,15 +1675,28 @@ mod index {
             client_id: &str,
             family_id: Option<&str>,
         ) -> Found<HashSet<String>> {
-            const QUERIES: HolderQueries = HolderQueries {
-                refresh_by_client: "SELECT home, env FROM rt WHERE client = ?1",
-                refresh_by_family: "SELECT home, env FROM rt WHERE family = ?1",
-                id_by_client: "SELECT home, env FROM idt WHERE client = ?1",
-                accounts: "SELECT home, env FROM account",
-            };
             credential_holders_in(
                 &self.conn,
-                &QUERIES,
+                &HOLDER_QUERIES,
+                environments,
+                client_id,
+                family_id,
+                db_err,
+            )
+            .map(Some)
+        }
+
+        pub(super) fn holds_credentials(
+            &self,
+            home_account_id: &str,
+            environments: &[String],
+            client_id: &str,
+            family_id: Option<&str>,
+        ) -> Found<bool> {
+            holds_credentials_in(
+                &self.conn,
+                &HOLDER_QUERIES,
+                home_account_id,
                 environments,
                 client_id,
                 family_id,

@@ -318,6 +318,35 @@ const SILENT_CANDIDATES: &str = "SELECT key, environment, \
      WHERE home_account_id = ?1 AND client_id = ?2 AND (?3 IS NULL OR realm = ?3) \
      AND ext_cache_key IS NULL AND expires_on > ?4 ORDER BY key";
 
+/// [`TokenStore::holds_credentials`] answered from index tables alone, no secret read.
+pub(super) fn holds_credentials_in(
+    conn: &Connection,
+    queries: &HolderQueries,
+    home_account_id: &str,
+    environments: &[String],
+    client_id: &str,
+    family_id: Option<&str>,
+    db_err: fn(rusqlite::Error) -> StoreError,
+) -> Result<bool, StoreError> {
+    // Whether one of the rows' environments (the first column) is one of `environments`.
+    let any = |sql: &str, arg: &str| -> Result<bool, StoreError> {
+        let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+        let mut rows = s.query([home_account_id, arg]).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            if env_rank(column(r, 0, db_err)?, environments).is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    Ok(any(queries.account_refresh_by_client, client_id)?
+        || match family_id {
+            Some(family) => any(queries.account_refresh_by_family, family)?,
+            None => false,
+        }
+        || any(queries.account_id_by_client, client_id)?)
+}
+
 /// A text column of a row, borrowed.
 fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     column(r, i, db_err)
@@ -335,8 +364,9 @@ fn column<'r>(
         .map_err(|e| db_err(e.into()))
 }
 
-/// The SQL that [`credential_holders_in`] runs: each selects `(home account id,
-/// environment)` rows; the first three take one parameter.
+/// The SQL that [`credential_holders_in`] and [`holds_credentials_in`] run. The first four
+/// select `(home account id, environment)` rows, the first three with one parameter; the
+/// last three select the environments of one account's (`?1`) tokens.
 pub(super) struct HolderQueries {
     /// Refresh tokens of a client (`?1`).
     pub refresh_by_client: &'static str,
@@ -346,6 +376,12 @@ pub(super) struct HolderQueries {
     pub id_by_client: &'static str,
     /// Every account entry.
     pub accounts: &'static str,
+    /// An account's refresh tokens of a client (`?2`).
+    pub account_refresh_by_client: &'static str,
+    /// An account's refresh tokens of a family (`?2`).
+    pub account_refresh_by_family: &'static str,
+    /// An account's ID tokens of a client (`?2`).
+    pub account_id_by_client: &'static str,
 }
 
 /// [`TokenStore::credential_holders`] answered from index tables alone, no secret read:
@@ -387,6 +423,22 @@ pub(super) fn credential_holders_in(
     holders.retain(|h| with_account.contains(h));
     Ok(holders)
 }
+
+/// The store's tables for [`credential_holders_in`] and [`holds_credentials_in`].
+const HOLDER_QUERIES: HolderQueries = HolderQueries {
+    refresh_by_client:
+        "SELECT home_account_id, environment FROM refresh_token WHERE client_id = ?1",
+    refresh_by_family:
+        "SELECT home_account_id, environment FROM refresh_token WHERE family_id = ?1",
+    id_by_client: "SELECT home_account_id, environment FROM id_token WHERE client_id = ?1",
+    accounts: "SELECT home_account_id, environment FROM account",
+    account_refresh_by_client: "SELECT environment FROM refresh_token \
+                                WHERE home_account_id = ?1 AND client_id = ?2",
+    account_refresh_by_family: "SELECT environment FROM refresh_token \
+                                WHERE home_account_id = ?1 AND family_id = ?2",
+    account_id_by_client: "SELECT environment FROM id_token \
+                           WHERE home_account_id = ?1 AND client_id = ?2",
+};
 
 fn fields_json<T: MsalEntity>(e: &T) -> String {
     let mut m = e.to_msal_map();
@@ -905,17 +957,29 @@ impl TokenStore for SqliteStore {
         client_id: &str,
         family_id: Option<&str>,
     ) -> Result<HashSet<String>, StoreError> {
-        const QUERIES: HolderQueries = HolderQueries {
-            refresh_by_client:
-                "SELECT home_account_id, environment FROM refresh_token WHERE client_id = ?1",
-            refresh_by_family:
-                "SELECT home_account_id, environment FROM refresh_token WHERE family_id = ?1",
-            id_by_client: "SELECT home_account_id, environment FROM id_token WHERE client_id = ?1",
-            accounts: "SELECT home_account_id, environment FROM account",
-        };
         credential_holders_in(
             &self.lock(),
-            &QUERIES,
+            &HOLDER_QUERIES,
+            environments,
+            client_id,
+            family_id,
+            db_err,
+        )
+    }
+
+    /// Scans of covering indexes (they lead with the account): no row, JSON or secret is
+    /// read.
+    fn holds_credentials(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+        client_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        holds_credentials_in(
+            &self.lock(),
+            &HOLDER_QUERIES,
+            home_account_id,
             environments,
             client_id,
             family_id,
