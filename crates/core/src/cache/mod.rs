@@ -274,7 +274,13 @@ pub fn credential_holders_among<S: TokenStore + ?Sized>(
         {
             continue;
         }
-        if store.holds_credentials(&a.home_account_id, environments, client_id, family_id)? {
+        let q = CredentialQuery {
+            home_account_id: &a.home_account_id,
+            environments,
+            client_id,
+            realm: None,
+        };
+        if store.holds_credentials(&q, family_id)? {
             holders.insert(a.home_account_id.clone());
         }
     }
@@ -344,24 +350,22 @@ pub trait TokenStore: Send + Sync {
         credential_holders_among(self, &self.accounts()?, environments, client_id, family_id)
     }
 
-    /// Whether the account `home_account_id` holds, in one of `environments`, a refresh
-    /// token of `client_id` (or of the family `family_id`) or an ID token of `client_id`:
-    /// [`Self::credential_holders`] for one account. Stores with an index override it to
-    /// answer without opening any secret.
+    /// Whether the account `q.home_account_id` holds, in one of `q.environments`, a
+    /// refresh token of `q.client_id` (or of the family `family_id`) or an ID token of
+    /// `q.client_id` (any realm: `q.realm` is not looked at): [`Self::credential_holders`]
+    /// for one account. Stores with an index override it to answer without opening any
+    /// secret.
     fn holds_credentials(
         &self,
-        home_account_id: &str,
-        environments: &[String],
-        client_id: &str,
+        q: &CredentialQuery<'_>,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let q = CredentialQuery {
-            home_account_id,
-            environments,
-            client_id,
+        let any_realm = CredentialQuery {
             realm: None,
+            ..q.clone()
         };
-        Ok(!self.refresh_tokens(&q, family_id)?.is_empty() || self.id_token(&q)?.is_some())
+        Ok(!self.refresh_tokens(&any_realm, family_id)?.is_empty()
+            || self.id_token(&any_realm)?.is_some())
     }
 
     /// The account entries whose `home_account_id` is `username_or_id`, or whose
@@ -737,13 +741,16 @@ pub(crate) mod conformance {
             "{ctx}: credential_holders against the default method"
         );
         for a in reference.accounts().unwrap().iter().take(3) {
-            let home = &a.home_account_id;
+            let q = CredentialQuery {
+                home_account_id: &a.home_account_id,
+                environments: &e,
+                client_id: client,
+                realm: None,
+            };
             assert_eq!(
-                store.holds_credentials(home, &e, client, family).unwrap(),
-                reference
-                    .holds_credentials(home, &e, client, family)
-                    .unwrap(),
-                "{ctx}: holds_credentials {home} {e:?} {client} {family:?}"
+                store.holds_credentials(&q, family).unwrap(),
+                reference.holds_credentials(&q, family).unwrap(),
+                "{ctx}: holds_credentials {q:?} {family:?}"
             );
             for name in [a.username.to_ascii_uppercase(), a.home_account_id.clone()] {
                 assert_eq!(

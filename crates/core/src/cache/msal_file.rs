@@ -653,14 +653,12 @@ impl TokenStore for MsalFileStore {
 
     fn holds_credentials(
         &self,
-        home_account_id: &str,
-        environments: &[String],
-        client_id: &str,
+        q: &CredentialQuery<'_>,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.lookup(
-            |ix| ix.holds_credentials(home_account_id, environments, client_id, family_id),
-            |m| m.holds_credentials(home_account_id, environments, client_id, family_id),
+            |ix| ix.holds_credentials(q, family_id),
+            |m| m.holds_credentials(q, family_id),
         )
     }
 
@@ -1688,21 +1686,10 @@ mod index {
 
         pub(super) fn holds_credentials(
             &self,
-            home_account_id: &str,
-            environments: &[String],
-            client_id: &str,
+            q: &CredentialQuery<'_>,
             family_id: Option<&str>,
         ) -> Found<bool> {
-            holds_credentials_in(
-                &self.conn,
-                &HOLDER_QUERIES,
-                home_account_id,
-                environments,
-                client_id,
-                family_id,
-                db_err,
-            )
-            .map(Some)
+            holds_credentials_in(&self.conn, &HOLDER_QUERIES, q, family_id, db_err).map(Some)
         }
     }
 

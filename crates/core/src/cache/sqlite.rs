@@ -322,29 +322,27 @@ const SILENT_CANDIDATES: &str = "SELECT key, environment, \
 pub(super) fn holds_credentials_in(
     conn: &Connection,
     queries: &HolderQueries,
-    home_account_id: &str,
-    environments: &[String],
-    client_id: &str,
+    q: &CredentialQuery<'_>,
     family_id: Option<&str>,
     db_err: fn(rusqlite::Error) -> StoreError,
 ) -> Result<bool, StoreError> {
-    // Whether one of the rows' environments (the first column) is one of `environments`.
+    // Whether one of the rows' environments (the first column) is one of q.environments.
     let any = |sql: &str, arg: &str| -> Result<bool, StoreError> {
         let mut s = conn.prepare_cached(sql).map_err(db_err)?;
-        let mut rows = s.query([home_account_id, arg]).map_err(db_err)?;
+        let mut rows = s.query([q.home_account_id, arg]).map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            if env_rank(column(r, 0, db_err)?, environments).is_some() {
+            if env_rank(column(r, 0, db_err)?, q.environments).is_some() {
                 return Ok(true);
             }
         }
         Ok(false)
     };
-    Ok(any(queries.account_refresh_by_client, client_id)?
+    Ok(any(queries.account_refresh_by_client, q.client_id)?
         || match family_id {
             Some(family) => any(queries.account_refresh_by_family, family)?,
             None => false,
         }
-        || any(queries.account_id_by_client, client_id)?)
+        || any(queries.account_id_by_client, q.client_id)?)
 }
 
 /// A text column of a row, borrowed.
@@ -971,20 +969,10 @@ impl TokenStore for SqliteStore {
     /// read.
     fn holds_credentials(
         &self,
-        home_account_id: &str,
-        environments: &[String],
-        client_id: &str,
+        q: &CredentialQuery<'_>,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        holds_credentials_in(
-            &self.lock(),
-            &HOLDER_QUERIES,
-            home_account_id,
-            environments,
-            client_id,
-            family_id,
-            db_err,
-        )
+        holds_credentials_in(&self.lock(), &HOLDER_QUERIES, q, family_id, db_err)
     }
 
     fn refresh_tokens(
