@@ -38,6 +38,7 @@ use base64::Engine as _;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use zeroize::Zeroizing;
 
+use crate::cache::sqlite::{inspect, Found};
 use crate::cache::{AesGcmCipher, Cipher, PlaintextCipher, SqliteStore, StoreKey};
 use crate::error::{Error, Result, StoreError};
 
@@ -48,8 +49,6 @@ pub const ALLOW_PLAINTEXT_ENV: &str = "TESSERA_ALLOW_PLAINTEXT";
 /// Tessera's settings file in the config folder (`allow_plaintext = true`).
 pub const CONFIG_FILE: &str = "config.toml";
 
-/// "TESS": the `application_id` of a Tessera store (as in `cache::sqlite`).
-const APPLICATION_ID: i32 = 0x5445_5353;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of a sealed value (see `cache::cipher`).
 const SEALED_PLAINTEXT: u8 = 0x00;
@@ -256,14 +255,13 @@ enum Probe {
 }
 
 fn probe_conn(conn: &Connection) -> rusqlite::Result<Probe> {
-    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    if app_id == 0 && version == 0 && objects == 0 {
-        return Ok(Probe::New);
-    }
-    if app_id != APPLICATION_ID || version <= 0 {
-        return Ok(Probe::Unreadable);
+    // The header in one statement, so one snapshot (`SqliteStore::open` decides by it too);
+    // a key check is written in the same transaction as the header, so it is there
+    // whenever the header says the file is ours.
+    match inspect(conn)? {
+        Found::Empty => return Ok(Probe::New),
+        Found::Foreign(_) => return Ok(Probe::Unreadable),
+        Found::Ours(_) => {}
     }
     let check: Option<Vec<u8>> = conn
         .query_row("SELECT value FROM meta WHERE name = 'key_check'", [], |r| {
@@ -293,13 +291,9 @@ fn probe(path: &Path) -> Probe {
         Ok(m) if m.len() == 0 => return Probe::New,
         Ok(_) => {}
     }
-    // One read transaction, so one snapshot: read outside one, another process's first
-    // commit could fall between the header's fields and make a new store look foreign.
-    let probed = open_existing(path).and_then(|mut c| {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-        probe_conn(&tx)
-    });
-    probed.unwrap_or(Probe::Unreadable)
+    open_existing(path)
+        .and_then(|c| probe_conn(&c))
+        .unwrap_or(Probe::Unreadable)
 }
 
 /// Creates the folder (0700) and an empty file (0600) for a new store, so that its

@@ -164,13 +164,13 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
 }
 
 /// What the header and schema of an opened file say.
-enum Found {
+pub(crate) enum Found {
     Empty,
     Ours(i32),
     Foreign(String),
 }
 
-fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
+pub(crate) fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
     // One statement, so one snapshot: read separately, another process's first commit
     // could fall between them and make a new store look foreign.
     let (app_id, version, objects): (i32, i32, i64) = conn.query_row(
