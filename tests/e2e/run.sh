@@ -17,6 +17,12 @@ cd "$ROOT"
 
 say() { echo "e2e: $*" >&2; }
 
+show_log() { # show_log FILE LINES WHAT: the last LINES lines of FILE, if it has any
+  [[ -s "$1" ]] || return 0
+  say "$3 (last lines):"
+  tail -n "$2" "$1" | sed 's/^/  | /' >&2
+}
+
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local secs="$1" what="$2"
   shift 2
@@ -95,9 +101,8 @@ if [[ "${1:-}" != "--inside" ]]; then
   # The session bus (and the services it starts) log to dbus.log; the script keeps
   # this terminal's stderr as fd 3.
   dbus-run-session -- "$0" --inside 3>&2 2>"$WORK/dbus.log" || status=$?
-  if ((status != 0)) && [[ -s "$WORK/dbus.log" ]]; then
-    say "the D-Bus session's log (last lines):"
-    tail -n 20 "$WORK/dbus.log" | sed 's/^/  | /' >&2
+  if ((status != 0)); then
+    show_log "$WORK/dbus.log" 20 "the D-Bus session's log"
   fi
   say "finished in $((SECONDS - started)) s (status $status)"
   exit "$status"
@@ -127,9 +132,7 @@ cleanup_inside() {
   if ((code != 0 && reported == 0)); then
     # Stopped before the suite (set -e): show what the services printed.
     for log in keyring.log sandbox.log tauri-driver.log; do
-      [[ -s "$WORK/$log" ]] || continue
-      say "$log (last lines):"
-      tail -n 20 "$WORK/$log" | sed 's/^/  | /' >&2
+      show_log "$WORK/$log" 20 "$log"
     done
   fi
   stop_driver
@@ -220,9 +223,8 @@ status=0
 cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
 if ((status != 0)); then
   reported=1
-  say "failed; the app's and the driver's log (last lines):"
-  tail -n 40 "$WORK/tauri-driver.log" >&2 || true
-  say "the sandbox's log (last lines):"
-  tail -n 20 "$WORK/sandbox.log" >&2 || true
+  say "failed"
+  show_log "$WORK/tauri-driver.log" 40 "the app's and the driver's log" || true
+  show_log "$WORK/sandbox.log" 20 "the sandbox's log" || true
 fi
 exit "$status"

@@ -229,7 +229,15 @@ fn delete_blocking(url: &str) -> std::io::Result<()> {
     )?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    Ok(())
+    // "HTTP/1.1 200 OK": a driver that refused says so in its status line.
+    let status = answer.split(|&b| b == b'\r').next().unwrap_or_default();
+    match status.split(|&b| b == b' ').nth(1) {
+        Some([b'2', ..]) => Ok(()),
+        _ => Err(std::io::Error::other(format!(
+            "the driver answered {:?}",
+            String::from_utf8_lossy(status)
+        ))),
+    }
 }
 
 async fn send(
