@@ -967,6 +967,8 @@ async fn cli_trusts_a_private_ca_in_ssl_cert_file_or_the_os_store_and_refuses_it
     ] {
         let mut m = Machine::new();
         m.env.push((var.into(), value));
+        m.env
+            .push(("TESSERA_LOG".into(), "tessera_core::http=debug".into()));
         let browser = ScriptedBrowser::trusting(&ca.ca_file()).unwrap();
         let run = m
             .device_login(&login, |uri, code| async move {
@@ -980,6 +982,19 @@ async fn cli_trusts_a_private_ca_in_ssl_cert_file_or_the_os_store_and_refuses_it
             "{var}: {}",
             run.stderr
         );
+        // SSL_CERT_FILE adds to the system's folder (a private CA beside the public ones);
+        // SSL_CERT_DIR replaces the store (the test CA alone).
+        let trusted = run
+            .stderr
+            .split("trusted=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if var == "SSL_CERT_FILE" {
+            assert!(trusted.is_some_and(|n| n > 1), "{var}: {}", run.stderr);
+        } else {
+            assert_eq!(trusted, Some(1), "{var}: {}", run.stderr);
+        }
         if var == "SSL_CERT_DIR" {
             assert!(
                 run.stderr

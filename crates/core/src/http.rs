@@ -7,8 +7,9 @@
 //! read by rustls-native-certs: on Linux the distribution's bundle and certificate folder
 //! (e.g. `/etc/ssl/certs/ca-certificates.crt` and `/etc/ssl/certs`, where
 //! `update-ca-certificates` puts a CA), the Keychain on macOS, the system store on Windows.
-//! As with OpenSSL, `SSL_CERT_FILE` and `SSL_CERT_DIR` (folders, `:`-separated) take the
-//! place of those locations when set. An unreadable part of the store is a warning, an
+//! As with OpenSSL, `SSL_CERT_DIR` (folders, `:`-separated) takes the place of the store
+//! when set, while `SSL_CERT_FILE` is trusted beside the system's certificate folder (on
+//! macOS and Windows it takes the place of the store). An unreadable part of the store is a warning, an
 //! empty store a warning too (https requests then fail, naming the certificate error);
 //! neither stops a loopback provider over http.
 
@@ -211,7 +212,19 @@ fn roots_of(
 /// The CA certificates of the OS store (see the module docs). What cannot be read or used
 /// is skipped with a warning, so one bad file in a certificate folder cuts no connection.
 fn os_roots() -> Vec<reqwest::Certificate> {
-    let found = rustls_native_certs::load_native_certs();
+    #[allow(unused_mut)]
+    let mut found = rustls_native_certs::load_native_certs();
+    // OpenSSL's rule, which rustls-native-certs does not follow: SSL_CERT_FILE takes the
+    // place of the default bundle, not of the default folder (/etc/ssl/certs holds every
+    // CA of the store), so a private CA named there is trusted beside the public ones.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    if std::env::var_os("SSL_CERT_FILE").is_some() && std::env::var_os("SSL_CERT_DIR").is_none() {
+        for dir in openssl_probe::candidate_cert_dirs() {
+            let more = rustls_native_certs::load_certs_from_paths(None, Some(dir));
+            found.certs.extend(more.certs);
+            found.errors.extend(more.errors);
+        }
+    }
     for e in &found.errors {
         tracing::warn!(error = %e, "part of the OS certificate store could not be read");
     }
