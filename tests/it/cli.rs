@@ -16,6 +16,7 @@ use tessera_core::cache::{CredentialQuery, SqliteStore, TokenStore};
 use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, DEMO_PASSWORD};
 use tessera_tests::oidc_provider::{OidcProvider, ScriptedBrowser, JWT_CLIENT_ID};
 use tessera_tests::redact::assert_no_named_secrets;
+use tessera_tests::tls::TestCa;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
 
@@ -95,7 +96,9 @@ impl Machine {
         c.arg("--home").arg(self.home.path()).args(args);
         c.env_remove("TESSERA_HOME")
             .env_remove("TESSERA_BROWSER")
-            .env_remove("TESSERA_SANDBOX_URL");
+            .env_remove("TESSERA_SANDBOX_URL")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.stdin(Stdio::null()).kill_on_drop(true);
         c
@@ -881,6 +884,127 @@ async fn cli_against_oidc_provider_with_an_inline_issuer() {
     .await
     .exit(3);
     m.assert_stderr_clean(&[("access token", &at)]);
+}
+
+/// TLS trust, with the variables set in the CLI process only: oidc-provider serving https
+/// with a certificate from a throwaway CA is refused while that CA is not trusted, and
+/// signed in to when the CA is in `SSL_CERT_FILE`, or only in a folder named by
+/// `SSL_CERT_DIR` (read as the OS store's certificate folder, as OpenSSL reads it). A
+/// broken certificate or a missing folder in the store is skipped with a warning; an empty
+/// store is a warning and a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_trusts_a_private_ca_in_ssl_cert_file_or_the_os_store_and_refuses_it_otherwise() {
+    let ca = TestCa::generate().expect("a test CA (openssl)");
+    let args = ca.provider_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let op = OidcProvider::start_with_args(&args)
+        .await
+        .expect("oidc-provider starts (run scripts/setup)");
+    let issuer = op.issuer_str();
+    assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
+    // Plaintext if there is no keyring: what is tested here is TLS.
+    let login = [
+        "--allow-plaintext",
+        "--issuer",
+        issuer.as_str(),
+        "--client-id",
+        JWT_CLIENT_ID,
+        "login",
+        "--device-code",
+        "--scope",
+        "api:read",
+    ];
+
+    let untrusted = Machine::new();
+    let refused = untrusted.run(&login).await.exit(4);
+    assert!(
+        refused.stderr.contains("127.0.0.1")
+            && refused
+                .stderr
+                .contains("invalid peer certificate: UnknownIssuer")
+            && refused
+                .stderr
+                .contains("not issued by a CA this machine trusts")
+            && refused.stderr.contains("SSL_CERT_FILE"),
+        "{}",
+        refused.stderr
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let no_store = untrusted
+        .run_with(
+            &login,
+            &[("SSL_CERT_DIR", &empty.path().display().to_string())],
+            None,
+        )
+        .await
+        .exit(4);
+    assert!(
+        no_store
+            .stderr
+            .contains("the OS certificate store holds no CA certificate")
+            && no_store.stderr.contains("UnknownIssuer"),
+        "{}",
+        no_store.stderr
+    );
+    assert!(!op.logs().contains("GET /.well-known/openid-configuration"));
+
+    let ca_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(ca.ca_file(), ca_dir.path().join("tessera-test-ca.pem")).unwrap();
+    // Base64 of three zero bytes: PEM, but no certificate.
+    std::fs::write(
+        ca_dir.path().join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let store_dirs = format!(
+        "{}:{}/missing",
+        ca_dir.path().display(),
+        empty.path().display()
+    );
+    for (var, value, user) in [
+        ("SSL_CERT_FILE", ca.ca_file().display().to_string(), "grace"),
+        ("SSL_CERT_DIR", store_dirs, "heidi"),
+    ] {
+        let mut m = Machine::new();
+        m.env.push((var.into(), value));
+        m.env
+            .push(("TESSERA_LOG".into(), "tessera_core::http=debug".into()));
+        let browser = ScriptedBrowser::trusting(&ca.ca_file()).unwrap();
+        let run = m
+            .device_login(&login, |uri, code| async move {
+                browser.approve_device(&uri, &code, user).await
+            })
+            .await
+            .ok();
+        assert!(
+            run.stderr
+                .contains(&format!("Signed in as {user} (inline)")),
+            "{var}: {}",
+            run.stderr
+        );
+        // SSL_CERT_FILE adds to the system's folder (a private CA beside the public ones);
+        // SSL_CERT_DIR replaces the store (the test CA alone).
+        let trusted = run
+            .stderr
+            .split("trusted=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if var == "SSL_CERT_FILE" {
+            assert!(trusted.is_some_and(|n| n > 1), "{var}: {}", run.stderr);
+        } else {
+            assert_eq!(trusted, Some(1), "{var}: {}", run.stderr);
+        }
+        if var == "SSL_CERT_DIR" {
+            assert!(
+                run.stderr
+                    .contains("part of the OS certificate store could not be read")
+                    && run.stderr.contains("/missing"),
+                "{}",
+                run.stderr
+            );
+        }
+    }
 }
 
 /// An MSAL cache file as the store, and copying between it and Tessera's own store.

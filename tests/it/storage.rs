@@ -10,6 +10,7 @@
 //!   only that key opens the store;
 //! - no keyring: exit 5 saying how to fix it; `--allow-plaintext` (or the variable, or
 //!   `config.toml`) opts into plaintext, and `status` says so;
+//! - a signed-out account's tokens are in no file of the store (zeroed, WAL truncated);
 //! - the key removed from the keyring: a clear error, nothing changed on disk; `store
 //!   reset --yes` moves the store aside and starts over;
 //! - a corrupt file is moved aside with a timestamp;
@@ -284,6 +285,14 @@ impl Machine {
         }
     }
 
+    /// No Secret Service: the D-Bus session address leads nowhere.
+    fn without_keyring(&mut self) {
+        let no_bus = format!("unix:path={}/no-such-bus", self.home.path().display());
+        self.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), no_bus));
+        // No X display either, or libdbus would try to autolaunch a bus.
+        self.env.push(("DISPLAY".into(), String::new()));
+    }
+
     /// Every file in the home folder and its bytes.
     fn files(&self) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(self.home.path())
@@ -330,8 +339,20 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Every secret in the store (kind, value), for the Sandbox client.
 fn secrets_in(store: &dyn TokenStore, client_id: &str) -> Vec<(&'static str, String)> {
+    secrets_of(store, client_id, None)
+}
+
+/// The secrets of one account (`username`), or of all (`None`).
+fn secrets_of(
+    store: &dyn TokenStore,
+    client_id: &str,
+    username: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for a in store.accounts().unwrap() {
+        if username.is_some_and(|u| u != a.username) {
+            continue;
+        }
         let envs = vec![a.environment.clone()];
         let q = CredentialQuery {
             home_account_id: &a.home_account_id,
@@ -465,10 +486,7 @@ async fn tokens_at_rest_are_encrypted_with_a_key_kept_in_the_os_keyring() {
 async fn without_a_keyring_the_cli_exits_5_saying_how_to_fix_it_and_plaintext_is_opt_in() {
     let idp = sandbox(Faults::default()).await;
     let mut m = Machine::for_sandbox(&idp);
-    let no_bus = format!("unix:path={}/no-such-bus", m.home.path().display());
-    m.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), no_bus));
-    // No X display either, or libdbus would try to autolaunch a bus.
-    m.env.push(("DISPLAY".into(), String::new()));
+    m.without_keyring();
 
     for args in [
         &["status"][..],
@@ -564,6 +582,113 @@ async fn without_a_keyring_the_cli_exits_5_saying_how_to_fix_it_and_plaintext_is
         std::fs::remove_file(with_bus.home.path().join("config.toml")).unwrap();
         with_bus.run(&["status"]).await.exit(5);
         std::mem::swap(&mut with_bus.home, &mut m.home);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing out leaves no token on disk
+
+/// A plaintext store, so the test can search the raw bytes: after `logout`, no file of the
+/// store (`store.db`, `-wal`, `-shm`, anything `store.db*`) holds any token the account
+/// ever had (before and after a refresh-token rotation), even while another process (as
+/// the app would) keeps the store open, so its WAL file is not deleted on exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_out_tokens_are_in_no_file_of_the_store() {
+    let idp = sandbox(Faults::default()).await;
+    let mut m = Machine::for_sandbox(&idp);
+    m.without_keyring();
+    let plain = ["--allow-plaintext"];
+    m.browser_login(ALICE, &plain).await.ok();
+    m.browser_login(BOB, &plain).await.ok();
+    let holder = open_store(
+        &m.store_path(),
+        &StoreOptions {
+            allow_plaintext: true,
+            keystore: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(holder.info.protection, StoreProtection::Plaintext);
+    let mut alice = secrets_of(&holder.store, SANDBOX_CLIENT, Some(ALICE));
+    m.run(&[
+        "--allow-plaintext",
+        "token",
+        "--account",
+        ALICE,
+        "--force-refresh",
+    ])
+    .await
+    .ok();
+    alice.extend(secrets_of(&holder.store, SANDBOX_CLIENT, Some(ALICE)));
+    alice.sort();
+    alice.dedup();
+    for kind in ["access token", "refresh token", "ID token"] {
+        assert!(alice.iter().any(|(k, _)| *k == kind), "no {kind}");
+    }
+    assert!(
+        alice.iter().filter(|(k, _)| *k == "refresh token").count() == 2,
+        "the refresh token was rotated"
+    );
+    let bob = secrets_of(&holder.store, SANDBOX_CLIENT, Some(BOB));
+    // Read by another process: closing a file descriptor of the store here would drop the
+    // holder's POSIX locks on it, and the CLI would take itself for the last user of the
+    // store and delete its WAL file on exit.
+    let store_files = || -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(m.home.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("store.db"))
+            .map(|name| {
+                let out = std::process::Command::new("cat")
+                    .arg(m.home.path().join(&name))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "cat {name}");
+                (name, out.stdout)
+            })
+            .collect()
+    };
+    // Where a token is (its whole value, or its last 24 characters: random in every one).
+    let found = |files: &BTreeMap<String, Vec<u8>>, secret: &str| -> Vec<String> {
+        let tail = &secret[secret.len() - 24..];
+        files
+            .iter()
+            .filter(|(_, bytes)| {
+                contains(bytes, secret.as_bytes()) || contains(bytes, tail.as_bytes())
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let before = store_files();
+    assert!(before.contains_key("store.db-wal"), "{:?}", before.keys());
+    for (kind, secret) in &alice {
+        assert!(
+            !found(&before, secret).is_empty(),
+            "the plaintext store holds the {kind} before sign-out"
+        );
+    }
+
+    m.run(&["--allow-plaintext", "logout", "--account", ALICE])
+        .await
+        .ok();
+    let after = store_files();
+    assert_eq!(
+        after.get("store.db-wal").map(Vec::len),
+        Some(0),
+        "the WAL file is truncated"
+    );
+    for (kind, secret) in &alice {
+        let files = found(&after, secret);
+        assert!(
+            files.is_empty(),
+            "a signed-out {kind} is still in {files:?}"
+        );
+    }
+    // The other account is untouched, and the store reads back whole.
+    assert_eq!(secrets_of(&holder.store, SANDBOX_CLIENT, Some(BOB)), bob);
+    assert_eq!(secrets_of(&holder.store, SANDBOX_CLIENT, Some(ALICE)), []);
+    for (kind, secret) in &bob {
+        assert!(!found(&after, secret).is_empty(), "the {kind} of {BOB}");
     }
 }
 

@@ -8,6 +8,10 @@
 //! - WAL journal, `synchronous=NORMAL`, a 10 s busy timeout; every `write` and
 //!   `remove_account` is one `BEGIN IMMEDIATE` transaction, so concurrent writers queue
 //!   instead of failing, and readers never see half a token response.
+//! - `secure_delete` is on: SQLite zeroes the bytes of every deleted or replaced row (a
+//!   signed-out account, a replaced access token, a rotated refresh token) instead of
+//!   leaving them in free space. After `remove_account` the WAL is checkpointed and
+//!   truncated, so the signed-out tokens' old pages are not kept in the `-wal` file either.
 //! - The file is created 0600 in a 0700 directory before anything is written (SQLite
 //!   gives its `-wal` and `-shm` files the same mode), and an existing file with a
 //!   looser mode is tightened.
@@ -44,6 +48,8 @@ const APPLICATION_ID: i32 = 0x5445_5353;
 /// The schema this code reads and writes.
 pub const SCHEMA_VERSION: i32 = 1;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the checkpoint after a sign-out waits for other processes' readers and writers.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(2);
 const KEY_CHECK_AAD: &[u8] = b"tessera-store-key-check";
 const KEY_CHECK_VALUE: &[u8] = b"tessera-store-key-check-v1";
 
@@ -511,6 +517,12 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .map_err(|e| open_err(e.to_string()))?;
+        let secure_delete: i64 = conn
+            .query_row("PRAGMA secure_delete=ON", [], |r| r.get(0))
+            .map_err(|e| open_err(format!("cannot turn on secure_delete: {e}")))?;
+        if secure_delete != 1 {
+            return Err(open_err("cannot turn on secure_delete".into()));
+        }
         let store = SqliteStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -1091,7 +1103,33 @@ impl TokenStore for SqliteStore {
                 .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
+        if n > 0 {
+            truncate_wal(&conn);
+        }
         Ok(n)
+    }
+}
+
+/// Copies the WAL into the database file and truncates it to zero bytes, so the pages it
+/// held (with secrets that were deleted since) are gone from it. Waits up to
+/// [`CHECKPOINT_WAIT`] for other connections' transactions; if one is still running then
+/// (`busy`), SQLite copies what it can and the file keeps its old frames until a writer
+/// overwrites them or the last connection closes (which deletes it). The deletion itself
+/// is already committed, so this never fails it.
+fn truncate_wal(conn: &Connection) {
+    let _ = conn.busy_timeout(CHECKPOINT_WAIT);
+    let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    match outcome {
+        Ok(0) => {}
+        Ok(_) => tracing::info!(
+            "another process is using the token store: its WAL file was not truncated"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "the token store's WAL file could not be checkpointed")
+        }
     }
 }
 
