@@ -60,7 +60,7 @@ enum Token {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Length {
+pub(crate) enum Length {
     /// The real length.
     Honest,
     /// This number, whatever the body is.
@@ -146,8 +146,19 @@ impl Hostile {
     }
 }
 
-/// One request per connection (`Connection: close`).
-async fn serve(mut sock: TcpStream, port: u16, modes: Arc<Mutex<Modes>>) -> std::io::Result<()> {
+/// A request as a raw server reads it: method, URL (on `127.0.0.1:port`) and body.
+pub(crate) struct Request {
+    pub method: String,
+    pub url: Url,
+    pub body: Vec<u8>,
+}
+
+/// Read one HTTP/1.1 request (head and `Content-Length` body, at most 1 MiB); `None` when
+/// the client hangs up first or sends a head larger than 64 KiB.
+pub(crate) async fn read_request(
+    sock: &mut TcpStream,
+    port: u16,
+) -> std::io::Result<Option<Request>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -155,10 +166,10 @@ async fn serve(mut sock: TcpStream, port: u16, modes: Arc<Mutex<Modes>>) -> std:
             break i + 4;
         }
         if buf.len() > 64 * 1024 {
-            return Ok(());
+            return Ok(None);
         }
         match sock.read(&mut chunk).await? {
-            0 => return Ok(()),
+            0 => return Ok(None),
             n => buf.extend_from_slice(&chunk[..n]),
         }
     };
@@ -180,8 +191,20 @@ async fn serve(mut sock: TcpStream, port: u16, modes: Arc<Mutex<Modes>>) -> std:
             n => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let body = &buf[head_end..];
     let url = Url::parse(&format!("http://127.0.0.1:{port}{target}")).expect("request target");
+    Ok(Some(Request {
+        method,
+        url,
+        body: buf.split_off(head_end),
+    }))
+}
+
+/// One request per connection (`Connection: close`).
+async fn serve(mut sock: TcpStream, port: u16, modes: Arc<Mutex<Modes>>) -> std::io::Result<()> {
+    let Some(Request { method, url, body }) = read_request(&mut sock, port).await? else {
+        return Ok(());
+    };
+    let body = body.as_slice();
     let issuer = format!("http://127.0.0.1:{port}");
     modes
         .lock()
@@ -315,7 +338,7 @@ async fn drip(sock: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn respond(
+pub(crate) async fn respond(
     sock: &mut TcpStream,
     status: u16,
     content_type: &str,
