@@ -1051,4 +1051,94 @@ mod tests {
         assert!(!seen.contains("attackers-device-code"), "{seen}");
         assert!(!seen.contains("microsoftonline"), "{seen}");
     }
+
+    /// Answers instance discovery with `aliases` and keeps the URLs asked; `None` never
+    /// answers (a network that drops packets).
+    struct InstanceDiscovery {
+        aliases: Option<serde_json::Value>,
+        asked: Mutex<Vec<Url>>,
+    }
+
+    #[async_trait]
+    impl HttpClient for InstanceDiscovery {
+        async fn execute(
+            &self,
+            request: HttpRequest,
+        ) -> std::result::Result<HttpResponse, TransportError> {
+            self.asked.lock().unwrap().push(request.url.clone());
+            let Some(aliases) = &self.aliases else {
+                return std::future::pending().await;
+            };
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::json!({"metadata": [{"aliases": aliases}]})
+                    .to_string()
+                    .into_bytes(),
+            })
+        }
+    }
+
+    fn custom_host_app(authority: &str, http: Arc<InstanceDiscovery>) -> PublicClientApplication {
+        PublicClientApplication::new(
+            ClientConfig {
+                client_id: OTHER_CLIENT.into(),
+                authority: Authority::entra(authority).unwrap(),
+                redirect_uri: Url::parse("http://localhost").unwrap(),
+            },
+            Deps {
+                http,
+                store: Arc::new(MemoryStore::new()),
+                clock: Arc::new(FixedClock::new(NOW)),
+                entropy: Arc::new(CountingEntropy::default()),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn aliases_of_a_custom_host_come_from_microsoft_and_never_name_its_clouds() {
+        let answer = |aliases: serde_json::Value| {
+            Arc::new(InstanceDiscovery {
+                aliases: Some(aliases),
+                asked: Mutex::new(Vec::new()),
+            })
+        };
+        let http = answer(serde_json::json!([
+            "login.contoso.example",
+            "sts.contoso.example"
+        ]));
+        let app = custom_host_app("https://login.contoso.example/common", http.clone());
+        assert_eq!(
+            app.aliases().await,
+            vec!["login.contoso.example", "sts.contoso.example"]
+        );
+        let asked = http.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            asked[0].host_str(),
+            Some(authority::INSTANCE_DISCOVERY_HOST)
+        );
+
+        let http = answer(serde_json::json!(["login.contoso.example", MICROSOFT]));
+        let app = custom_host_app("https://login.contoso.example/common", http);
+        assert_eq!(app.aliases().await, vec!["login.contoso.example"]);
+
+        // A loopback host asks nobody.
+        let http = answer(serde_json::json!(["127.0.0.1", MICROSOFT]));
+        let app = custom_host_app("http://127.0.0.1:9/common", http.clone());
+        assert_eq!(app.aliases().await, vec!["127.0.0.1"]);
+        assert!(http.asked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instance_discovery_that_never_answers_costs_its_timeout_at_most() {
+        let http = Arc::new(InstanceDiscovery {
+            aliases: None,
+            asked: Mutex::new(Vec::new()),
+        });
+        let app = custom_host_app("https://login.contoso.example/common", http);
+        let started = tokio::time::Instant::now();
+        assert_eq!(app.aliases().await, vec!["login.contoso.example"]);
+        assert!(started.elapsed() <= INSTANCE_DISCOVERY_TIMEOUT);
+    }
 }
