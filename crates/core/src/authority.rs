@@ -131,8 +131,8 @@ impl Authority {
         })
     }
 
-    /// Turn instance discovery off (custom hosts such as the sandbox, or air-gapped
-    /// clouds): the host is then its own only alias.
+    /// Turn instance discovery off (air-gapped clouds): the host is then its own only
+    /// alias.
     pub fn without_instance_discovery(mut self) -> Self {
         self.instance_discovery = false;
         self
