@@ -23,6 +23,7 @@ use tessera_core::profile::Profiles;
 use tessera_core::scopes::ScopeSet;
 use tessera_lib::AppState;
 use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle};
+use tessera_tests::attacker::{self, Attacker};
 
 const PASSWORD: &str = "tessera";
 
@@ -1055,4 +1056,79 @@ fn a_remembered_msal_cache_that_is_gone_is_reported_and_can_be_closed() {
         json!([])
     );
     assert!(!file.exists(), "closing does not create the file");
+}
+
+/// A custom profile on a host that claims Microsoft's cloud (its instance discovery names
+/// Microsoft's hosts as aliases): the victim's Microsoft account, in Tessera's store and
+/// in an opened MSAL cache, is never listed under that profile, and asking for its token
+/// through it (selecting the account does that) sends the host nothing.
+#[test]
+fn a_profile_on_a_host_claiming_microsofts_cloud_gets_no_account_and_no_secret() {
+    let h = harness(&[]);
+    let thief = block_on(Attacker::start());
+    let dir = tempfile::tempdir().unwrap();
+    let file = attacker::write_victim_cache(dir.path());
+    let paths = Paths::resolve(Some(&h.home_path)).unwrap();
+    let store = SqliteStore::open(&paths.store_file(), Arc::new(PlaintextCipher)).unwrap();
+    tessera_core::cache::transfer::import_msal(&file, &store).unwrap();
+    let opened = invoke(
+        &h.main,
+        "open_msal_cache",
+        json!({ "path": file.display().to_string(), "label": "Azure CLI" }),
+    )
+    .unwrap();
+    let cache_source = opened["id"].as_str().unwrap().to_string();
+    let profiles = [
+        ("Thief (own client)", attacker::AZURE_CLI),
+        ("Thief (family)", attacker::OTHER_CLIENT),
+    ];
+    for (name, client_id) in profiles {
+        let mut input = profile_input(name, &thief.authority("common"));
+        input["client_id"] = json!(client_id);
+        input["default_scopes"] = json!(attacker::GRAPH);
+        input["instance_discovery"] = json!(true);
+        invoke(&h.main, "save_profile", json!({ "profile": input })).unwrap();
+    }
+
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let mut answers = Vec::new();
+    for (name, _) in profiles {
+        for source in ["tessera", cache_source.as_str()] {
+            for force_refresh in [false, true] {
+                let account = json!({
+                    "source": source,
+                    "profile": name,
+                    "home_account_id": attacker::home_account_id(),
+                });
+                let answer = invoke(
+                    &h.main,
+                    "token_view",
+                    json!({ "account": account, "force_refresh": force_refresh }),
+                );
+                answers.push((format!("{name} {source} {force_refresh}"), answer));
+            }
+        }
+    }
+
+    let seen = thief.log();
+    for (what, secret) in attacker::victim_secrets() {
+        assert!(
+            !seen.contains(&secret),
+            "the host received the victim's {what}:\n{seen}"
+        );
+    }
+    for (what, answer) in answers {
+        let err = answer.expect_err(&what);
+        assert!(err["message"].is_string(), "{what}: {err}");
+    }
+    let victim_rows: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["username"] == attacker::VICTIM)
+        .collect();
+    assert!(!victim_rows.is_empty(), "{list}");
+    for row in &victim_rows {
+        assert_eq!(row["profile"], "Microsoft", "{list}");
+    }
 }

@@ -27,15 +27,15 @@ const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
 use tessera_tests::cli_bin::cli_bin;
 
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
     took: Duration,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}): {}\nstderr: {}",
@@ -45,7 +45,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
             "expected success; stderr:\n{}\nstdout:\n{}",
@@ -55,7 +55,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn exit(self, code: i32) -> Run {
+    pub(crate) fn exit(self, code: i32) -> Run {
         assert_eq!(
             self.code, code,
             "expected exit {code}; stderr:\n{}\nstdout:\n{}",
@@ -66,15 +66,15 @@ impl Run {
 }
 
 /// One user's machine: a home folder and the environment the CLI runs with.
-struct Machine {
-    home: tempfile::TempDir,
+pub(crate) struct Machine {
+    pub home: tempfile::TempDir,
     env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
     transcript: std::sync::Mutex<String>,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    pub(crate) fn new() -> Machine {
         Machine {
             home: tessera_tests::home::temp_home(),
             env: vec![("TESSERA_LOG".into(), "debug".into())],
@@ -104,7 +104,7 @@ impl Machine {
         c
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[], None).await
     }
 

@@ -24,7 +24,8 @@ use tessera_core::env::{OsEntropy, SystemClock};
 use tessera_core::http::{HttpConfig, ReqwestClient};
 use tessera_core::scopes::ScopeSet;
 use tessera_core::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tessera_tests::raw_http::{read_request, respond, Length, Request};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
@@ -57,16 +58,6 @@ enum Token {
     DripHead,
     /// Accept the connection, read the request, never answer.
     Silent,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Length {
-    /// The real length.
-    Honest,
-    /// This number, whatever the body is.
-    Lying(u64),
-    /// No Content-Length: the body ends when the connection closes.
-    None,
 }
 
 /// What the discovery endpoint answers.
@@ -148,40 +139,10 @@ impl Hostile {
 
 /// One request per connection (`Connection: close`).
 async fn serve(mut sock: TcpStream, port: u16, modes: Arc<Mutex<Modes>>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            return Ok(());
-        }
-        match sock.read(&mut chunk).await? {
-            0 => return Ok(()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
+    let Some(Request { method, url, body }) = read_request(&mut sock, port).await? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        request_line.next().unwrap_or_default().to_string(),
-        request_line.next().unwrap_or_default().to_string(),
-    );
-    let content_length: usize = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + content_length.min(1 << 20) {
-        match sock.read(&mut chunk).await? {
-            0 => break,
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body = &buf[head_end..];
-    let url = Url::parse(&format!("http://127.0.0.1:{port}{target}")).expect("request target");
+    let body = body.as_slice();
     let issuer = format!("http://127.0.0.1:{port}");
     modes
         .lock()
@@ -313,27 +274,6 @@ async fn drip(sock: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok(())
-}
-
-async fn respond(
-    sock: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    length: Length,
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nConnection: close\r\n"
-    );
-    match length {
-        Length::Honest => head.push_str(&format!("Content-Length: {}\r\n", body.len())),
-        Length::Lying(n) => head.push_str(&format!("Content-Length: {n}\r\n")),
-        Length::None => {}
-    }
-    head.push_str("\r\n");
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body).await?;
-    sock.shutdown().await
 }
 
 fn merge(doc: &mut Value, fields: Value) {

@@ -1,5 +1,6 @@
 mod cli;
 mod engine;
+mod exfiltration;
 mod hostile;
 mod load;
 mod msal_interop;

@@ -7,10 +7,14 @@
 //! - [`home`]: a fresh `TESSERA_HOME` per test.
 //! - [`redact`]: assertions that logs carry no secrets.
 //! - [`tls`]: a throwaway test CA and a certificate for 127.0.0.1 (https providers).
+//! - [`raw_http`]: a raw HTTP/1.1 server's request reader and answer writer.
+//! - [`attacker`]: a host claiming Microsoft's cloud, and a victim's MSAL cache.
 
+pub mod attacker;
 pub mod cli_bin;
 pub mod home;
 mod html;
 pub mod oidc_provider;
+pub mod raw_http;
 pub mod redact;
 pub mod tls;

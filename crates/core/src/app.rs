@@ -19,7 +19,7 @@ use crate::device::{self, Poll};
 use crate::discovery::{self, ProviderMetadata};
 use crate::env::{Clock, Entropy, UnixTime};
 use crate::error::{Error, InteractionReason, Result};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::id_token::{self, IdTokenCheck, Identity};
 use crate::refresh;
 use crate::scopes::ScopeSet;
@@ -156,6 +156,10 @@ pub struct PublicClientApplication {
     aliases: OnceCell<Vec<String>>,
 }
 
+/// How long instance discovery at Microsoft may take before the host is used alone
+/// (offline, a dropped connection must not delay every command by the HTTP timeout).
+const INSTANCE_DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The grant a token response came from (MSAL's `account_source`).
 const GRANT_AUTH_CODE: &str = "authorization_code";
 const GRANT_REFRESH: &str = "refresh_token";
@@ -195,26 +199,58 @@ impl PublicClientApplication {
             .cloned()
     }
 
-    /// The hosts that count as this authority's cloud. Never fails: without instance
-    /// discovery (offline, or switched off) the host is its own only alias.
+    /// The hosts that count as this authority's cloud ([`authority::aliases_of`]: the
+    /// built-in table, or instance discovery asked at Microsoft). Never fails: without
+    /// instance discovery (offline, switched off, a loopback host) the host is its own
+    /// only alias.
     pub async fn aliases(&self) -> Vec<String> {
         self.aliases
             .get_or_init(|| async {
                 let host = self.authority().environment();
                 let mut learned = Vec::new();
                 if let Some(request) = discovery::instance_discovery_request(self.authority()) {
-                    match self.deps.http.execute(request).await {
-                        Ok(r) => match discovery::process_instance_discovery_response(self.authority(), &r) {
+                    let asked =
+                        tokio::time::timeout(INSTANCE_DISCOVERY_TIMEOUT, self.deps.http.execute(request)).await;
+                    match asked {
+                        Ok(Ok(r)) => match discovery::process_instance_discovery_response(self.authority(), &r) {
                             Ok(a) => learned = a,
                             Err(e) => tracing::warn!(error = %e, "instance discovery failed; using the host alone"),
                         },
-                        Err(e) => tracing::warn!(error = %e, "instance discovery failed; using the host alone"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "instance discovery failed; using the host alone"),
+                        Err(_) => tracing::warn!("instance discovery did not answer in time; using the host alone"),
                     }
                 }
                 authority::aliases_of(&host, &learned)
             })
             .await
             .clone()
+    }
+
+    /// Whether an entry cached in `environment` is of this authority's cloud
+    /// ([`authority::same_cloud`]; `envs` is [`Self::aliases`]).
+    fn of_this_cloud(&self, environment: &str, envs: &[String]) -> bool {
+        authority::same_cloud(&self.authority().environment(), environment, envs)
+    }
+
+    /// Every request carrying a secret (refresh token, authorization code, device code)
+    /// leaves through here: it is sent only where [`discovery::secret_may_go_to`] allows
+    /// a secret issued in `issued_in`, else refused with `Error::Validation` and not sent.
+    async fn send_secret(
+        &self,
+        request: HttpRequest,
+        issued_in: &str,
+        metadata: &ProviderMetadata,
+    ) -> Result<HttpResponse> {
+        let envs = self.aliases().await;
+        if !discovery::secret_may_go_to(issued_in, &envs, &request.url, self.authority(), metadata)
+        {
+            let to = request.url.host_str().unwrap_or_default().to_string();
+            tracing::warn!(issued_in, to = %to, "refused to send a secret outside the cloud that issued it");
+            return Err(Error::Validation(format!(
+                "a secret issued by {issued_in} is not sent to {to}, which is not of the same cloud"
+            )));
+        }
+        Ok(self.deps.http.execute(request).await?)
     }
 
     /// Accounts cached for this authority's cloud (its host and aliases) that this
@@ -258,9 +294,7 @@ impl PublicClientApplication {
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Account> = Vec::new();
         for entry in entries {
-            if !envs
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(&entry.environment))
+            if !self.of_this_cloud(&entry.environment, &envs)
                 || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
                 || !holders.contains(&entry.home_account_id)
                 || !seen.insert(entry.home_account_id.clone())
@@ -309,7 +343,7 @@ impl PublicClientApplication {
                 &wanted,
                 now.saturating_add(options.min_validity_secs),
             )?;
-            if let Some(at) = cached {
+            if let Some(at) = cached.filter(|at| self.of_this_cloud(&at.environment, &envs)) {
                 if at.refresh_on.is_some_and(|r| now >= r) {
                     tracing::debug!("cached access token is due for a proactive refresh");
                     match self.refresh(&wanted, account, None).await {
@@ -342,6 +376,7 @@ impl PublicClientApplication {
             })
             .ok()
             .flatten()
+            .filter(|idt| self.of_this_cloud(&idt.environment, q.environments))
             .and_then(|idt| id_token::claims(idt.secret.secret()).ok());
         AuthResult {
             scopes: ScopeSet::parse(&at.target),
@@ -391,7 +426,6 @@ impl PublicClientApplication {
         let request_scopes = scopes.with_reserved();
         let mut last = Error::interaction(InteractionReason::NoRefreshToken);
         for rt in candidates {
-            tracing::debug!(family = rt.family_id.is_some(), "redeeming a refresh token");
             let request = refresh::refresh_request(
                 &metadata,
                 &self.config.client_id,
@@ -400,7 +434,12 @@ impl PublicClientApplication {
                 claims,
                 self.authority().is_entra_like(),
             );
-            let response = self.deps.http.execute(request).await?;
+            tracing::debug!(family = rt.family_id.is_some(), "redeeming a refresh token");
+            // A refresh token of another cloud is skipped, not an error of this one.
+            let response = match self.send_secret(request, &rt.environment, &metadata).await {
+                Err(Error::Validation(_)) => continue,
+                other => other?,
+            };
             match process_token_response(&response).map_err(refresh::classify_refresh_error) {
                 Ok(tr) => {
                     return self.cache_response(
@@ -619,7 +658,9 @@ impl PublicClientApplication {
             &code,
             self.authority().is_entra_like(),
         );
-        let response = self.deps.http.execute(request).await?;
+        let response = self
+            .send_secret(request, &self.authority().environment(), &flow.metadata)
+            .await?;
         let tr = process_token_response(&response)?;
         self.cache_response(
             tr,
@@ -689,13 +730,11 @@ impl PublicClientApplication {
                 return Err(Error::interaction(InteractionReason::DeviceCodeExpired));
             }
             let response = self
-                .deps
-                .http
-                .execute(device::device_token_request(
+                .send_secret(
+                    device::device_token_request(&metadata, &self.config.client_id, &flow.inner),
+                    &self.authority().environment(),
                     &metadata,
-                    &self.config.client_id,
-                    &flow.inner,
-                ))
+                )
                 .await?;
             match device::process_device_token_response(&response)? {
                 Poll::Pending => {}
@@ -752,5 +791,354 @@ fn account_from_entry(e: AccountEntry) -> Account {
         username: e.username,
         name: e.name,
         authority_type: e.authority_type,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cloud boundary with the first line (trusted aliases) bypassed: the alias set
+    //! is poisoned by hand, and still nothing of Microsoft's cloud is shown or sent.
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::cache::MemoryStore;
+    use crate::env::{CountingEntropy, FixedClock};
+    use crate::http::TransportError;
+    use crate::secret::{IdTokenString, RefreshToken};
+
+    const NOW: i64 = 1_800_000_000;
+    const MICROSOFT: &str = "login.microsoftonline.com";
+    const AZURE_CLI: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+    const OTHER_CLIENT: &str = "0f0f0f0f-1111-4222-8333-444444444444";
+    const TENANT: &str = "72f988bf-0000-4000-8000-00000000c0de";
+    const HID: &str = "uid.72f988bf-0000-4000-8000-00000000c0de";
+    const RT: &str = "victim-refresh-token";
+    const AT: &str = "victim-access-token";
+    const GRAPH: &str = "https://graph.microsoft.com/.default";
+
+    /// The attacker's endpoints on 127.0.0.1 (or `token_endpoint`); every request is kept.
+    struct Attacker {
+        token_endpoint: String,
+        seen: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl HttpClient for Attacker {
+        async fn execute(
+            &self,
+            request: HttpRequest,
+        ) -> std::result::Result<HttpResponse, TransportError> {
+            let body = String::from_utf8_lossy(request.body.as_deref().unwrap_or_default());
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{} {body}", request.url));
+            let (status, doc) = if request.url.path().ends_with("openid-configuration") {
+                (
+                    200,
+                    serde_json::json!({
+                        "issuer": "http://127.0.0.1:9/{tenantid}/v2.0",
+                        "authorization_endpoint": "http://127.0.0.1:9/common/oauth2/v2.0/authorize",
+                        "token_endpoint": self.token_endpoint,
+                        "device_authorization_endpoint": "http://127.0.0.1:9/common/oauth2/v2.0/devicecode",
+                    }),
+                )
+            } else if request.url.path().ends_with("devicecode") {
+                (
+                    200,
+                    serde_json::json!({
+                        "device_code": "attackers-device-code", "user_code": "X",
+                        "verification_uri": "http://127.0.0.1:9/device", "expires_in": 60,
+                        "interval": 1,
+                    }),
+                )
+            } else {
+                (400, serde_json::json!({"error": "invalid_grant"}))
+            };
+            Ok(HttpResponse {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: doc.to_string().into_bytes(),
+            })
+        }
+    }
+
+    fn victim_store() -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new().with_clock(Arc::new(FixedClock::new(NOW))));
+        store
+            .write(TokenWrite {
+                access_token: Some(AccessTokenEntry {
+                    home_account_id: HID.into(),
+                    environment: MICROSOFT.into(),
+                    client_id: AZURE_CLI.into(),
+                    realm: TENANT.into(),
+                    target: GRAPH.into(),
+                    secret: AccessToken::new(AT.into()),
+                    token_type: "Bearer".into(),
+                    cached_at: NOW,
+                    expires_on: NOW + 86_400,
+                    extended_expires_on: None,
+                    refresh_on: None,
+                    extra: Default::default(),
+                }),
+                refresh_token: Some(RefreshTokenEntry {
+                    home_account_id: HID.into(),
+                    environment: MICROSOFT.into(),
+                    client_id: AZURE_CLI.into(),
+                    target: "openid profile offline_access".into(),
+                    secret: RefreshToken::new(RT.into()),
+                    family_id: Some("1".into()),
+                    last_modification_time: Some(NOW),
+                    extra: Default::default(),
+                }),
+                id_token: Some(IdTokenEntry {
+                    home_account_id: HID.into(),
+                    environment: MICROSOFT.into(),
+                    realm: TENANT.into(),
+                    client_id: AZURE_CLI.into(),
+                    secret: IdTokenString::new("e30.e30.victim"),
+                    extra: Default::default(),
+                }),
+                account: Some(AccountEntry {
+                    home_account_id: HID.into(),
+                    environment: MICROSOFT.into(),
+                    realm: TENANT.into(),
+                    local_account_id: "uid".into(),
+                    username: "victim@contoso.example".into(),
+                    authority_type: "MSSTS".into(),
+                    account_source: None,
+                    name: None,
+                    extra: Default::default(),
+                }),
+                app_metadata: Some(AppMetadataEntry {
+                    client_id: AZURE_CLI.into(),
+                    environment: MICROSOFT.into(),
+                    family_id: Some("1".into()),
+                    extra: Default::default(),
+                }),
+                rotated_refresh_token: None,
+            })
+            .unwrap();
+        store
+    }
+
+    /// An application on the attacker's host whose alias set claims Microsoft's hosts.
+    fn poisoned_app(
+        client_id: &str,
+        token_endpoint: &str,
+    ) -> (PublicClientApplication, Arc<Attacker>) {
+        let http = Arc::new(Attacker {
+            token_endpoint: token_endpoint.into(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let app = PublicClientApplication::new(
+            ClientConfig {
+                client_id: client_id.into(),
+                authority: Authority::entra(&format!("http://127.0.0.1:9/{TENANT}")).unwrap(),
+                redirect_uri: Url::parse("http://localhost").unwrap(),
+            },
+            Deps {
+                http: http.clone(),
+                store: victim_store(),
+                clock: Arc::new(FixedClock::new(NOW)),
+                entropy: Arc::new(CountingEntropy::default()),
+            },
+        );
+        app.aliases
+            .set(
+                ["127.0.0.1", MICROSOFT, "login.windows.net"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .unwrap();
+        (app, http)
+    }
+
+    fn victim() -> Account {
+        Account {
+            home_account_id: HID.into(),
+            environment: MICROSOFT.into(),
+            realm: TENANT.into(),
+            local_account_id: "uid".into(),
+            username: "victim@contoso.example".into(),
+            name: None,
+            authority_type: "MSSTS".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_alias_set_shows_and_sends_nothing_of_another_cloud() {
+        for client in [AZURE_CLI, OTHER_CLIENT] {
+            let (app, http) = poisoned_app(client, "http://127.0.0.1:9/common/oauth2/v2.0/token");
+            assert!(app.get_accounts().await.unwrap().is_empty(), "{client}");
+            assert!(app
+                .find_account("victim@contoso.example")
+                .await
+                .unwrap()
+                .is_none());
+            for force_refresh in [false, true] {
+                let err = app
+                    .acquire_token_silent(
+                        &ScopeSet::parse(GRAPH),
+                        &victim(),
+                        &SilentOptions {
+                            force_refresh,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect_err("no token of Microsoft's cloud");
+                assert!(
+                    matches!(
+                        err,
+                        Error::InteractionRequired {
+                            reason: InteractionReason::NoRefreshToken,
+                            ..
+                        }
+                    ),
+                    "{client}: {err:?}"
+                );
+            }
+            let seen = http.seen.lock().unwrap().join("\n");
+            assert!(
+                !seen.contains(RT),
+                "{client}: the refresh token was sent:\n{seen}"
+            );
+            assert!(!seen.contains(AT), "{client}:\n{seen}");
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_go_only_to_the_authoritys_own_cloud() {
+        // The authority's discovery names a token endpoint on another host.
+        let (app, http) = poisoned_app(
+            OTHER_CLIENT,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        );
+        let flow = app
+            .start_interactive(InteractiveParams {
+                scopes: ScopeSet::parse("User.Read"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let state = flow
+            .authorize_url()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let back = Url::parse(&format!("http://localhost/?code=the-code&state={state}")).unwrap();
+        let err = app.finish_interactive(flow, &back).await.unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{err:?}");
+
+        let device = app
+            .initiate_device_flow(&ScopeSet::parse("User.Read"))
+            .await
+            .unwrap();
+        let err = app
+            .acquire_token_by_device_flow(device, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{err:?}");
+
+        let seen = http.seen.lock().unwrap().join("\n");
+        assert!(!seen.contains("the-code"), "{seen}");
+        assert!(!seen.contains("attackers-device-code"), "{seen}");
+        assert!(!seen.contains("microsoftonline"), "{seen}");
+    }
+
+    /// Answers instance discovery with `aliases` and keeps the URLs asked; `None` never
+    /// answers (a network that drops packets).
+    struct InstanceDiscovery {
+        aliases: Option<serde_json::Value>,
+        asked: Mutex<Vec<Url>>,
+    }
+
+    #[async_trait]
+    impl HttpClient for InstanceDiscovery {
+        async fn execute(
+            &self,
+            request: HttpRequest,
+        ) -> std::result::Result<HttpResponse, TransportError> {
+            self.asked.lock().unwrap().push(request.url.clone());
+            let Some(aliases) = &self.aliases else {
+                return std::future::pending().await;
+            };
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::json!({"metadata": [{"aliases": aliases}]})
+                    .to_string()
+                    .into_bytes(),
+            })
+        }
+    }
+
+    fn custom_host_app(authority: &str, http: Arc<InstanceDiscovery>) -> PublicClientApplication {
+        PublicClientApplication::new(
+            ClientConfig {
+                client_id: OTHER_CLIENT.into(),
+                authority: Authority::entra(authority).unwrap(),
+                redirect_uri: Url::parse("http://localhost").unwrap(),
+            },
+            Deps {
+                http,
+                store: Arc::new(MemoryStore::new()),
+                clock: Arc::new(FixedClock::new(NOW)),
+                entropy: Arc::new(CountingEntropy::default()),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn aliases_of_a_custom_host_come_from_microsoft_and_never_name_its_clouds() {
+        let answer = |aliases: serde_json::Value| {
+            Arc::new(InstanceDiscovery {
+                aliases: Some(aliases),
+                asked: Mutex::new(Vec::new()),
+            })
+        };
+        let http = answer(serde_json::json!([
+            "login.contoso.example",
+            "sts.contoso.example"
+        ]));
+        let app = custom_host_app("https://login.contoso.example/common", http.clone());
+        assert_eq!(
+            app.aliases().await,
+            vec!["login.contoso.example", "sts.contoso.example"]
+        );
+        let asked = http.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            asked[0].host_str(),
+            Some(authority::INSTANCE_DISCOVERY_HOST)
+        );
+
+        let http = answer(serde_json::json!(["login.contoso.example", MICROSOFT]));
+        let app = custom_host_app("https://login.contoso.example/common", http);
+        assert_eq!(app.aliases().await, vec!["login.contoso.example"]);
+
+        // A loopback host asks nobody.
+        let http = answer(serde_json::json!(["127.0.0.1", MICROSOFT]));
+        let app = custom_host_app("http://127.0.0.1:9/common", http.clone());
+        assert_eq!(app.aliases().await, vec!["127.0.0.1"]);
+        assert!(http.asked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instance_discovery_that_never_answers_costs_its_timeout_at_most() {
+        let http = Arc::new(InstanceDiscovery {
+            aliases: None,
+            asked: Mutex::new(Vec::new()),
+        });
+        let app = custom_host_app("https://login.contoso.example/common", http);
+        let started = tokio::time::Instant::now();
+        assert_eq!(app.aliases().await, vec!["login.contoso.example"]);
+        assert!(started.elapsed() <= INSTANCE_DISCOVERY_TIMEOUT);
     }
 }

@@ -5,13 +5,18 @@
 //! Rules: https only, except loopback hosts (`localhost`, `127.0.0.1`, `[::1]`), which
 //! may use http. An Entra-style authority has a tenant segment; a generic issuer is
 //! matched exactly against its discovery document.
+//!
+//! Clouds: a host's aliases come from the built-in table of Microsoft's clouds or from
+//! instance discovery asked at Microsoft, never from the host itself; no other host joins
+//! a built-in cloud ([`aliases_of`], [`same_cloud`]).
 
 use url::Url;
 
 use crate::error::{Error, Result};
 
 /// Entra's well-known clouds and their aliases (from Microsoft's instance discovery
-/// response). A cached account matches across the aliases of its host.
+/// response). A cached account matches across the aliases of its host. These sets are
+/// closed: no other host is ever an alias of one of them (see [`aliases_of`]).
 pub const KNOWN_ALIASES: &[&[&str]] = &[
     &[
         "login.microsoftonline.com",
@@ -24,6 +29,10 @@ pub const KNOWN_ALIASES: &[&[&str]] = &[
     &["login.microsoftonline.us", "login.usgovcloudapi.net"],
     &["login-us.microsoftonline.com"],
 ];
+
+/// Where instance discovery is asked for a custom host (MSAL's `WORLD_WIDE`): Microsoft
+/// says which hosts are aliases of a custom one, never that host itself.
+pub const INSTANCE_DISCOVERY_HOST: &str = "login.microsoftonline.com";
 
 /// The tenant segments that are not one tenant.
 pub const MULTI_TENANT: &[&str] = &["common", "organizations", "consumers"];
@@ -122,8 +131,8 @@ impl Authority {
         })
     }
 
-    /// Turn instance discovery off (custom hosts such as the sandbox, or air-gapped
-    /// clouds): the host is then its own only alias.
+    /// Turn instance discovery off (air-gapped clouds): the host is then its own only
+    /// alias.
     pub fn without_instance_discovery(mut self) -> Self {
         self.instance_discovery = false;
         self
@@ -201,21 +210,27 @@ impl Authority {
 
     /// The built-in alias set of this host, for Microsoft's clouds.
     pub fn known_aliases(&self) -> Option<&'static [&'static str]> {
-        let host = self.environment();
-        KNOWN_ALIASES
-            .iter()
-            .copied()
-            .find(|set| set.contains(&host.as_str()))
+        built_in_cloud(&self.environment())
     }
 
-    /// Where Entra instance discovery would be asked, when needed: known Microsoft hosts
-    /// use the built-in table (no network); a custom host is asked itself.
+    /// Where Entra instance discovery is asked, when needed: at Microsoft
+    /// ([`INSTANCE_DISCOVERY_HOST`], as MSAL does), never at the host itself, which could
+    /// claim any cloud. `None` (the host is its own only alias) for Microsoft's clouds (the
+    /// built-in table), loopback hosts (never Microsoft's; no network wait offline), B2C
+    /// (MSAL skips it too), generic issuers, or when switched off.
     pub fn instance_discovery_url(&self) -> Option<Url> {
-        if !self.instance_discovery || !self.is_entra_like() || self.known_aliases().is_some() {
+        if !self.instance_discovery
+            || !self.is_entra_like()
+            || matches!(self.kind, AuthorityKind::B2c { .. })
+            || self.known_aliases().is_some()
+            || is_loopback_host(&self.environment())
+        {
             return None;
         }
-        let mut u = self.url.clone();
-        u.set_path("/common/discovery/instance");
+        let mut u = Url::parse(&format!(
+            "https://{INSTANCE_DISCOVERY_HOST}/common/discovery/instance"
+        ))
+        .expect("valid instance discovery URL");
         let authorize = format!("{}/oauth2/v2.0/authorize", self.as_str());
         u.query_pairs_mut()
             .append_pair("api-version", "1.1")
@@ -264,20 +279,61 @@ pub fn parse_url(input: &str, what: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// The set of hosts that identify the same cloud as `host`: the built-in table, else
-/// the aliases learned by instance discovery, else just `host`.
+/// The built-in alias set (one of Microsoft's clouds) that `host` belongs to, if any.
+pub fn built_in_cloud(host: &str) -> Option<&'static [&'static str]> {
+    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+    KNOWN_ALIASES
+        .iter()
+        .copied()
+        .find(|set| set.contains(&host.as_str()))
+}
+
+/// The set of hosts that identify the same cloud as `host`: the built-in table, else the
+/// aliases instance discovery at Microsoft gave (`discovered`), else just `host`.
+/// `discovered` is refused (host alone, with a warning) unless it names `host`, and when
+/// it names a host of the built-in table: no host joins one of Microsoft's clouds.
 pub fn aliases_of(host: &str, discovered: &[String]) -> Vec<String> {
     let host = host.to_ascii_lowercase();
-    if let Some(set) = KNOWN_ALIASES
-        .iter()
-        .find(|set| set.contains(&host.as_str()))
-    {
+    if let Some(set) = built_in_cloud(&host) {
         return set.iter().map(|s| s.to_string()).collect();
     }
-    if discovered.iter().any(|d| d.eq_ignore_ascii_case(&host)) {
-        return discovered.iter().map(|s| s.to_ascii_lowercase()).collect();
+    if !discovered.iter().any(|d| d.eq_ignore_ascii_case(&host)) {
+        return vec![host];
     }
-    vec![host]
+    if let Some(claimed) = discovered.iter().find(|d| built_in_cloud(d).is_some()) {
+        tracing::warn!(
+            host = %host,
+            claimed = %claimed,
+            "instance discovery names a host of Microsoft's built-in clouds as an alias; ignored, using the host alone"
+        );
+        return vec![host];
+    }
+    let mut out: Vec<String> = Vec::with_capacity(discovered.len());
+    for d in discovered {
+        let d = d.to_ascii_lowercase();
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Whether entries of host `b` belong to the cloud of host `a`, whose alias set is
+/// `aliases`: the same host; or, for Microsoft's clouds, the same built-in set; or, for
+/// other hosts, both in `aliases`. A host of a built-in cloud and a host outside it are
+/// never one cloud, whatever `aliases` says.
+pub fn same_cloud(a: &str, b: &str, aliases: &[String]) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    match (built_in_cloud(a), built_in_cloud(b)) {
+        (Some(x), Some(y)) => std::ptr::eq(x, y),
+        (None, None) => {
+            let listed = |h: &str| aliases.iter().any(|x| x.eq_ignore_ascii_case(h));
+            listed(a) && listed(b)
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -353,21 +409,120 @@ mod tests {
         assert_eq!(aliases_of("127.0.0.1", &[]), vec!["127.0.0.1".to_string()]);
         let learned = vec![
             "idp.contoso.example".to_string(),
-            "login.contoso.example".to_string(),
+            "Login.Contoso.example".to_string(),
         ];
-        assert_eq!(aliases_of("login.contoso.example", &learned).len(), 2);
+        assert_eq!(
+            aliases_of("login.contoso.example", &learned),
+            vec!["idp.contoso.example", "login.contoso.example"]
+        );
+        // A list that does not name the host says nothing about it.
+        assert_eq!(aliases_of("other.example", &learned), vec!["other.example"]);
     }
 
     #[test]
-    fn instance_discovery_only_for_unknown_hosts_and_can_be_skipped() {
+    fn no_host_becomes_an_alias_of_a_built_in_cloud() {
+        // A custom host whose discovery names Microsoft's hosts: the host alone.
+        let claimed: Vec<String> = ["127.0.0.1", "login.microsoftonline.com", "sts.windows.net"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(aliases_of("127.0.0.1", &claimed), vec!["127.0.0.1"]);
+        let claimed: Vec<String> = ["login.contoso.example", "LOGIN.MICROSOFTONLINE.US"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            aliases_of("login.contoso.example", &claimed),
+            vec!["login.contoso.example"]
+        );
+        // A built-in host keeps its own set, whatever is discovered.
+        let claimed: Vec<String> = ["login.microsoftonline.com", "evil.example"]
+            .map(String::from)
+            .to_vec();
+        let a = aliases_of("login.microsoftonline.com", &claimed);
+        assert!(!a.contains(&"evil.example".to_string()), "{a:?}");
+        assert_eq!(a.len(), KNOWN_ALIASES[0].len());
+    }
+
+    #[test]
+    fn built_in_clouds_are_never_the_same_cloud_as_another_host() {
+        let poisoned: Vec<String> = [
+            "127.0.0.1",
+            "login.microsoftonline.com",
+            "login.windows.net",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(!same_cloud(
+            "127.0.0.1",
+            "login.microsoftonline.com",
+            &poisoned
+        ));
+        assert!(!same_cloud(
+            "login.microsoftonline.com",
+            "127.0.0.1",
+            &poisoned
+        ));
+        assert!(!same_cloud(
+            "login.microsoftonline.com",
+            "login.microsoftonline.us",
+            &poisoned
+        ));
+        assert!(same_cloud(
+            "login.microsoftonline.com",
+            "LOGIN.WINDOWS.NET",
+            &[]
+        ));
+        assert!(same_cloud("127.0.0.1", "127.0.0.1", &[]));
+        let learned: Vec<String> = ["login.contoso.example", "sts.contoso.example"]
+            .map(String::from)
+            .to_vec();
+        assert!(same_cloud(
+            "login.contoso.example",
+            "sts.contoso.example",
+            &learned
+        ));
+        assert!(!same_cloud(
+            "login.contoso.example",
+            "sts.contoso.example",
+            &[]
+        ));
+        assert!(!same_cloud(
+            "login.contoso.example",
+            "other.example",
+            &learned
+        ));
+    }
+
+    #[test]
+    fn instance_discovery_is_asked_at_microsoft_for_custom_hosts_only() {
         let known = Authority::entra("https://login.microsoftonline.com/common").unwrap();
         assert!(known.instance_discovery_url().is_none());
-        let custom = Authority::entra("http://127.0.0.1:8479/common").unwrap();
+        let custom = Authority::entra("https://login.contoso.example/contoso.example").unwrap();
         let u = custom.instance_discovery_url().unwrap();
-        assert_eq!(u.path(), "/common/discovery/instance");
+        assert_eq!(
+            u.as_str(),
+            "https://login.microsoftonline.com/common/discovery/instance?api-version=1.1&authorization_endpoint=https%3A%2F%2Flogin.contoso.example%2Fcontoso.example%2Foauth2%2Fv2.0%2Fauthorize"
+        );
         assert!(custom
             .without_instance_discovery()
             .instance_discovery_url()
             .is_none());
+        for loopback in [
+            "http://127.0.0.1:8479/common",
+            "http://localhost:8479/common",
+            "http://[::1]:8479/common",
+        ] {
+            let a = Authority::entra(loopback).unwrap();
+            assert!(a.instance_discovery_url().is_none(), "{loopback}");
+        }
+        let b2c = Authority::entra(
+            "https://fabrikamb2c.b2clogin.com/fabrikamb2c.onmicrosoft.com/B2C_1_signupsignin",
+        )
+        .unwrap();
+        assert!(b2c.instance_discovery_url().is_none());
+        let ciam = Authority::entra("https://contoso.ciamlogin.com/").unwrap();
+        assert_eq!(
+            ciam.instance_discovery_url().unwrap().host_str(),
+            Some(INSTANCE_DISCOVERY_HOST)
+        );
     }
 }

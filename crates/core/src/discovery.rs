@@ -3,12 +3,13 @@
 //! Checks: every endpoint must be https (or loopback http); a generic provider's
 //! `issuer` must equal the configured issuer exactly (OpenID Connect Discovery §4.3);
 //! Entra's multi-tenant authorities publish an issuer template with `{tenantid}`.
+//! [`secret_may_go_to`] is the one rule for where a secret may be sent.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::authority::{parse_url, Authority};
+use crate::authority::{parse_url, same_cloud, Authority};
 use crate::error::{Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -113,6 +114,39 @@ pub fn process_instance_discovery_response(
         .find(|e| e.aliases.iter().any(|a| a.eq_ignore_ascii_case(&host)))
         .map(|e| e.aliases)
         .unwrap_or_else(|| vec![host]))
+}
+
+/// Whether a secret issued in `environment` (a refresh token's `environment`; the
+/// authority's host for an authorization or device code) may be sent to `endpoint`.
+/// `aliases` is the alias set of the authority's host, from trusted sources only
+/// ([`crate::authority::aliases_of`]); `authority` and `metadata` are the application's.
+/// Yes when
+/// 1. `endpoint`'s host is of the same cloud as `environment` ([`same_cloud`]: the same
+///    host, the same built-in Microsoft cloud, or both in `aliases`; a host of a
+///    built-in cloud never matches another host, whatever `aliases` says); or
+/// 2. `authority` is a generic OpenID issuer on host `environment` and `endpoint` is the
+///    token or device endpoint its discovery document names (that document's issuer was
+///    checked to equal the authority exactly): a provider such as Google (issuer
+///    `accounts.google.com`) names a token endpoint on another host
+///    (`oauth2.googleapis.com`).
+pub fn secret_may_go_to(
+    environment: &str,
+    aliases: &[String],
+    endpoint: &Url,
+    authority: &Authority,
+    metadata: &ProviderMetadata,
+) -> bool {
+    let host = endpoint
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
+    if !host.is_empty() && same_cloud(environment, host, aliases) {
+        return true;
+    }
+    !authority.is_entra_like()
+        && authority.environment().eq_ignore_ascii_case(environment)
+        && (*endpoint == metadata.token_endpoint
+            || metadata.device_authorization_endpoint.as_ref() == Some(endpoint))
 }
 
 /// A JSON document from a GET endpoint: 200 and JSON, else a clear error.
@@ -223,6 +257,167 @@ mod tests {
         assert!(matches!(err, Error::BadResponse { .. }));
         let err = process_discovery_response(&a, &resp(404, "not found")).unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
+    }
+
+    fn metadata(issuer: &str, token_endpoint: &str) -> ProviderMetadata {
+        serde_json::from_value(serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": token_endpoint,
+            "device_authorization_endpoint": format!("{token_endpoint}/device"),
+        }))
+        .unwrap()
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_secret_of_microsofts_cloud_goes_to_microsofts_cloud_only() {
+        let microsoft: Vec<String> = crate::authority::aliases_of("login.microsoftonline.com", &[]);
+        let attacker = Authority::entra("http://127.0.0.1:9/common").unwrap();
+        let evil = metadata(
+            "http://127.0.0.1:9/{tenantid}/v2.0",
+            "http://127.0.0.1:9/common/oauth2/v2.0/token",
+        );
+        // Even with an alias set that (wrongly) names Microsoft's hosts.
+        let poisoned: Vec<String> = ["127.0.0.1", "login.microsoftonline.com"]
+            .map(String::from)
+            .to_vec();
+        for aliases in [&microsoft, &poisoned, &vec!["127.0.0.1".to_string()]] {
+            assert!(!secret_may_go_to(
+                "login.microsoftonline.com",
+                aliases,
+                &evil.token_endpoint,
+                &attacker,
+                &evil
+            ));
+        }
+        let entra = Authority::entra("https://login.microsoftonline.com/common").unwrap();
+        let real = metadata(
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        );
+        for env in ["login.microsoftonline.com", "login.windows.net"] {
+            assert!(secret_may_go_to(
+                env,
+                &microsoft,
+                &real.token_endpoint,
+                &entra,
+                &real
+            ));
+        }
+        // Another of Microsoft's clouds is another cloud.
+        assert!(!secret_may_go_to(
+            "login.microsoftonline.us",
+            &microsoft,
+            &real.token_endpoint,
+            &entra,
+            &real
+        ));
+    }
+
+    #[test]
+    fn custom_hosts_keep_their_secrets_at_home() {
+        let sandbox = Authority::entra("http://127.0.0.1:8479/common").unwrap();
+        let m = metadata(
+            "http://127.0.0.1:8479/{tenantid}/v2.0",
+            "http://127.0.0.1:8479/common/oauth2/v2.0/token",
+        );
+        let own = vec!["127.0.0.1".to_string()];
+        assert!(secret_may_go_to(
+            "127.0.0.1",
+            &own,
+            &m.token_endpoint,
+            &sandbox,
+            &m
+        ));
+        // An Entra-style document naming another host is not followed, even for the
+        // host's own secrets: aliases decide for Entra.
+        let elsewhere = url("https://login.contoso.example/common/oauth2/v2.0/token");
+        assert!(!secret_may_go_to(
+            "127.0.0.1",
+            &own,
+            &elsewhere,
+            &sandbox,
+            &m
+        ));
+        // Aliases learned from Microsoft are one cloud.
+        let custom = Authority::entra("https://login.contoso.example/common").unwrap();
+        let learned: Vec<String> = ["login.contoso.example", "sts.contoso.example"]
+            .map(String::from)
+            .to_vec();
+        assert!(secret_may_go_to(
+            "sts.contoso.example",
+            &learned,
+            &elsewhere,
+            &custom,
+            &m
+        ));
+        assert!(!secret_may_go_to(
+            "other.example",
+            &learned,
+            &elsewhere,
+            &custom,
+            &m
+        ));
+    }
+
+    #[test]
+    fn a_generic_issuer_may_name_a_token_endpoint_on_another_host() {
+        let google = Authority::oidc("https://accounts.google.com").unwrap();
+        let m = metadata(
+            "https://accounts.google.com",
+            "https://oauth2.googleapis.com/token",
+        );
+        let aliases = crate::authority::aliases_of("accounts.google.com", &[]);
+        assert!(secret_may_go_to(
+            "accounts.google.com",
+            &aliases,
+            &m.token_endpoint,
+            &google,
+            &m
+        ));
+        assert!(secret_may_go_to(
+            "accounts.google.com",
+            &aliases,
+            m.device_authorization_endpoint.as_ref().unwrap(),
+            &google,
+            &m
+        ));
+        // Only the endpoints the document names, only for the issuer's own host.
+        let other = url("https://oauth2.googleapis.com/elsewhere");
+        assert!(!secret_may_go_to(
+            "accounts.google.com",
+            &aliases,
+            &other,
+            &google,
+            &m
+        ));
+        assert!(!secret_may_go_to(
+            "login.microsoftonline.com",
+            &aliases,
+            &m.token_endpoint,
+            &google,
+            &m
+        ));
+        assert!(!secret_may_go_to(
+            "idp.example.com",
+            &aliases,
+            &m.token_endpoint,
+            &google,
+            &m
+        ));
+        // The same document under an Entra-style authority is not enough.
+        let entra = Authority::entra("https://accounts.google.com/common").unwrap();
+        assert!(!secret_may_go_to(
+            "accounts.google.com",
+            &aliases,
+            &m.token_endpoint,
+            &entra,
+            &m
+        ));
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct Profile {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub sign_in: SignInMethod,
-    /// Entra instance discovery (aliases of the host). Turn it off for custom hosts.
+    /// Entra instance discovery: Microsoft is asked which hosts are aliases of a custom
+    /// host (never the host itself; loopback hosts are not asked). Off: the host alone.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub instance_discovery: bool,
     /// Built into Tessera (not stored in profiles.toml, cannot be removed).
