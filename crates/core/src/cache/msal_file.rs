@@ -29,16 +29,26 @@
 //!
 //! This store takes the same lock the same way (exclusive creation, then `flock` on that
 //! file, then `"{pid} {argv0}"`; 5 s before a lock file is treated as stale, 10 s in all
-//! by default), with three differences that only make it safer: after `flock` it checks
+//! by default), with differences that only make it safer: after `flock` it checks
 //! that the lock file it holds is still the one at the path (another process may have
 //! deleted it meanwhile) and starts over if not; it deletes the lock file *before*
-//! unlocking; it polls every 5–100 ms instead of every 250 ms. Every change is: lock,
-//! re-read if the file changed, apply, write a temporary file in the same directory,
-//! set its mtime to the exact current time, fsync, rename it over the file, fsync the
-//! directory, unlock. Readers therefore never see half a file written here, and MSAL
-//! Python's mtime check always sees the change (its `_last_sync` was taken before it
-//! released the lock). A symlinked cache file stays a symlink (its target is replaced).
-//! The replacement is mode 0600 even if the old file was more open.
+//! unlocking; it polls every 5–100 ms instead of every 250 ms; and it never follows the
+//! lock file through a link (below). Every change is: lock, re-read if the file
+//! changed, apply, write a new temporary file in the same directory, set its mtime to
+//! the exact current time, fsync, rename it over the file, fsync the directory, unlock.
+//! Readers therefore never see half a file written here, and MSAL Python's mtime check
+//! always sees the change (its `_last_sync` was taken before it released the lock). A
+//! symlinked cache file stays a symlink (its target is replaced). The replacement is
+//! mode 0600 even if the old file was more open.
+//!
+//! **No lock or temporary file is followed through a link.** The lock file is created
+//! with `O_EXCL | O_NOFOLLOW`, or (a stale one) opened read-only with `O_NOFOLLOW`, and
+//! must be a regular file: a link, directory, FIFO... at its path is refused at once
+//! with an error naming it (msal-extensions only creates regular files there). Only a
+//! lock file this store created gets the holder line; a stale one is locked and deleted
+//! but never truncated or written. The temporary files (of the cache and of the sidecar
+//! index) have random names and are created with `O_EXCL | O_NOFOLLOW`; a rename
+//! replaces a link at the index's path instead of writing through it.
 //!
 //! Reads take no lock either, as msal-extensions: a read whose file looks different from
 //! the last one (device, inode, length, mtime, ctime) re-reads it; if that read is not
@@ -893,7 +903,7 @@ fn new_temp_file(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> 
     tempfile::Builder::new()
         .prefix(&format!(".{name}.tessera-"))
         .suffix(".tmp")
-        .make_in(dir, |p| create_new(p))
+        .make_in(dir, create_new)
 }
 
 /// Opens an existing lock file read-only (it is not ours to write): not through a link
