@@ -1106,3 +1106,62 @@ async fn cli_msal_cache_file_import_and_export() {
     assert!(run.stderr.contains("bad.json"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&bad).unwrap(), "{not json");
 }
+
+/// A link planted at an MSAL cache's lock file (`FILE.lockfile`): the change is refused
+/// at once with a store error naming the lock file, and the link's target is untouched
+/// (it used to be truncated and overwritten with the PID line after the 5 s stale wait).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_msal_cache_refuses_a_lock_file_that_is_a_link() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    let file = m.home.path().join("msal_token_cache.json");
+    let file_arg = file.to_str().unwrap().to_string();
+    m.run_with(
+        &["--msal-cache", &file_arg, "--profile", "Sandbox", "login"],
+        &[("TESSERA_BROWSER", &scripted_browser("sandbox", BOB))],
+        None,
+    )
+    .await
+    .ok();
+    let cache_before = std::fs::read(&file).unwrap();
+    let victim = m.home.path().join("victim.txt");
+    let victim_bytes = b"precious: never to be truncated or overwritten\n";
+    std::fs::write(&victim, victim_bytes).unwrap();
+    let lock = m.home.path().join("msal_token_cache.json.lockfile");
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+
+    let run = m
+        .run(&["--msal-cache", &file_arg, "logout", "--all"])
+        .await
+        .exit(5);
+    assert!(
+        run.stderr.contains(lock.to_str().unwrap()) && run.stderr.contains("symbolic link"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.took < Duration::from_secs(5),
+        "refused at once, not after the stale-lock wait: {:?}",
+        run.took
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), victim_bytes);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        cache_before,
+        "still signed in"
+    );
+    assert!(std::fs::symlink_metadata(&lock)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // With the link gone, the same command signs out.
+    std::fs::remove_file(&lock).unwrap();
+    let run = m
+        .run(&["--msal-cache", &file_arg, "logout", "--all"])
+        .await
+        .ok();
+    assert!(run.stderr.contains("Signed out"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), victim_bytes);
+}

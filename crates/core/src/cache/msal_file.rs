@@ -29,16 +29,26 @@
 //!
 //! This store takes the same lock the same way (exclusive creation, then `flock` on that
 //! file, then `"{pid} {argv0}"`; 5 s before a lock file is treated as stale, 10 s in all
-//! by default), with three differences that only make it safer: after `flock` it checks
+//! by default), with differences that only make it safer: after `flock` it checks
 //! that the lock file it holds is still the one at the path (another process may have
 //! deleted it meanwhile) and starts over if not; it deletes the lock file *before*
-//! unlocking; it polls every 5–100 ms instead of every 250 ms. Every change is: lock,
-//! re-read if the file changed, apply, write a temporary file in the same directory,
-//! set its mtime to the exact current time, fsync, rename it over the file, fsync the
-//! directory, unlock. Readers therefore never see half a file written here, and MSAL
-//! Python's mtime check always sees the change (its `_last_sync` was taken before it
-//! released the lock). A symlinked cache file stays a symlink (its target is replaced).
-//! The replacement is mode 0600 even if the old file was more open.
+//! unlocking; it polls every 5–100 ms instead of every 250 ms; and it never follows the
+//! lock file through a link (below). Every change is: lock, re-read if the file
+//! changed, apply, write a new temporary file in the same directory, set its mtime to
+//! the exact current time, fsync, rename it over the file, fsync the directory, unlock.
+//! Readers therefore never see half a file written here, and MSAL Python's mtime check
+//! always sees the change (its `_last_sync` was taken before it released the lock). A
+//! symlinked cache file stays a symlink (its target is replaced). The replacement is
+//! mode 0600 even if the old file was more open.
+//!
+//! **No lock or temporary file is followed through a link.** The lock file is created
+//! with `O_EXCL | O_NOFOLLOW`, or (a stale one) opened read-only with `O_NOFOLLOW`, and
+//! must be a regular file: a link, directory, FIFO... at its path is refused at once
+//! with an error naming it (msal-extensions only creates regular files there). Only a
+//! lock file this store created gets the holder line; a stale one is locked and deleted
+//! but never truncated or written. The temporary files (of the cache and of the sidecar
+//! index) have random names and are created with `O_EXCL | O_NOFOLLOW`; a rename
+//! replaces a link at the index's path instead of writing through it.
 //!
 //! Reads take no lock either, as msal-extensions: a read whose file looks different from
 //! the last one (device, inode, length, mtime, ctime) re-reads it; if that read is not
@@ -51,9 +61,8 @@
 //! re-parsed only if its content changed.
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -561,8 +570,9 @@ impl MsalFileStore {
         }
     }
 
-    /// Replaces the file with `content`: temporary file in the same directory (0600),
-    /// exact mtime, fsync, rename, fsync of the directory. Returns the new file's stamp.
+    /// Replaces the file with `content`: a new temporary file in the same directory
+    /// ([`new_temp_file`]), exact mtime, fsync, rename, fsync of the directory. Returns
+    /// the new file's stamp.
     fn persist(&self, content: &[u8]) -> Result<Stamp, StoreError> {
         let err = |what: &str, e: io::Error| self.io_err(what, e);
         // Replace a symlink's target, not the symlink.
@@ -579,29 +589,21 @@ impl MsalFileStore {
         if !dir.is_dir() {
             create_dir(&dir).map_err(|e| err("cannot create the directory of", e))?;
         }
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "msal_token_cache".into());
-        let tmp = dir.join(format!(
-            ".{name}.tessera-{}-{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
         let write_tmp = || -> io::Result<()> {
-            let mut f = create_new(&tmp)?;
-            f.write_all(content)?;
+            let mut tmp = new_temp_file(&dir, &name)?;
+            tmp.write_all(content)?;
             // The exact time, not the file system's coarse clock: MSAL Python reloads
             // only when the mtime is newer than its last load.
-            f.set_modified(SystemTime::now())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &target)
+            tmp.as_file().set_modified(SystemTime::now())?;
+            tmp.as_file().sync_all()?;
+            // (A failed rename drops, and so deletes, the temporary file.)
+            tmp.persist(&target).map(drop).map_err(|e| e.error)
         };
-        if let Err(e) = write_tmp() {
-            let _ = fs::remove_file(&tmp);
-            return Err(err("cannot write", e));
-        }
+        write_tmp().map_err(|e| err("cannot write", e))?;
         #[cfg(unix)]
         if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
             tracing::debug!(error = %e, "fsync of the cache directory failed");
@@ -714,6 +716,10 @@ impl TokenStore for MsalFileStore {
 }
 
 /// msal-extensions' `CrossPlatLock` on `<file>.lockfile`, held until dropped.
+///
+/// The lock file is never followed through a link and must be a regular file. Only a
+/// lock file this process created is written (the holder line); a stale one left by
+/// another process is opened read-only, locked and deleted, never truncated or written.
 struct FileLock {
     file: File,
     path: PathBuf,
@@ -742,21 +748,32 @@ impl FileLock {
         };
         loop {
             // 1. Create the lock file exclusively (msal-extensions' first step); after
-            //    5 s an existing one counts as stale and is opened instead.
-            let file = loop {
+            //    5 s an existing one counts as stale and is opened (read-only) instead.
+            let (file, created) = loop {
                 match create_new(path) {
-                    Ok(f) => break f,
+                    Ok(f) => break (f, true),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        // msal-extensions only ever makes a regular file there.
+                        match fs::symlink_metadata(path) {
+                            Ok(m) if !m.file_type().is_file() => {
+                                return Err(not_a_regular_file(path, &m))
+                            }
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(err("inspect", e)),
+                        }
                         if !wait(stale_at) {
-                            match OpenOptions::new()
-                                .read(true)
-                                .write(true)
-                                .create(true)
-                                .truncate(false)
-                                .open(path)
-                            {
-                                Ok(f) => break f,
-                                Err(e) => return Err(err("open", e)),
+                            match open_existing_lock(path) {
+                                Ok(f) => break (f, false),
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                                Err(e) => {
+                                    return Err(match fs::symlink_metadata(path) {
+                                        Ok(m) if !m.file_type().is_file() => {
+                                            not_a_regular_file(path, &m)
+                                        }
+                                        _ => err("open", e),
+                                    })
+                                }
                             }
                         }
                     }
@@ -771,53 +788,62 @@ impl FileLock {
                     Err(e) => return Err(err("create", e)),
                 }
             };
+            // What was opened, not what the path says now.
+            let m = file.metadata().map_err(|e| err("inspect", e))?;
+            if !m.file_type().is_file() {
+                return Err(not_a_regular_file(path, &m));
+            }
             // 2. flock it (portalocker's LOCK_EX | LOCK_NB, retried).
             loop {
                 match try_flock(&file) {
                     Ok(true) => break,
                     Ok(false) => {
                         if !wait(deadline) {
-                            return Err(Self::timed_out(path, timeout));
+                            return Err(Self::timed_out(path, timeout, &file));
                         }
                     }
                     Err(e) => return Err(err("lock", e)),
                 }
             }
             // 3. Is it still the lock file, or was it deleted while we waited?
-            if same_file(&file, path) {
+            if same_file(&m, path) {
                 let mut file = file;
-                let holder = format!(
-                    "{} {}",
-                    std::process::id(),
-                    std::env::args_os()
-                        .next()
-                        .map(|a| a.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                );
-                // Content is informational (msal-extensions writes the same); a failure
-                // to write it does not matter.
-                let _ = file
-                    .set_len(0)
-                    .and_then(|()| file.write_all(holder.as_bytes()));
+                if created {
+                    let holder = format!(
+                        "{} {}",
+                        std::process::id(),
+                        std::env::args_os()
+                            .next()
+                            .map(|a| a.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    );
+                    // Content is informational (msal-extensions writes the same); a
+                    // failure to write it does not matter.
+                    let _ = file.write_all(holder.as_bytes());
+                }
                 return Ok(FileLock {
                     file,
                     path: path.to_path_buf(),
                 });
             }
-            drop(file);
             if Instant::now() >= deadline {
-                return Err(Self::timed_out(path, timeout));
+                return Err(Self::timed_out(path, timeout, &file));
             }
         }
     }
 
-    fn timed_out(path: &Path, timeout: Duration) -> StoreError {
-        let holder = fs::read_to_string(path)
-            .ok()
-            .map(|s| s.chars().take(200).collect::<String>())
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| format!(" (it names process {})", s.trim()))
-            .unwrap_or_default();
+    fn timed_out(path: &Path, timeout: Duration, file: &File) -> StoreError {
+        // The holder line, read from the lock file as opened (never through the path).
+        let mut f = file;
+        let mut bytes = Vec::new();
+        let _ = f
+            .seek(io::SeekFrom::Start(0))
+            .and_then(|_| f.take(200).read_to_end(&mut bytes));
+        let holder = String::from_utf8_lossy(&bytes);
+        let holder = match holder.trim() {
+            "" => String::new(),
+            h => format!(" (it names process {h})"),
+        };
         StoreError::Io(format!(
             "the MSAL token cache is locked by another program: the lock file {}{holder} was not \
              released within {} s. If no program is using the cache, delete the lock file.",
@@ -825,6 +851,24 @@ impl FileLock {
             timeout.as_secs_f32()
         ))
     }
+}
+
+/// The error for a lock file that is a link, directory, FIFO... (`m`: its `lstat`/`fstat`).
+fn not_a_regular_file(path: &Path, m: &Metadata) -> StoreError {
+    let t = m.file_type();
+    let what = if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    StoreError::Io(format!(
+        "refusing the lock file {}: it is {what}, and it is neither followed nor written \
+         (msal-extensions only creates regular lock files). Remove it if no program is using \
+         the MSAL token cache.",
+        path.display()
+    ))
 }
 
 impl Drop for FileLock {
@@ -840,12 +884,36 @@ impl Drop for FileLock {
     }
 }
 
-/// Creates `path` exclusively, mode 0600.
+/// Creates `path` exclusively, mode 0600. Never through a link: `O_EXCL` refuses any
+/// existing entry, a symlink included (`O_NOFOLLOW` says so explicitly).
 fn create_new(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.read(true).write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    o.open(path)
+}
+
+/// A new temporary file `.{name}.tessera-XXXXXX.tmp` in `dir` (random name, created
+/// by [`create_new`]: 0600, never through a link), deleted unless persisted.
+fn new_temp_file(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.tessera-"))
+        .suffix(".tmp")
+        .make_in(dir, create_new)
+}
+
+/// Opens an existing lock file read-only (it is not ours to write): not through a link
+/// (`O_NOFOLLOW`), and without waiting for a writer if it is a FIFO (`O_NONBLOCK`). The
+/// caller checks that what it opened is a regular file.
+fn open_existing_lock(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW | libc::O_NONBLOCK);
     o.open(path)
 }
 
@@ -858,40 +926,30 @@ fn create_dir(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
+/// `flock(LOCK_EX | LOCK_NB)`: std's `File::try_lock` is exactly that on Linux, macOS and
+/// the BSDs, the lock portalocker takes.
 #[cfg(unix)]
 fn try_flock(file: &File) -> io::Result<bool> {
-    use std::os::unix::io::AsRawFd;
-    loop {
-        // SAFETY: flock on a file descriptor this `File` owns for the whole call.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e),
-        }
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
 #[cfg(unix)]
 fn unlock(file: &File) {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: as above; closing the file would release the lock too.
-    unsafe {
-        libc::flock(file.as_raw_fd(), libc::LOCK_UN);
-    }
+    // Closing the file would release the lock too.
+    let _ = file.unlock();
 }
 
+/// Is the opened file (`opened`: its metadata) still the one at `path`? (`lstat`: a link
+/// put there since is not the same file.)
 #[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> bool {
+fn same_file(opened: &Metadata, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    fs::symlink_metadata(path).is_ok_and(|m| m.dev() == opened.dev() && m.ino() == opened.ino())
 }
 
 // Elsewhere the exclusive creation of the lock file is the lock (msal-extensions without
@@ -905,8 +963,8 @@ fn try_flock(_file: &File) -> io::Result<bool> {
 fn unlock(_file: &File) {}
 
 #[cfg(not(unix))]
-fn same_file(_file: &File, path: &Path) -> bool {
-    path.exists()
+fn same_file(_opened: &Metadata, path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 /// The sidecar index, `<file>.tessera-index`: what lookups need of a big MSAL cache,
@@ -931,14 +989,14 @@ fn same_file(_file: &File, path: &Path) -> bool {
 ///   and realm and target for access tokens): a mismatch (the file changed between the
 ///   check and the read) abandons the index for that lookup. After reading, the open
 ///   file's stamp is checked again.
-/// - It is written to a temporary file (mode 0600) and renamed into place, so readers
-///   see a whole index or none; it is never changed after that. Writers of the cache
+/// - It is written to a new temporary file (mode 0600, random name, never through a
+///   link) and renamed into place, so readers see a whole index or none; it is never
+///   changed after that. Writers of the cache
 ///   file need not know about it.
 mod index {
     use std::collections::{HashMap, HashSet};
-    use std::fs::{self, File};
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::fs::File;
+    use std::path::Path;
 
     use rusqlite::{params, Connection, OpenFlags};
     use serde_json::{Map, Value};
@@ -1191,7 +1249,6 @@ mod index {
         };
         let ranges = entry_ranges(text)
             .ok_or_else(|| StoreError::Format("the file's layout is not indexable".into()))?;
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = index_path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -1200,19 +1257,14 @@ mod index {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp: PathBuf = dir.join(format!(
-            ".{name}.{}-{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = write(&tmp, text, doc, &ranges, &meta).and_then(|()| {
-            fs::rename(&tmp, index_path)
-                .map_err(|e| StoreError::Io(format!("cannot write the sidecar index: {e}")))
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        // Created 0600 before SQLite writes anything into it; deleted unless persisted.
+        let tmp = super::new_temp_file(dir, &name)
+            .map_err(|e| StoreError::Io(format!("cannot create the sidecar index: {e}")))?;
+        write(tmp.path(), text, doc, &ranges, &meta)?;
+        // A rename replaces whatever is at `index_path` (a link too), never writes through it.
+        tmp.persist(index_path)
+            .map(drop)
+            .map_err(|e| StoreError::Io(format!("cannot write the sidecar index: {}", e.error)))
     }
 
     /// The entries of a section in key order, with their rank (position in that order).
@@ -1244,10 +1296,14 @@ mod index {
         ranges: &Ranges,
         meta: &[(&'static str, String)],
     ) -> Result<(), StoreError> {
-        // Created 0600 before SQLite writes anything into it.
-        super::create_new(tmp)
-            .map_err(|e| StoreError::Io(format!("cannot create the sidecar index: {e}")))?;
-        let mut conn = Connection::open(tmp).map_err(db_err)?;
+        // The file exists (`build` made it); SQLite must not create it, nor follow a link.
+        let mut conn = Connection::open_with_flags(
+            tmp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
         conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
             .map_err(db_err)?;
         let tx = conn.transaction().map_err(db_err)?;
@@ -2094,10 +2150,223 @@ mod tests {
         fs::write(store.lock_path(), "99999 crashed.py").unwrap();
         let started = Instant::now();
         write_account(&store, "alice");
-        // The stale wait is half the timeout here (5 s by default, as msal-extensions).
+        // A lock file counts as stale after 5 s (msal-extensions), or the whole timeout
+        // when that is shorter, as here.
         assert!(started.elapsed() >= Duration::from_secs(1));
         assert_eq!(homes(&store), ["alice"]);
         assert!(!store.lock_path().exists(), "and cleaned up");
+    }
+
+    // No lock or temporary file is followed through a link.
+
+    /// A file outside the cache that a planted link points at, and its bytes.
+    #[cfg(unix)]
+    fn victim(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("victim.txt");
+        let bytes = b"precious: never to be truncated or overwritten\n".to_vec();
+        fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    fn try_write_account(store: &MsalFileStore, home: &str) -> Result<(), StoreError> {
+        store.write(TokenWrite {
+            account: Some(account(home)),
+            ..Default::default()
+        })
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, bytes) = victim(dir.path());
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(300));
+        std::os::unix::fs::symlink(&victim, store.lock_path()).unwrap();
+        // Twice, the second time well after the stale-lock time (300 ms here).
+        for _ in 0..2 {
+            let started = Instant::now();
+            let err = try_write_account(&store, "alice").unwrap_err().to_string();
+            assert!(
+                err.contains(&store.lock_path().display().to_string())
+                    && err.contains("symbolic link"),
+                "{err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "refused at once"
+            );
+            assert_eq!(fs::read(&victim).unwrap(), bytes);
+            assert!(!path.exists(), "nothing written");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        assert!(
+            fs::symlink_metadata(store.lock_path())
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link is left for the user to look at"
+        );
+        fs::remove_file(store.lock_path()).unwrap();
+        write_account(&store, "alice");
+        assert_eq!(fs::read(&victim).unwrap(), bytes);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_lock_file_replaced_by_a_link_while_waiting_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, bytes) = victim(dir.path());
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_secs(1));
+        fs::write(store.lock_path(), "99999 crashed.py").unwrap();
+        let err = std::thread::scope(|s| {
+            let writer = s.spawn(|| try_write_account(&store, "alice"));
+            std::thread::sleep(Duration::from_millis(200));
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&victim, &link).unwrap();
+            fs::rename(&link, store.lock_path()).unwrap();
+            writer.join().unwrap().unwrap_err().to_string()
+        });
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), bytes);
+        assert!(!path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_path_that_is_a_fifo_directory_or_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(300));
+        let lock = store.lock_path().to_path_buf();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(&lock)
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let refused = |what: &str| {
+            let started = Instant::now();
+            let err = try_write_account(&store, "alice").unwrap_err().to_string();
+            assert!(
+                err.contains(&lock.display().to_string()) && err.contains(what),
+                "{err}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+            assert!(!path.exists(), "nothing written");
+        };
+        refused("not a regular file");
+        fs::remove_file(&lock).unwrap();
+        fs::create_dir(&lock).unwrap();
+        refused("a directory");
+        fs::remove_dir(&lock).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(&lock).unwrap();
+        refused("not a regular file");
+    }
+
+    /// The check made on what was opened, whatever the path looked like before.
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_lock_file_is_opened_read_only_never_through_a_link_nor_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, bytes) = victim(dir.path());
+        let link = dir.path().join("link.lockfile");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = open_existing_lock(&link).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        let fifo = dir.path().join("fifo.lockfile");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        let f = open_existing_lock(&fifo).unwrap();
+        assert!(!f.metadata().unwrap().file_type().is_file());
+        let m = fs::symlink_metadata(&link).unwrap();
+        assert!(not_a_regular_file(&link, &m)
+            .to_string()
+            .contains("symbolic link"));
+        // Read-only: a regular file opened this way cannot be written at all.
+        let mut f = open_existing_lock(&victim).unwrap();
+        assert!(f.write_all(b"x").is_err());
+        assert_eq!(fs::read(&victim).unwrap(), bytes);
+    }
+
+    /// A stale lock file another process left (here a hard link to a file outside the
+    /// cache) is locked and then removed, but its content is never truncated or written.
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_lock_file_of_another_process_is_taken_over_but_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, bytes) = victim(dir.path());
+        let path = dir.path().join("cache.json");
+        let store = MsalFileStore::open(&path)
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(300));
+        fs::hard_link(&victim, store.lock_path()).unwrap();
+        write_account(&store, "alice");
+        assert_eq!(homes(&store), ["alice"]);
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            bytes,
+            "not truncated or written"
+        );
+        assert!(
+            !store.lock_path().exists(),
+            "the stale lock file is removed"
+        );
+        assert!(victim.exists(), "(only its name at the lock path)");
+    }
+
+    /// The temporary files of the cache and of its sidecar index have random names and
+    /// are created exclusively: links planted at the names this store used to choose
+    /// (pid and a counter), and at the index's own path, redirect no write.
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_at_temporary_file_names_redirect_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, bytes) = victim(dir.path());
+        let path = dir.path().join("cache.json");
+        fs::write(&path, MSAL).unwrap();
+        age(&path);
+        let pid = std::process::id();
+        let mut planted = Vec::new();
+        for n in 0..2048 {
+            for name in [
+                format!(".cache.json.tessera-{pid}-{n}.tmp"),
+                format!(".cache.json{INDEX_SUFFIX}.{pid}-{n}.tmp"),
+            ] {
+                let link = dir.path().join(name);
+                std::os::unix::fs::symlink(&victim, &link).unwrap();
+                planted.push(link);
+            }
+        }
+        let index_path = sibling(&path, INDEX_SUFFIX);
+        std::os::unix::fs::symlink(&victim, &index_path).unwrap();
+
+        let store = MsalFileStore::open_with_index(&path, Some(0)).unwrap();
+        assert_eq!(store.index_build_count(), 1, "the index was written");
+        assert!(fs::symlink_metadata(&index_path).unwrap().is_file());
+        write_account(&store, "zed");
+        let doc: MsalCacheDocument = fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert!(doc.accounts.get("zed-login.example.test-tenant").is_some());
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+
+        assert_eq!(fs::read(&victim).unwrap(), bytes);
+        for link in &planted {
+            assert_eq!(fs::read_link(link).unwrap(), victim, "left alone");
+        }
+        // The one way a temporary file is made refuses an existing link.
+        let e = create_new(&planted[0]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&victim).unwrap(), bytes);
     }
 
     #[cfg(unix)]
