@@ -339,6 +339,12 @@ fn start(
             include_str!("assets/ipc_probe.html").to_string(),
         );
     }
+    if st.faults().hostile_navigation_page {
+        return html(
+            StatusCode::OK,
+            include_str!("assets/hostile_navigation.html").to_string(),
+        );
+    }
     let session = session_user(st, headers).filter(|u| req.tenant.allows(u));
     let hint_matches = |u: &User| {
         req.login_hint
