@@ -395,6 +395,15 @@ async fn sign_in_window_keeps_no_cookie_and_asks_for_the_password_each_time() {
         "127.0.0.1\tFALSE\t/\tFALSE\t0\tESTSAUTH\tleft-by-an-older-version\n",
     )
     .unwrap();
+    // How many times the sandbox took carol's password (the suite shares one sandbox).
+    let carol_passwords = || {
+        let work = std::env::var("TESSERA_E2E_WORK").expect("TESSERA_E2E_WORK");
+        std::fs::read_to_string(PathBuf::from(work).join("sandbox.log"))
+            .expect("the sandbox's log")
+            .matches(r#"password accepted user="carol@fabrikam.example""#)
+            .count()
+    };
+    let passwords_before = carol_passwords();
     let s = Session::start(&e.driver, &e.app)
         .await
         .step("launch the app");
@@ -470,14 +479,11 @@ async fn sign_in_window_keeps_no_cookie_and_asks_for_the_password_each_time() {
     s.wait_text("#toast", "Signed in as carol@fabrikam.example")
         .await
         .step("signed in again with the password");
-    if let Ok(work) = std::env::var("TESSERA_E2E_WORK") {
-        let sandbox_log =
-            std::fs::read_to_string(PathBuf::from(work).join("sandbox.log")).unwrap_or_default();
-        assert!(
-            !sandbox_log.contains("single sign-on"),
-            "the sandbox saw no SSO session"
-        );
-    }
+    assert_eq!(
+        carol_passwords() - passwords_before,
+        2,
+        "the sandbox took carol's password for each sign-in"
+    );
 
     // 4. Back to an empty store.
     s.click("#scopes-reset").await.step("Default scopes");
