@@ -369,6 +369,11 @@ async fn sign_in_window_refuses_downloads_and_navigations_and_shows_the_origin()
         log.contains("sign-in window: navigation refused"),
         "navigations were refused"
     );
+    let found = secret_shaped(&log);
+    assert!(
+        found.is_empty(),
+        "secret-shaped strings in the app's log (kind, line): {found:?}"
+    );
     for line in log.lines().filter(|l| l.contains("sign-in window:")) {
         assert!(
             !line.contains("via=") && !line.contains("x=1"),
