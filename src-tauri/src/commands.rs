@@ -407,11 +407,7 @@ pub async fn copy_user_code<R: Runtime>(
 
 // ------------------------------------------------------------------ sign-out
 
-async fn sign_out_one<R: Runtime>(
-    app: &AppHandle<R>,
-    state: &AppState,
-    account: &AccountRef,
-) -> AppResult<usize> {
+async fn sign_out_one(state: &AppState, account: &AccountRef) -> AppResult<usize> {
     if account.source != TESSERA_SOURCE && account.profile.is_empty() {
         // An MSAL cache's account that no profile matches: removed from the file as is.
         let removed = state
@@ -424,22 +420,19 @@ async fn sign_out_one<R: Runtime>(
     let (profile, pca, acc) = state.resolve(account).await?;
     let out = pca.remove_account(&acc).await?;
     state.mark_needs_sign_in(&account.id(), None);
-    if account.source == TESSERA_SOURCE {
-        signin::forget_web_data(app, &profile.name).await?;
-    }
     tracing::info!(profile = %profile.name, source = %account.source, removed = out.removed, "signed out");
     Ok(out.removed)
 }
 
-/// Sign an account out: its tokens leave the store and the profile's sign-in window
-/// data (cookies) is deleted, so the next sign-in asks again.
+/// Sign an account out: its tokens leave the store. (The sign-in window keeps no cookies:
+/// the next sign-in asks again.)
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     account: AccountRef,
 ) -> AppResult<SignOutView> {
-    let removed = sign_out_one(&app, &state, &account).await?;
+    let removed = sign_out_one(&state, &account).await?;
     let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
     Ok(SignOutView {
         accounts: 1,
@@ -447,8 +440,8 @@ pub async fn sign_out<R: Runtime>(
     })
 }
 
-/// Sign every account of Tessera's store out, and delete every profile's sign-in window
-/// data. Opened MSAL caches are left alone (sign out of their accounts one by one).
+/// Sign every account of Tessera's store out. Opened MSAL caches are left alone (sign out
+/// of their accounts one by one).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out_all<R: Runtime>(
     app: AppHandle<R>,
@@ -460,7 +453,7 @@ pub async fn sign_out_all<R: Runtime>(
     let mut first_error = None;
     for a in accounts.iter().filter(|a| a.source == TESSERA_SOURCE) {
         let r = AccountRef::tessera(&a.profile, &a.home_account_id);
-        match sign_out_one(&app, &state, &r).await {
+        match sign_out_one(&state, &r).await {
             Ok(n) => {
                 removed += n;
                 count += 1;
@@ -468,14 +461,6 @@ pub async fn sign_out_all<R: Runtime>(
             Err(e) => {
                 first_error.get_or_insert(e);
             }
-        }
-    }
-    let profiles: Vec<String> = state
-        .with(|t| Ok(t.profiles().list().iter().map(|p| p.name.clone()).collect()))
-        .await?;
-    for p in profiles {
-        if let Err(e) = signin::forget_web_data(&app, &p).await {
-            first_error.get_or_insert(e);
         }
     }
     let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());

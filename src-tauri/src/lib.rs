@@ -33,10 +33,31 @@ pub fn builder<R: Runtime>(state: AppState) -> tauri::Builder<R> {
 /// Add the app's commands, plugins and state to `builder`.
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     builder
+        // Before the clipboard plugin: plugins see the exit in the order they were added,
+        // and that one lets go of the clipboard then.
+        .plugin(
+            tauri::plugin::Builder::<R>::new("tessera-exit")
+                .on_event(|app, event| {
+                    if let tauri::RunEvent::Exit = event {
+                        clipboard::clear_on_exit(app);
+                    }
+                })
+                .build(),
+        )
         .plugin(tauri_plugin_clipboard_manager::init())
         .manage(state)
         .setup(|app| {
             create_main_window(app.handle())?;
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let state = handle.state::<AppState>();
+                if let Ok(data_dir) = state.with(|t| Ok(t.paths().data_dir.clone())).await {
+                    let _ = tauri::async_runtime::spawn_blocking(move || {
+                        signin::forget_legacy_web_data(&data_dir)
+                    })
+                    .await;
+                }
+            });
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![

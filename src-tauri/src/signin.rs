@@ -2,22 +2,26 @@
 //! listener, and the device code flow.
 //!
 //! The sign-in window (label `signin`) has no capability, so its page cannot call any
-//! command. It keeps its cookies in the profile's own folder
-//! (`Paths::webview_data_dir(profile)`), not in the main window's, and that folder is
-//! deleted on sign-out. The redirect is caught in `on_navigation` (the exact redirect
-//! URI only), the navigation is cancelled (nothing listens there), the code is redeemed
-//! on the async runtime and the window is closed from there. Closing the window cancels.
+//! command. Each one has a throwaway web context (`incognito`): its cookies live in memory
+//! only and die with it, so nothing is kept on disk, none is shared with the main window or
+//! another sign-in, and every sign-in asks for the password. It goes only to https pages,
+//! http on loopback and about:blank ([`navigation_allowed`]), downloads nothing, and its
+//! native title and the main window show the origin of the page it shows ([`page_origin`]).
+//! The redirect is caught in `on_navigation` (the exact redirect URI only), the navigation
+//! is cancelled (nothing listens there), the code is redeemed on the async runtime and the
+//! window is closed from there. Closing the window cancels.
 //!
 //! Each sign-in ends with one `signin:finished` event (`added`, `cancelled`, `failed`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tauri::webview::PageLoadEvent;
+use tauri::webview::{DownloadEvent, PageLoadEvent};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 use tessera_core::app::{AuthResult, InteractiveParams, PublicClientApplication};
 use tessera_core::authcode::{redirect_matches, AuthCodeFlow};
 use tessera_core::authority::is_loopback_host;
+use tessera_core::http::redact_query;
 use tessera_core::profile::{Profile, SignInMethod};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,14 +31,12 @@ use url::Url;
 use crate::error::{AppError, AppResult};
 use crate::state::{lock, AppState};
 use crate::views::{
-    AccountRef, DeviceCodeView, SignInOutcome, SignInProgress, SignInStarted,
-    EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_PROGRESS,
+    AccountRef, DeviceCodeView, SignInOrigin, SignInOutcome, SignInProgress, SignInStarted,
+    EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
 };
 
 /// The sign-in window's label. No capability names it.
 pub const SIGNIN_WINDOW: &str = "signin";
-/// A hidden window that clears a profile's web data on sign-out.
-const CLEANUP_WINDOW: &str = "signin-cleanup";
 /// How long the browser sign-in waits for the redirect.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -169,9 +171,6 @@ pub async fn start_embedded<R: Runtime>(
         ));
     }
     let redirect = flow.redirect_uri().clone();
-    let data_dir = state
-        .with(|t| Ok(t.paths().webview_data_dir(&profile.name)))
-        .await?;
     let id = state.next_id();
     {
         let mut slot = lock(&state.sign_in);
@@ -189,11 +188,10 @@ pub async fn start_embedded<R: Runtime>(
         });
     }
     let opened = (|| {
-        tessera_core::paths::create_private_dir(&data_dir)?;
-        lock(&state.live_web_contexts).insert(profile.name.clone());
         let nav_app = app.clone();
         let load_app = app.clone();
-        let profile_name = profile.name.clone();
+        let title = Arc::new(WindowTitle::new(&profile.name));
+        let (load_title, page_title) = (Arc::clone(&title), Arc::clone(&title));
         let builder =
             WebviewWindowBuilder::new(app, SIGNIN_WINDOW, WebviewUrl::External(authorize))
                 .title(signin_title(&profile.name, None))
@@ -201,7 +199,9 @@ pub async fn start_embedded<R: Runtime>(
                 .min_inner_size(380.0, 480.0)
                 .center();
         let window = builder
-            .data_directory(data_dir.clone())
+            // A throwaway web context: no cookie or storage reaches the disk, and no
+            // sign-in sees another's (each asks for the password again).
+            .incognito(true)
             .on_navigation(move |url| {
                 if redirect_matches(&redirect, url) {
                     let app = nav_app.clone();
@@ -209,41 +209,42 @@ pub async fn start_embedded<R: Runtime>(
                     tauri::async_runtime::spawn(async move { finish_redirect(app, id, url).await });
                     return false;
                 }
-                // A sign-in page has no business with local files or app schemes.
-                let allowed = matches!(url.scheme(), "https" | "http" | "about");
+                let allowed = navigation_allowed(url);
                 if !allowed {
-                    tracing::warn!(scheme = url.scheme(), "sign-in window: navigation refused");
+                    tracing::warn!(
+                        scheme = url.scheme(),
+                        host = url.host_str().unwrap_or(""),
+                        "sign-in window: navigation refused"
+                    );
                 }
                 allowed
             })
-            .on_page_load(move |_window, payload| {
-                if payload.event() == PageLoadEvent::Finished {
-                    let host = payload
-                        .url()
-                        .host_str()
-                        .unwrap_or("the provider")
-                        .to_string();
-                    let port = payload
-                        .url()
-                        .port()
-                        .map(|p| format!(":{p}"))
-                        .unwrap_or_default();
-                    emit_progress(
-                        &load_app,
-                        "page",
-                        format!("Sign in at {host}{port} in the sign-in window…"),
+            .on_download(|_webview, event| {
+                if let DownloadEvent::Requested { url, .. } = event {
+                    tracing::warn!(
+                        url = %redact_query(&url),
+                        "sign-in window: download refused"
                     );
                 }
+                false
             })
-            .on_document_title_changed(move |window, title| {
-                // The page's title, then whose window this is (a page cannot hide that).
-                let title = signin_title(&profile_name, Some(&title));
-                tauri::async_runtime::spawn(async move {
-                    let _ = window.set_title(&title);
-                });
+            .on_page_load(move |_window, payload| match payload.event() {
+                // The main frame's new page is committed: this is the page shown now.
+                PageLoadEvent::Started => {
+                    let origin = page_origin(payload.url());
+                    load_title.set_origin(&origin.label);
+                    let _ = load_app.emit_to("main", EVENT_SIGNIN_ORIGIN, origin);
+                }
+                PageLoadEvent::Finished => {
+                    let message =
+                        format!("Sign in to {} in the sign-in window…", load_title.profile);
+                    emit_progress(&load_app, "page", message);
+                }
             })
+            .on_document_title_changed(move |_window, text| page_title.set_page(&text))
             .build()
             .map_err(|e| AppError::desktop("Cannot open the sign-in window", e))?;
+        title.follow(window.clone());
         let closed_app = app.clone();
         window.on_window_event(move |event| {
             if matches!(event, WindowEvent::Destroyed) {
@@ -264,13 +265,117 @@ pub async fn start_embedded<R: Runtime>(
     })
 }
 
-/// The sign-in window's title: the page's title (cleaned up and shortened), then
+/// Whether the sign-in window may go to `url` (the redirect is caught before this): https,
+/// http to a loopback host (a local provider), and about:blank. Local files, data:,
+/// javascript:, blob:, other about: pages, app schemes and plain http to a remote host are
+/// refused.
+pub fn navigation_allowed(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(is_loopback_host),
+        "about" => url.path() == "blank",
+        _ => false,
+    }
+}
+
+/// Where a page shown in the sign-in window comes from, for the user to check before typing
+/// a password: the host (as the URL parser normalises it: lower case, international names
+/// in punycode) with its port if any, and whether it came over TLS. Never the path or the
+/// query.
+pub fn page_origin(url: &Url) -> SignInOrigin {
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) if url.scheme() == "about" => format!("about:{}", url.path()),
+        (None, _) => format!("{}:", url.scheme()),
+    };
+    let secure = url.scheme() == "https";
+    let label = if secure {
+        format!("{} {host}", ORIGIN_MARKS[0])
+    } else {
+        format!("{} {host} (not encrypted)", ORIGIN_MARKS[1])
+    };
+    SignInOrigin { label, secure }
+}
+
+/// The sign-in window's native title, which the page cannot set: the origin of the page
+/// shown, then [`signin_title`]. Set from a single task, in the order of the changes.
+struct WindowTitle {
+    profile: String,
+    /// (origin label, page title)
+    parts: Mutex<(Option<String>, Option<String>)>,
+    tx: tokio::sync::watch::Sender<String>,
+}
+
+impl WindowTitle {
+    fn new(profile: &str) -> Self {
+        WindowTitle {
+            profile: profile.to_string(),
+            parts: Mutex::new((None, None)),
+            tx: tokio::sync::watch::Sender::new(signin_title(profile, None)),
+        }
+    }
+
+    /// A new page: its origin, and no title until it has one.
+    fn set_origin(&self, origin: &str) {
+        let mut parts = lock(&self.parts);
+        *parts = (Some(origin.to_string()), None);
+        self.tx
+            .send_replace(window_title(&self.profile, parts.0.as_deref(), None));
+    }
+
+    fn set_page(&self, page: &str) {
+        let mut parts = lock(&self.parts);
+        parts.1 = Some(page.to_string());
+        self.tx.send_replace(window_title(
+            &self.profile,
+            parts.0.as_deref(),
+            parts.1.as_deref(),
+        ));
+    }
+
+    /// Set `window`'s title to each new value until the window is gone. (Not from the
+    /// webview's callbacks: they may run while the window is being built.)
+    fn follow<R: Runtime>(&self, window: tauri::WebviewWindow<R>) {
+        let mut rx = self.tx.subscribe();
+        rx.mark_changed();
+        tauri::async_runtime::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let title = rx.borrow_and_update().clone();
+                if window.set_title(&title).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The sign-in window's title: the page's origin, then [`signin_title`].
+pub fn window_title(profile: &str, origin: Option<&str>, page_title: Option<&str>) -> String {
+    let title = signin_title(profile, page_title);
+    match origin {
+        Some(origin) => format!("{origin} — {title}"),
+        None => title,
+    }
+}
+
+/// The marks of [`page_origin`]'s labels.
+const ORIGIN_MARKS: [char; 2] = ['🔒', '⚠'];
+
+/// The title after the origin: the page's title (cleaned up and shortened), then
 /// "Tessera sign-in (profile)".
 pub fn signin_title(profile: &str, page_title: Option<&str>) -> String {
     let page: String = page_title
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        // A page's title cannot imitate the origin's marks.
+        .map(|c| {
+            if c.is_control() || ORIGIN_MARKS.contains(&c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -624,58 +729,29 @@ pub fn cancel_device<R: Runtime>(app: &AppHandle<R>) -> bool {
     }
 }
 
-// ------------------------------------------------------------------ sign-out
+// ------------------------------------------------------------------ older versions
 
-/// Delete a profile's sign-in web data (cookies, storage), so its next sign-in asks
-/// again. If its web context is alive in this process (WebKitGTK keeps it until exit),
-/// its in-memory data is cleared first through a hidden window on that context.
-pub async fn forget_web_data<R: Runtime>(app: &AppHandle<R>, profile: &str) -> AppResult<()> {
-    let state = app.state::<AppState>();
-    let dir = state
-        .with(|t| Ok(t.paths().webview_data_dir(profile)))
-        .await?;
-    // A sign-in window of this profile would keep using the data: cancel it.
-    let signing_in_here = lock(&state.sign_in)
-        .as_ref()
-        .is_some_and(|p| p.profile.eq_ignore_ascii_case(profile));
-    if signing_in_here {
-        cancel(app);
-    }
-    let live = lock(&state.live_web_contexts).contains(profile);
-    if live && dir.exists() {
-        let blank = Url::parse("about:blank").map_err(|e| AppError::desktop("about:blank", e))?;
-        match WebviewWindowBuilder::new(app, CLEANUP_WINDOW, WebviewUrl::External(blank))
-            .visible(false)
-            .focused(false)
-            .data_directory(dir.clone())
-            .build()
-        {
-            Ok(w) => {
-                if let Err(e) = w.clear_all_browsing_data() {
-                    tracing::warn!(error = %e, "could not clear the sign-in window's browsing data");
-                }
-                // The clearing runs on WebKit's side; give it a moment before closing.
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                let _ = w.destroy();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not open a window to clear the sign-in data")
-            }
-        }
-    }
+/// Delete the sign-in window's cookie folders that versions before the throwaway web
+/// context kept (`<data dir>/webview/<profile>`), so no old session cookie stays on disk.
+pub fn forget_legacy_web_data(data_dir: &std::path::Path) {
+    let dir = data_dir.join("webview");
     match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AppError::Store(format!(
-            "Cannot delete the sign-in data in {}: {e}",
+        Ok(()) => tracing::info!("deleted the sign-in cookies an older version kept"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            "cannot delete the sign-in cookies an older version kept in {}: {e}",
             dir.display()
-        ))),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
 
     #[test]
     fn the_window_title_names_the_page_and_tessera() {
@@ -693,5 +769,105 @@ mod tests {
             signin_title("W", Some(&long)).chars().count(),
             80 + " — Tessera sign-in (W)".chars().count()
         );
+    }
+
+    #[test]
+    fn the_window_title_starts_with_the_origin_which_a_page_title_cannot_imitate() {
+        let microsoft = page_origin(&url("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?state=s&code_challenge=c"));
+        assert_eq!(
+            window_title(
+                "Work",
+                Some(&microsoft.label),
+                Some("Sign in to your account")
+            ),
+            "🔒 login.microsoftonline.com — Sign in to your account — Tessera sign-in (Work)"
+        );
+        let local = page_origin(&url("http://127.0.0.1:8479/common/oauth2/v2.0/authorize"));
+        assert_eq!(
+            window_title("Sandbox", Some(&local.label), Some("🔒 login.microsoftonline.com")),
+            "⚠ 127.0.0.1:8479 (not encrypted) — login.microsoftonline.com — Tessera sign-in (Sandbox)"
+        );
+        assert_eq!(
+            window_title("Sandbox", None, None),
+            "Tessera sign-in (Sandbox)"
+        );
+    }
+
+    #[test]
+    fn the_origin_is_the_host_and_port_and_whether_it_is_tls() {
+        let cases = [
+            (
+                "https://login.microsoftonline.com/x?code=secret#state=s",
+                "🔒 login.microsoftonline.com",
+                true,
+            ),
+            (
+                "https://LOGIN.Example.COM:443/",
+                "🔒 login.example.com",
+                true,
+            ),
+            (
+                "https://idp.example.com:8443/authorize",
+                "🔒 idp.example.com:8443",
+                true,
+            ),
+            (
+                "https://user:password@idp.example.com/",
+                "🔒 idp.example.com",
+                true,
+            ),
+            ("https://bücher.example/", "🔒 xn--bcher-kva.example", true),
+            (
+                "http://127.0.0.1:8479/authorize?state=s",
+                "⚠ 127.0.0.1:8479 (not encrypted)",
+                false,
+            ),
+            ("http://localhost/", "⚠ localhost (not encrypted)", false),
+            ("http://[::1]:9/", "⚠ [::1]:9 (not encrypted)", false),
+            ("about:blank", "⚠ about:blank (not encrypted)", false),
+        ];
+        for (u, label, secure) in cases {
+            let o = page_origin(&url(u));
+            assert_eq!((o.label.as_str(), o.secure), (label, secure), "{u}");
+            for never in ["code", "secret", "state", "authorize", "password", "user"] {
+                assert!(!o.label.contains(never), "{u}: {}", o.label);
+            }
+        }
+    }
+
+    #[test]
+    fn the_sign_in_window_goes_only_to_https_loopback_http_and_about_blank() {
+        for allowed in [
+            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize?x=1",
+            "https://idp.example.com:8443/",
+            "http://127.0.0.1:8479/common/login",
+            "http://localhost/",
+            "http://localhost:3000/x",
+            "http://[::1]:9/",
+            "about:blank",
+        ] {
+            assert!(navigation_allowed(&url(allowed)), "{allowed}");
+        }
+        for refused in [
+            "http://login.microsoftonline.com/",
+            "http://example.com/",
+            "http://127.0.0.2:8479/",
+            "http://localhost.example.com/",
+            "http://192.168.1.10/",
+            "file:///etc/passwd",
+            "file://localhost/etc/passwd",
+            "data:text/html,<script>alert(1)</script>",
+            "javascript:alert(1)",
+            "blob:https://login.microsoftonline.com/3f1c",
+            "about:config",
+            "about:srcdoc",
+            "ftp://example.com/",
+            "ws://127.0.0.1:1/",
+            "tessera://localhost/",
+            "ms-outlook://compose",
+            "tauri://localhost/index.html",
+        ] {
+            assert!(!navigation_allowed(&url(refused)), "{refused}");
+        }
     }
 }

@@ -147,9 +147,6 @@ pub struct AppState {
     pub(crate) clipboard: Mutex<ClipboardMark>,
     /// Account id → why the last silent attempt needed interaction.
     needs_sign_in: Mutex<HashMap<String, NeedsSignIn>>,
-    /// Profiles whose sign-in web context was created in this process (WebKitGTK keeps
-    /// it, with its cookies in memory, until the app exits).
-    pub(crate) live_web_contexts: Mutex<HashSet<String>>,
     next_id: AtomicU64,
 }
 
@@ -206,7 +203,6 @@ impl AppState {
             device: Mutex::new(None),
             clipboard: Mutex::new(ClipboardMark::default()),
             needs_sign_in: Mutex::new(HashMap::new()),
-            live_web_contexts: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
         }
     }

@@ -375,6 +375,16 @@ pub struct SignInProgress {
     pub message: String,
 }
 
+/// Payload of the `signin:origin` event: where the page now shown in the sign-in window
+/// comes from (host and port only, never a path or query), sent each time a page commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignInOrigin {
+    /// `🔒 host[:port]` for https, `⚠ host[:port] (not encrypted)` for http.
+    pub label: String,
+    /// Whether the page came over TLS (https).
+    pub secure: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignOutView {
     pub accounts: usize,
@@ -437,5 +447,6 @@ pub struct MsalCacheView {
 
 pub const EVENT_SIGNIN_FINISHED: &str = "signin:finished";
 pub const EVENT_SIGNIN_PROGRESS: &str = "signin:progress";
+pub const EVENT_SIGNIN_ORIGIN: &str = "signin:origin";
 pub const EVENT_CLIPBOARD_CLEARED: &str = "clipboard:cleared";
 pub const EVENT_ACCOUNTS_CHANGED: &str = "accounts:changed";

@@ -6,6 +6,7 @@
 #
 #   tests/e2e/run.sh              # screenshots go to docs/screenshots/
 #   KEEP_E2E_WORK=1 tests/e2e/run.sh   # keep the work folder (logs, home) for a look
+#   tests/e2e/run.sh security::       # only the tests whose names contain a filter
 #
 # Everything it starts (Xvfb, keyring, sandbox, tauri-driver) is stopped by PID at the end.
 # Needs: scripts/setup (Xvfb, dbus, gnome-keyring, webkit2gtk-driver, xdotool, xclip,
@@ -100,7 +101,7 @@ if [[ "${1:-}" != "--inside" ]]; then
   status=0
   # The session bus (and the services it starts) log to dbus.log; the script keeps
   # this terminal's stderr as fd 3.
-  dbus-run-session -- "$0" --inside 3>&2 2>"$WORK/dbus.log" || status=$?
+  dbus-run-session -- "$0" --inside "$@" 3>&2 2>"$WORK/dbus.log" || status=$?
   if ((status != 0)); then
     show_log "$WORK/dbus.log" 20 "the D-Bus session's log"
   fi
@@ -110,6 +111,7 @@ fi
 
 # ------------------------------------------------------------------ inside the D-Bus session
 exec 2>&3 3>&-
+shift # --inside; what follows are test filters
 WORK="$TESSERA_E2E_WORK"
 pids=()
 reported=0 # the suite's failure prints its own logs
@@ -220,7 +222,7 @@ export TESSERA_E2E_APP_HOME="$APP_HOME"
 export TESSERA_E2E_SCREENSHOTS="${TESSERA_E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
 say "running the suite (logs in $WORK)"
 status=0
-cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-threads=1 || status=$?
+cargo test -q --workspace --test e2e -- --include-ignored --nocapture --test-threads=1 "$@" || status=$?
 if ((status != 0)); then
   reported=1
   say "failed"

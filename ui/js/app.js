@@ -258,7 +258,28 @@ function setSignInBanner(text) {
   const banner = $("signin-banner");
   $("signin-banner-text").textContent = text ?? "";
   banner.hidden = !text;
-  if (!text) banner.dataset.pages = "0";
+  if (!text) {
+    banner.dataset.pages = "0";
+    banner.dataset.origins = "[]";
+    const origin = $("signin-origin");
+    origin.textContent = "";
+    origin.hidden = true;
+  }
+}
+
+// The origin of the page the sign-in window shows (host and port, and whether it is TLS),
+// as text. The window's own title shows it too.
+function onSignInOrigin(o) {
+  if (!state.signIn) return;
+  const origin = $("signin-origin");
+  origin.textContent = o.label;
+  origin.dataset.secure = String(Boolean(o.secure));
+  origin.hidden = false;
+  // Every origin shown during this sign-in, in order.
+  const banner = $("signin-banner");
+  const seen = JSON.parse(banner.dataset.origins || "[]");
+  seen.push(o.label);
+  banner.dataset.origins = JSON.stringify(seen);
 }
 
 function onSignInProgress(p) {
@@ -506,6 +527,7 @@ async function main() {
   await Promise.all([
     listen("signin:finished", onSignInFinished),
     listen("signin:progress", onSignInProgress),
+    listen("signin:origin", onSignInOrigin),
     listen("clipboard:cleared", () => toast("Clipboard cleared.")),
     listen("accounts:changed", () => refreshAccounts()),
   ]);

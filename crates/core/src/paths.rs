@@ -4,12 +4,10 @@
 //!   live in that one folder.
 //! - Otherwise the XDG base directories: `$XDG_CONFIG_HOME/tessera` (default
 //!   `~/.config/tessera`) for `profiles.toml`, `$XDG_DATA_HOME/tessera` (default
-//!   `~/.local/share/tessera`) for the token store and webview data. Relative XDG values
+//!   `~/.local/share/tessera`) for the token store. Relative XDG values
 //!   are ignored, as the specification requires.
 
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -70,14 +68,6 @@ impl Paths {
         self.data_dir.join("store.db")
     }
 
-    /// `data_dir/webview/<safe name>`: the embedded browser's cookies and storage for one
-    /// profile. The folder name is the profile name lower-cased with anything but ASCII
-    /// letters, digits, `-` and `_` replaced; a name that needed replacing gets a short
-    /// hash of the original appended, so two profiles never share a folder.
-    pub fn webview_data_dir(&self, profile_name: &str) -> PathBuf {
-        self.data_dir.join("webview").join(safe_name(profile_name))
-    }
-
     /// Create both folders (and parents), readable by the owner only (0700).
     pub fn ensure(&self) -> Result<()> {
         for dir in [&self.config_dir, &self.data_dir] {
@@ -94,27 +84,6 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     let cwd = std::env::current_dir()
         .map_err(|e| Error::Config(format!("cannot resolve {}: {e}", p.display())))?;
     Ok(cwd.join(p))
-}
-
-/// A folder name derived from a profile name that is safe on every file system.
-pub fn safe_name(name: &str) -> String {
-    let lowered = name.to_lowercase();
-    let cleaned: String = lowered
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if !cleaned.is_empty() && cleaned == lowered {
-        return cleaned;
-    }
-    let digest = Sha256::digest(name.as_bytes());
-    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{cleaned}-{hash}")
 }
 
 /// Create `dir` with mode 0700 and make sure it stays 0700 (it holds tokens).
@@ -199,36 +168,6 @@ mod tests {
             err.contains("TESSERA_HOME") && err.contains("--home"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn webview_dirs_are_safe_and_distinct() {
-        let p = Paths {
-            config_dir: "/c".into(),
-            data_dir: "/d".into(),
-        };
-        assert_eq!(
-            p.webview_data_dir("Microsoft"),
-            PathBuf::from("/d/webview/microsoft")
-        );
-        let a = p.webview_data_dir("a b");
-        let b = p.webview_data_dir("a_b");
-        let dots = p.webview_data_dir("../..");
-        assert_ne!(a, b);
-        assert_eq!(dots.parent(), Some(Path::new("/d/webview")));
-        assert!(dots
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("_____-"));
-        assert_eq!(
-            p.webview_data_dir("").parent(),
-            Some(Path::new("/d/webview"))
-        );
-        assert!(safe_name("Contoso (prod)/ü")
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     }
 
     #[cfg(unix)]

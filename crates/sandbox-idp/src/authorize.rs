@@ -339,6 +339,12 @@ fn start(
             include_str!("assets/ipc_probe.html").to_string(),
         );
     }
+    if st.faults().hostile_navigation_page {
+        return html(
+            StatusCode::OK,
+            include_str!("assets/hostile_navigation.html").to_string(),
+        );
+    }
     let session = session_user(st, headers).filter(|u| req.tenant.allows(u));
     let hint_matches = |u: &User| {
         req.login_hint
@@ -526,7 +532,9 @@ pub fn check_credentials(
     Ok(user)
 }
 
-/// Creates an SSO session and returns its `Set-Cookie` value.
+/// Creates an SSO session and returns its `Set-Cookie` value: a cookie that lasts as long as
+/// the session (12 h), so a browser keeps it on disk, as Entra's `ESTSAUTHPERSISTENT` after
+/// "Stay signed in".
 pub fn new_session(st: &AppState, user: &User) -> String {
     let sid = random_token("", 32);
     st.store().sessions.insert(
@@ -536,7 +544,9 @@ pub fn new_session(st: &AppState, user: &User) -> String {
             created: now_secs(),
         },
     );
-    format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax")
+    format!(
+        "{SESSION_COOKIE}={sid}; Path=/; Max-Age={SESSION_LIFETIME_SECS}; HttpOnly; SameSite=Lax"
+    )
 }
 
 fn credentials_step(

@@ -250,6 +250,8 @@ fn router(state: Arc<AppState>) -> Router {
             "/_sandbox/probe",
             get(misc::get_probe_reports).post(misc::post_probe_report),
         )
+        .route("/_sandbox/download", get(misc::download))
+        .route("/_sandbox/second-page", get(misc::second_page))
         .fallback(misc::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -102,6 +102,7 @@ async fn main() {
         // Test-only switches, set at run time through /_sandbox/faults.
         extra_claims: None,
         ipc_probe_page: false,
+        hostile_navigation_page: false,
     };
     let family_client_ids = if a.family_client_ids.is_empty() {
         DEFAULT_FAMILY_CLIENT_IDS

@@ -87,7 +87,8 @@ pub async fn delete_faults(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(Faults::default()).into_response()
 }
 
-/// `GET /_sandbox/probe`: what the `ipc_probe_page` reported so far.
+/// `GET /_sandbox/probe`: what the `ipc_probe_page` and `hostile_navigation_page` reported
+/// so far.
 pub async fn get_probe_reports(State(st): State<Arc<AppState>>) -> Response {
     let reports = st
         .probe_reports
@@ -97,7 +98,8 @@ pub async fn get_probe_reports(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(reports).into_response()
 }
 
-/// `POST /_sandbox/probe`: the `ipc_probe_page`'s report (kept, at most 100).
+/// `POST /_sandbox/probe`: a report of the `ipc_probe_page` or `hostile_navigation_page`
+/// (kept, at most 100).
 pub async fn post_probe_report(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let Ok(report) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "the report must be JSON").into_response();
@@ -108,6 +110,37 @@ pub async fn post_probe_report(State(st): State<Arc<AppState>>, body: Bytes) -> 
         reports.push(report);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The name of the file `hostile_navigation_page` offers as a download.
+const DOWNLOAD_FILE_NAME: &str = "tessera-e2e-download.bin";
+
+/// `GET /_sandbox/download`: a file offered as a download (`hostile_navigation_page`).
+pub async fn download() -> Response {
+    tracing::info!("download requested");
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{DOWNLOAD_FILE_NAME}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        "tessera e2e download\n",
+    )
+        .into_response()
+}
+
+/// `GET /_sandbox/second-page`: a plain page, where `hostile_navigation_page` goes last.
+pub async fn second_page() -> Response {
+    html(
+        StatusCode::OK,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Second page</title>\
+         </head><body><h1>Second page</h1></body></html>"
+            .to_string(),
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

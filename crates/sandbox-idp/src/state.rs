@@ -26,7 +26,7 @@ pub struct AppState {
     pub family: Vec<String>,
     pub faults: Mutex<Faults>,
     store: Mutex<Store>,
-    /// What the `ipc_probe_page` reported, oldest first.
+    /// What the `ipc_probe_page` and `hostile_navigation_page` reported, oldest first.
     pub probe_reports: Mutex<Vec<serde_json::Value>>,
 }
 
