@@ -19,22 +19,22 @@ use tessera_tests::redact::assert_no_named_secrets;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
 
-const ALICE: &str = "alice@contoso.example";
-const BOB: &str = "bob@contoso.example";
-const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
+pub(crate) const ALICE: &str = "alice@contoso.example";
+pub(crate) const BOB: &str = "bob@contoso.example";
+pub(crate) const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
 
 use tessera_tests::cli_bin::cli_bin;
 
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) took: Duration,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}): {}\nstderr: {}",
@@ -44,7 +44,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
             "expected success; stderr:\n{}\nstdout:\n{}",
@@ -54,7 +54,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn exit(self, code: i32) -> Run {
+    pub(crate) fn exit(self, code: i32) -> Run {
         assert_eq!(
             self.code, code,
             "expected exit {code}; stderr:\n{}\nstdout:\n{}",
@@ -65,7 +65,7 @@ impl Run {
 }
 
 /// One user's machine: a home folder and the environment the CLI runs with.
-struct Machine {
+pub(crate) struct Machine {
     home: tempfile::TempDir,
     env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
@@ -81,7 +81,7 @@ impl Machine {
         }
     }
 
-    fn for_sandbox(idp: &SandboxHandle) -> Machine {
+    pub(crate) fn for_sandbox(idp: &SandboxHandle) -> Machine {
         let mut m = Machine::new();
         m.env.push((
             "TESSERA_SANDBOX_URL".into(),
@@ -90,7 +90,7 @@ impl Machine {
         m
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(cli_bin());
         c.arg("--home").arg(self.home.path()).args(args);
         c.env_remove("TESSERA_HOME")
@@ -101,11 +101,16 @@ impl Machine {
         c
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[], None).await
     }
 
-    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    pub(crate) async fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let mut c = self.command(args);
         c.envs(env.iter().copied());
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -134,7 +139,7 @@ impl Machine {
         run
     }
 
-    fn record(&self, run: &Run) {
+    pub(crate) fn record(&self, run: &Run) {
         let mut t = self.transcript.lock().unwrap();
         t.push_str(&run.stderr);
         t.push('\n');
@@ -249,7 +254,7 @@ impl Machine {
     }
 
     /// Nothing the CLI wrote to stderr contains one of these secrets.
-    fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
+    pub(crate) fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
         assert_no_named_secrets(&self.transcript.lock().unwrap(), secrets);
     }
 }
@@ -266,7 +271,7 @@ fn parse_device_message(line: &str) -> Option<(Url, String)> {
     Some((uri, code))
 }
 
-async fn sandbox() -> SandboxHandle {
+pub(crate) async fn sandbox() -> SandboxHandle {
     let faults = Faults {
         device_code_interval_secs: Some(1),
         ..Faults::default()
@@ -287,7 +292,7 @@ fn scripted_browser(provider: &str, login: &str) -> String {
     )
 }
 
-async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
+pub(crate) async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
     let base = idp.base_url();
     let login = login.to_owned();
     m.device_login(
@@ -678,7 +683,7 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

@@ -4,5 +4,6 @@ mod hostile;
 mod load;
 mod msal_interop;
 mod oidc;
+mod sdk;
 mod storage;
 mod support_smoke;
