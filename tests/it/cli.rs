@@ -20,18 +20,18 @@ use tessera_tests::tls::TestCa;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
 
-const ALICE: &str = "alice@contoso.example";
-const BOB: &str = "bob@contoso.example";
-const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
+pub(crate) const ALICE: &str = "alice@contoso.example";
+pub(crate) const BOB: &str = "bob@contoso.example";
+pub(crate) const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
 
 use tessera_tests::cli_bin::cli_bin;
 
 #[derive(Debug)]
 pub(crate) struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    took: Duration,
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) took: Duration,
 }
 
 impl Run {
@@ -67,7 +67,7 @@ impl Run {
 
 /// One user's machine: a home folder and the environment the CLI runs with.
 pub(crate) struct Machine {
-    pub home: tempfile::TempDir,
+    pub(crate) home: tempfile::TempDir,
     env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
     transcript: std::sync::Mutex<String>,
@@ -82,7 +82,7 @@ impl Machine {
         }
     }
 
-    fn for_sandbox(idp: &SandboxHandle) -> Machine {
+    pub(crate) fn for_sandbox(idp: &SandboxHandle) -> Machine {
         let mut m = Machine::new();
         m.env.push((
             "TESSERA_SANDBOX_URL".into(),
@@ -91,7 +91,7 @@ impl Machine {
         m
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(cli_bin());
         c.arg("--home").arg(self.home.path()).args(args);
         c.env_remove("TESSERA_HOME")
@@ -108,7 +108,12 @@ impl Machine {
         self.run_with(args, &[], None).await
     }
 
-    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    pub(crate) async fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let mut c = self.command(args);
         c.envs(env.iter().copied());
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -137,7 +142,7 @@ impl Machine {
         run
     }
 
-    fn record(&self, run: &Run) {
+    pub(crate) fn record(&self, run: &Run) {
         let mut t = self.transcript.lock().unwrap();
         t.push_str(&run.stderr);
         t.push('\n');
@@ -252,7 +257,7 @@ impl Machine {
     }
 
     /// Nothing the CLI wrote to stderr contains one of these secrets.
-    fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
+    pub(crate) fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
         assert_no_named_secrets(&self.transcript.lock().unwrap(), secrets);
     }
 }
@@ -269,7 +274,7 @@ fn parse_device_message(line: &str) -> Option<(Url, String)> {
     Some((uri, code))
 }
 
-async fn sandbox() -> SandboxHandle {
+pub(crate) async fn sandbox() -> SandboxHandle {
     let faults = Faults {
         device_code_interval_secs: Some(1),
         ..Faults::default()
@@ -290,7 +295,7 @@ fn scripted_browser(provider: &str, login: &str) -> String {
     )
 }
 
-async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
+pub(crate) async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
     let base = idp.base_url();
     let login = login.to_owned();
     m.device_login(
@@ -681,7 +686,7 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

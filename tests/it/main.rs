@@ -5,5 +5,6 @@ mod hostile;
 mod load;
 mod msal_interop;
 mod oidc;
+mod sdk;
 mod storage;
 mod support_smoke;

@@ -213,6 +213,10 @@ pub enum Command {
         file: PathBuf,
     },
 
+    /// Run a command with a token endpoint that the Azure SDKs' managed identity
+    /// credential and azd use: it serves the account's tokens while the command runs.
+    Run(crate::run::RunArgs),
+
     /// Manage the token store.
     Store {
         #[command(subcommand)]

@@ -2,8 +2,10 @@
 //! `tessera-cli --help` for the commands and the exit codes scripts can rely on.
 
 mod cli;
+mod endpoint;
 mod loopback;
 mod output;
+mod run;
 mod storage;
 
 use std::io::{IsTerminal, Read, Write};
@@ -252,6 +254,7 @@ async fn run(cli: Cli) -> CliResult {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
         }
         Command::Status { json } => storage::status(&ctx, json).await,
+        Command::Run(args) => run::run(&ctx, target.as_ref(), args).await,
         Command::ImportMsal { file } => {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
             eprintln!("Imported from {}: {report}", file.display());

@@ -62,6 +62,8 @@ pub struct Scopes {
     pub resources: Vec<(Resource, Vec<String>)>,
     /// Whether a `.default` scope was used for a resource.
     pub uses_default: bool,
+    /// The `.default` scopes as requested (Entra echoes them in the response's `scope`).
+    pub defaults: Vec<String>,
 }
 
 impl Scopes {
@@ -77,6 +79,9 @@ impl Scopes {
             let (resource, perm) = split_resource(item, tenant_label)?;
             let perms: Vec<String> = if perm == ".default" {
                 s.uses_default = true;
+                if !s.defaults.iter().any(|d| d.eq_ignore_ascii_case(item)) {
+                    s.defaults.push(item.to_string());
+                }
                 resource
                     .default_permissions()
                     .iter()
@@ -238,6 +243,7 @@ mod tests {
         let d = Scopes::parse("https://graph.microsoft.com/.default", "common").unwrap();
         assert_eq!(d.resources[0].1, ["User.Read"]);
         assert!(d.uses_default);
+        assert_eq!(d.defaults, ["https://graph.microsoft.com/.default"]);
     }
 
     #[test]

@@ -531,6 +531,9 @@ pub fn issue(st: &AppState, fx: &FaultCtx, g: Grant<'_>) -> Value {
     let access_token = st.keys.sign(&at);
 
     let mut scope_words: Vec<String> = g.perms.iter().map(|p| g.resource.scope_string(p)).collect();
+    // Entra echoes a `.default` request after the permissions it stands for (MSAL's cache
+    // then finds the token by the scope it was asked for).
+    scope_words.extend(g.oidc_scopes.defaults.iter().cloned());
     if g.resource == Resource::Graph {
         // Entra lists the OIDC scopes only for Microsoft Graph tokens, and never offline_access.
         for o in ["openid", "profile", "email"] {

@@ -408,6 +408,19 @@ async fn scopes_select_one_resource_and_two_are_refused() {
     .await;
     assert_aad_error(s, &e, 400, "invalid_grant", 65001);
     assert_eq!(e["suberror"], "consent_required");
+    // `.default` needs no consent record; Entra echoes it after the permissions it grants.
+    let (s, default) = refresh(
+        &idp,
+        SANDBOX_CLIENT_ID,
+        api["refresh_token"].as_str().unwrap(),
+        "api://sandbox-api/.default offline_access",
+    )
+    .await;
+    assert_eq!(s, 200, "{default}");
+    assert_eq!(
+        default["scope"],
+        "api://sandbox-api/Data.Read api://sandbox-api/.default"
+    );
 
     // Only OIDC scopes: Microsoft Graph User.Read, as Entra does.
     let only_oidc = AuthRequest::new("common").scope("openid profile offline_access");
