@@ -53,6 +53,10 @@ impl AuthCodeFlow {
     pub fn redirect_uri(&self) -> &Url {
         &self.redirect_uri
     }
+    /// The `state` the authorization response must carry.
+    pub fn state(&self) -> &CsrfToken {
+        &self.state
+    }
 }
 
 pub fn begin(req: &AuthorizeRequest<'_>, entropy: &dyn Entropy, now: UnixTime) -> AuthCodeFlow {
