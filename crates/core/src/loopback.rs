@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
 
+use crate::authcode::redirect_matches;
 use crate::authority::is_loopback_host;
 use crate::error::{Error, Result};
 use crate::secret::CsrfToken;
@@ -381,7 +382,7 @@ fn classify(head: &str, redirect_uri: &Url, state: &CsrfToken) -> Request {
     };
     url.set_path(path);
     url.set_query(query);
-    if url.path() != redirect_uri.path() {
+    if !redirect_matches(redirect_uri, &url) {
         return Request::NotFound;
     }
     // The first `state`, as `authcode::process_redirect` reads it.
