@@ -22,9 +22,8 @@ use tessera_core::app::{AuthResult, InteractiveParams, PublicClientApplication};
 use tessera_core::authcode::{redirect_matches, AuthCodeFlow};
 use tessera_core::authority::is_loopback_host;
 use tessera_core::http::redact_query;
+use tessera_core::loopback::{Browser, LoopbackListener, OpenError, Opener};
 use tessera_core::profile::{Profile, SignInMethod};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -464,68 +463,8 @@ pub fn cancel<R: Runtime>(app: &AppHandle<R>) -> bool {
 
 // ------------------------------------------------------------------ system browser
 
-/// The loopback redirect for the browser sign-in: the profile's redirect URI with the
-/// listener's port (Entra ignores the port of `http://localhost` redirects).
-fn loopback_redirect(profile: &Profile, port: u16) -> AppResult<Url> {
-    let mut url = profile.redirect_url()?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    if url.scheme() != "http" || !is_loopback_host(&host) {
-        return Err(AppError::Invalid(format!(
-            "Profile {} signs in with the redirect URI {}; the system browser sign-in needs a loopback one such as http://localhost.",
-            profile.name, profile.redirect_uri
-        )));
-    }
-    url.set_port(Some(port))
-        .map_err(|()| AppError::Invalid("Cannot set the loopback port.".into()))?;
-    Ok(url)
-}
-
-/// Open `url` in the user's browser: `$TESSERA_BROWSER` if set (a command line run by
-/// `sh -c`, the URL appended as its last argument, as the CLI does), else the desktop's
-/// opener.
-fn open_in_browser(url: &Url) -> AppResult<()> {
-    let mut command = match std::env::var("TESSERA_BROWSER")
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-    {
-        Some(line) => {
-            let mut c = std::process::Command::new("sh");
-            c.arg("-c")
-                .arg(format!("{line} \"$1\""))
-                .arg("sh")
-                .arg(url.as_str());
-            c
-        }
-        None if cfg!(target_os = "macos") => {
-            let mut c = std::process::Command::new("open");
-            c.arg(url.as_str());
-            c
-        }
-        None if cfg!(windows) => {
-            let mut c = std::process::Command::new("rundll32");
-            c.arg("url.dll,FileProtocolHandler").arg(url.as_str());
-            c
-        }
-        None => {
-            let mut c = std::process::Command::new("xdg-open");
-            c.arg(url.as_str());
-            c
-        }
-    };
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(|mut child| {
-            // Reap it when it exits (openers usually return at once).
-            std::thread::spawn(move || {
-                let _ = child.wait();
-            });
-        })
-        .map_err(|e| AppError::desktop("Cannot open the browser", e))
-}
-
+/// Sign in in the user's browser with `tessera_core::loopback`: `$TESSERA_BROWSER` if set
+/// (as the CLI does), else the desktop's browser.
 pub async fn start_browser<R: Runtime>(
     app: &AppHandle<R>,
     profile: Profile,
@@ -534,17 +473,11 @@ pub async fn start_browser<R: Runtime>(
 ) -> AppResult<SignInStarted> {
     let state = app.state::<AppState>();
     ensure_idle(app, &state)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(|e| AppError::desktop("Cannot listen for the browser's redirect", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| AppError::desktop("Cannot listen for the browser's redirect", e))?
-        .port();
-    let redirect = loopback_redirect(&profile, port)?;
-    params.redirect_uri = Some(redirect.clone());
+    let listener = LoopbackListener::bind(&profile.redirect_url()?).await?;
+    params.redirect_uri = Some(listener.redirect_uri().clone());
     let flow = pca.start_interactive(params).await?;
     let authorize = flow.authorize_url().clone();
+    let expected_state = flow.state().clone();
     let id = state.next_id();
     let cancel = CancellationToken::new();
     {
@@ -564,20 +497,28 @@ pub async fn start_browser<R: Runtime>(
             app: pca,
         });
     }
-    if let Err(e) = open_in_browser(&authorize) {
-        clear_slot(&state, id);
-        return Err(e);
-    }
+    let mut browser = match Browser::open(&Opener::from_env(), &authorize).await {
+        Ok(b) => b,
+        Err(e) => {
+            clear_slot(&state, id);
+            return Err(match e {
+                OpenError::NoBrowser => AppError::Desktop(
+                    "No web browser was found: sign in with the Tessera sign-in window or a device code instead."
+                        .into(),
+                ),
+                other => AppError::Desktop(format!("Could not start the browser sign-in: {other}.")),
+            });
+        }
+    };
     let task_app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let caught = tokio::select! {
-            _ = cancel.cancelled() => None,
-            _ = tokio::time::sleep(BROWSER_TIMEOUT) => None,
-            url = accept_redirect(&listener, &redirect) => url,
-        };
+        let caught = listener
+            .wait(&expected_state, &mut browser, &cancel, BROWSER_TIMEOUT)
+            .await;
+        browser.close().await;
         let state = task_app.state::<AppState>();
         match caught {
-            Some(url) => {
+            Ok(url) => {
                 let Some((flow, pca, profile)) = take_flow(&state, id) else {
                     return;
                 };
@@ -586,7 +527,8 @@ pub async fn start_browser<R: Runtime>(
                 clear_slot(&state, id);
                 report(&task_app, &profile, &pca, result).await;
             }
-            None => {
+            Err(why) => {
+                tracing::info!(%why, "browser sign-in ended");
                 if take_flow(&state, id).is_some() {
                     clear_slot(&state, id);
                     emit_finished(&task_app, cancelled());
@@ -600,71 +542,6 @@ pub async fn start_browser<R: Runtime>(
         method: SignInMethod::Browser,
         message,
     })
-}
-
-/// Serve the loopback listener until a request for the redirect URI arrives; answer it
-/// with a page telling the user to go back to Tessera. Other requests get a 404.
-async fn accept_redirect(listener: &TcpListener, redirect: &Url) -> Option<Url> {
-    loop {
-        let (mut stream, _) = listener.accept().await.ok()?;
-        let Ok(Ok(target)) =
-            tokio::time::timeout(Duration::from_secs(10), read_request_target(&mut stream)).await
-        else {
-            continue;
-        };
-        let Ok(url) = redirect.join(&target) else {
-            let _ = respond(&mut stream, "400 Bad Request", "Bad request.").await;
-            continue;
-        };
-        if redirect_matches(redirect, &url) {
-            let _ = respond(
-                &mut stream,
-                "200 OK",
-                "Signed in. You can close this tab and go back to Tessera.",
-            )
-            .await;
-            return Some(url);
-        }
-        let _ = respond(&mut stream, "404 Not Found", "Not found.").await;
-    }
-}
-
-/// The request target of an HTTP/1.x request (`/path?query`).
-async fn read_request_target(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut buf = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 16 * 1024 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let line = text.lines().next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) if target.starts_with('/') => Ok(target.to_string()),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a GET request",
-        )),
-    }
-}
-
-async fn respond(stream: &mut TcpStream, status: &str, text: &str) -> std::io::Result<()> {
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tessera</title></head>\
-         <body style=\"font-family:system-ui,sans-serif;margin:3em\"><p>{text}</p></body></html>"
-    );
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 // ------------------------------------------------------------------ device code

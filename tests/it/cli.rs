@@ -484,19 +484,61 @@ async fn cli_device_code_login_token_cache_refresh_decode_and_logout() {
     m.assert_stderr_clean(&secrets);
 }
 
+/// No browser on the machine (nothing on PATH, no $BROWSER): a clear error that names the
+/// way out, at once, instead of an OS error or a wait for a redirect that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_browser_login_without_a_browser_says_so() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let run = m
+        .run_with(
+            &["--profile", "Sandbox", "login", "--browser"],
+            &[("PATH", path), ("BROWSER", "")],
+            None,
+        )
+        .await
+        .exit(2);
+    assert!(
+        run.stderr
+            .contains("no web browser was found; use --device-code"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("os error"), "{}", run.stderr);
+    assert!(run.took < Duration::from_secs(60), "{:?}", run.took);
+    assert_eq!(
+        m.run(&["accounts", "--json"]).await.ok().json(),
+        serde_json::json!([])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_browser_login_with_a_loopback_listener_and_choosing_between_accounts() {
     let idp = sandbox().await;
     let m = Machine::for_sandbox(&idp);
 
+    // The browser first sends the listener stray requests (a favicon, a forged state, the
+    // code without its state): they are refused and the sign-in still completes.
     let bob = m
         .run_with(
             &["--profile", "Sandbox", "login"],
-            &[("TESSERA_BROWSER", &scripted_browser("sandbox", BOB))],
+            &[(
+                "TESSERA_BROWSER",
+                &format!("{} --stray", scripted_browser("sandbox", BOB)),
+            )],
             None,
         )
         .await
         .ok();
+    for stray in [
+        "(a favicon): listener answered 404",
+        "(a forged state): listener answered 400",
+        "(no state): listener answered 400",
+    ] {
+        assert!(bob.stderr.contains(stray), "{stray}: {}", bob.stderr);
+    }
     assert!(
         bob.stderr
             .contains("Opening your browser... If it does not open, visit:"),

@@ -15,7 +15,7 @@ use tessera_core::env::{OsEntropy, SystemClock};
 use tessera_core::http::{HttpConfig, ReqwestClient};
 use tessera_core::scopes::ScopeSet;
 use tessera_core::{Error, InteractionReason};
-use tessera_sandbox_idp::{Faults, SandboxConfig, SandboxHandle, ScriptedUserAgent};
+use tessera_sandbox_idp::{Faults, ResponseIss, SandboxConfig, SandboxHandle, ScriptedUserAgent};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -600,6 +600,41 @@ async fn sign_in_faults_add_no_account() {
     let t = std::time::Instant::now();
     sign_in(&app, "alice@contoso.example").await.unwrap();
     assert!(t.elapsed().as_millis() >= 300);
+}
+
+/// RFC 9207: the sandbox advertises `iss` in authorization responses; a response with
+/// another issuer's `iss`, or none, is refused before any token request (a mix-up),
+/// for codes and for errors, and nothing is cached.
+#[tokio::test]
+async fn a_foreign_or_missing_response_iss_is_refused_and_caches_nothing() {
+    for tenant in ["common", tessera_sandbox_idp::CONTOSO.id] {
+        let w = World::new().await;
+        let app = w.app_at(SANDBOX_CLIENT, tenant);
+        for fault in [ResponseIss::Wrong, ResponseIss::Missing] {
+            let label = format!("{tenant} {fault:?}");
+            w.faults(Faults {
+                response_iss: Some(fault),
+                ..Default::default()
+            });
+            let before = w.snapshot();
+            for accept in [true, false] {
+                let e = sign_in_with(&app, "alice@contoso.example", accept)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&e, Error::Validation(m) if m.contains("mix-up")),
+                    "{label} accept={accept}: {e:?}"
+                );
+                assert_eq!(e.exit_code(), 4, "{label}");
+            }
+            assert_eq!(w.snapshot(), before, "{label}: the store changed");
+            assert!(app.get_accounts().await.unwrap().is_empty(), "{label}");
+        }
+        w.faults(Faults::default());
+        sign_in(&app, "alice@contoso.example")
+            .await
+            .unwrap_or_else(|e| panic!("{tenant}: the provider's own iss is accepted: {e}"));
+    }
 }
 
 #[tokio::test]

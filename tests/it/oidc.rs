@@ -86,6 +86,45 @@ async fn auth_code_pkce_jwt_access_token_silent_refresh_rotation_and_sign_out() 
     let op = Op::start().await;
     let app = op.app(oidc_provider::JWT_CLIENT_ID);
     let browser = ScriptedBrowser::new().unwrap();
+
+    // RFC 9207: oidc-provider advertises and sends `iss`; another issuer's is refused.
+    let meta = app.metadata().await.unwrap();
+    assert_eq!(
+        meta.authorization_response_iss_parameter_supported,
+        Some(true)
+    );
+    let flow = app
+        .start_interactive(InteractiveParams {
+            scopes: api(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let redirected = browser
+        .sign_in(flow.authorize_url(), "alice")
+        .await
+        .expect("oidc-provider pages work");
+    let iss = redirected
+        .query_pairs()
+        .find(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(iss.as_deref(), Some(meta.issuer.as_str()));
+    let mut foreign = redirected.clone();
+    let pairs: Vec<(String, String)> = redirected
+        .query_pairs()
+        .map(|(k, v)| match k.as_ref() {
+            "iss" => (k.into_owned(), "https://evil.example".to_string()),
+            _ => (k.into_owned(), v.into_owned()),
+        })
+        .collect();
+    foreign.query_pairs_mut().clear().extend_pairs(pairs);
+    let e = app.finish_interactive(flow, &foreign).await.unwrap_err();
+    assert!(
+        matches!(&e, tessera_core::Error::Validation(m) if m.contains("mix-up")),
+        "{e:?}"
+    );
+    assert!(app.get_accounts().await.unwrap().is_empty());
+
     let first = sign_in(&app, &browser, "alice").await.unwrap();
     assert_eq!(first.account.username, "alice");
     assert_eq!(

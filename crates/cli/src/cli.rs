@@ -29,7 +29,8 @@ Environment:
                   config.toml in the config folder)
   TESSERA_LOG     log filter for stderr (default: warn), e.g. debug or tessera_core=trace
   TESSERA_BROWSER command that opens the sign-in page (the URL is appended as the last
-                  argument; default: xdg-open; `none` only prints the URL)";
+                  argument; default: the desktop's browser, or $BROWSER; `none` only
+                  prints the URL)";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -17,12 +17,13 @@ use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::error::{Error, InteractionReason};
 use tessera_core::keystore::StoreOptions;
+use tessera_core::loopback::Opener;
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::ScopeSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, InlineTarget, StoreAction};
-use crate::loopback::{LoopbackAgent, Opener};
+use crate::loopback::LoopbackAgent;
 
 /// Largest token `decode` reads from stdin.
 const MAX_DECODE_INPUT: u64 = 1024 * 1024;

@@ -116,13 +116,13 @@ pub struct InteractiveParams {
 }
 
 /// Shows the authorize page to the user and reports where the provider redirected.
-/// The desktop app implements it with its embedded webview, the CLI with the system
-/// browser and a loopback listener.
+/// The CLI implements it with the system browser and [`crate::loopback`].
 #[async_trait::async_trait]
 pub trait UserAgent: Send + Sync {
-    /// Open `authorize_url` and return the first URL that matches `redirect_uri`
-    /// exactly (scheme, host, port, path). Closing the window is `Error::Cancelled`.
-    async fn authorize(&self, authorize_url: &Url, redirect_uri: &Url) -> Result<Url>;
+    /// Open `flow.authorize_url()` and return the URL of the authorization response: the
+    /// first that matches `flow.redirect_uri()` exactly (scheme, host, port, path) and
+    /// carries `flow.state()`. Closing the window is `Error::Cancelled`.
+    async fn authorize(&self, flow: &AuthCodeFlow) -> Result<Url>;
 }
 
 /// A device-code sign-in in progress: show `message` (or `verification_uri` and
@@ -680,9 +680,7 @@ impl PublicClientApplication {
         agent: &dyn UserAgent,
     ) -> Result<AuthResult> {
         let flow = self.start_interactive(params).await?;
-        let redirected = agent
-            .authorize(flow.authorize_url(), flow.redirect_uri())
-            .await?;
+        let redirected = agent.authorize(&flow).await?;
         self.finish_interactive(flow, &redirected).await
     }
 

@@ -53,6 +53,10 @@ impl AuthCodeFlow {
     pub fn redirect_uri(&self) -> &Url {
         &self.redirect_uri
     }
+    /// The `state` the authorization response must carry.
+    pub fn state(&self) -> &CsrfToken {
+        &self.state
+    }
 }
 
 pub fn begin(req: &AuthorizeRequest<'_>, entropy: &dyn Entropy, now: UnixTime) -> AuthCodeFlow {
@@ -136,6 +140,8 @@ pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<Authori
         }
         None => return Err(Error::Validation("the response carries no state".into())),
     }
+    // Before the error: an error response from another provider is not this one's.
+    check_response_issuer(&flow.metadata, get("iss"))?;
     if let Some(error) = get("error") {
         if error == "access_denied" {
             return Err(Error::Cancelled);
@@ -157,6 +163,28 @@ pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<Authori
             status: None,
             retry_after: None,
         })
+}
+
+/// RFC 9207 §2.4, the mix-up defence: a provider that advertises the `iss` parameter must
+/// send it, and an `iss`, when present, must name this flow's provider.
+fn check_response_issuer(metadata: &ProviderMetadata, iss: Option<&str>) -> Result<()> {
+    match iss {
+        Some(iss) if metadata.is_response_issuer(iss) => Ok(()),
+        Some(iss) => {
+            let shown: String = iss.chars().take(200).collect();
+            Err(Error::Validation(format!(
+                "the authorization response was issued by {shown:?}, not by this sign-in's provider {:?} (possible mix-up attack)",
+                metadata.issuer
+            )))
+        }
+        None if metadata.authorization_response_iss_parameter_supported == Some(true) => {
+            Err(Error::Validation(format!(
+                "the authorization response carries no iss, but the provider {:?} says it always sends one (possible mix-up attack)",
+                metadata.issuer
+            )))
+        }
+        None => Ok(()),
+    }
 }
 
 pub fn code_redemption_request(
@@ -186,14 +214,15 @@ mod tests {
     use sha2::Digest;
 
     fn flow() -> AuthCodeFlow {
-        let metadata: Arc<ProviderMetadata> = Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "issuer": "https://idp.example.com",
-                "authorization_endpoint": "https://idp.example.com/authorize?p=1",
-                "token_endpoint": "https://idp.example.com/token"
-            }))
-            .unwrap(),
-        );
+        flow_with(serde_json::json!({
+            "issuer": "https://idp.example.com",
+            "authorization_endpoint": "https://idp.example.com/authorize?p=1",
+            "token_endpoint": "https://idp.example.com/token"
+        }))
+    }
+
+    fn flow_with(metadata: serde_json::Value) -> AuthCodeFlow {
+        let metadata: Arc<ProviderMetadata> = Arc::new(serde_json::from_value(metadata).unwrap());
         let redirect = Url::parse("http://localhost:8400/callback").unwrap();
         let scopes = ScopeSet::parse("openid profile offline_access User.Read");
         begin(
@@ -282,6 +311,115 @@ mod tests {
             .unwrap()
         )
         .is_err());
+    }
+
+    fn is_mix_up(r: Result<AuthorizationCode>) -> bool {
+        matches!(r, Err(Error::Validation(m)) if m.contains("mix-up"))
+    }
+
+    #[test]
+    fn an_advertised_iss_must_be_present_and_the_providers() {
+        let f = flow_with(serde_json::json!({
+            "issuer": "https://idp.example.com/realm",
+            "authorization_endpoint": "https://idp.example.com/authorize",
+            "token_endpoint": "https://idp.example.com/token",
+            "authorization_response_iss_parameter_supported": true
+        }));
+        let state = f.state.secret().clone();
+        let at = |s: &str| {
+            Url::parse(&format!("http://localhost:8400/callback?{s}&state={state}")).unwrap()
+        };
+        let ours = "iss=https%3A%2F%2Fidp.example.com%2Frealm";
+        assert_eq!(
+            process_redirect(&f, &at(&format!("code=abc&{ours}")))
+                .unwrap()
+                .secret(),
+            "abc"
+        );
+        assert!(is_mix_up(process_redirect(&f, &at("code=abc"))));
+        assert!(is_mix_up(process_redirect(
+            &f,
+            &at("code=abc&iss=https%3A%2F%2Fevil.example%2Frealm")
+        )));
+        assert!(is_mix_up(process_redirect(
+            &f,
+            &at("code=abc&iss=https%3A%2F%2Fidp.example.com%2Frealm%2F")
+        )));
+        // Error responses too: a foreign or unsigned error is not this provider's.
+        assert!(matches!(
+            process_redirect(&f, &at(&format!("error=access_denied&{ours}"))),
+            Err(Error::Cancelled)
+        ));
+        assert!(is_mix_up(process_redirect(&f, &at("error=access_denied"))));
+        assert!(is_mix_up(process_redirect(
+            &f,
+            &at("error=invalid_scope&iss=https%3A%2F%2Fevil.example")
+        )));
+        let e = process_redirect(
+            &f,
+            &at(&format!(
+                "error=invalid_scope&error_description=bad&suberror=s&{ours}"
+            )),
+        )
+        .unwrap_err();
+        let p = e.provider_error().expect("the provider's error is kept");
+        assert_eq!(p.error, "invalid_scope");
+        assert_eq!(p.suberror.as_deref(), Some("s"));
+        let frag = Url::parse(&format!(
+            "http://localhost:8400/callback#code=xyz&state={state}&{ours}"
+        ))
+        .unwrap();
+        assert_eq!(process_redirect(&f, &frag).unwrap().secret(), "xyz");
+    }
+
+    #[test]
+    fn an_unadvertised_iss_is_checked_when_present() {
+        let f = flow();
+        let state = f.state.secret().clone();
+        let at = |s: &str| {
+            Url::parse(&format!("http://localhost:8400/callback?{s}&state={state}")).unwrap()
+        };
+        assert!(process_redirect(&f, &at("code=abc")).is_ok());
+        assert!(process_redirect(&f, &at("code=abc&iss=https%3A%2F%2Fidp.example.com")).is_ok());
+        assert!(is_mix_up(process_redirect(
+            &f,
+            &at("code=abc&iss=https%3A%2F%2Fevil.example")
+        )));
+        assert!(is_mix_up(process_redirect(
+            &f,
+            &at("error=access_denied&iss=https%3A%2F%2Fevil.example")
+        )));
+    }
+
+    #[test]
+    fn entra_template_iss_takes_one_tenant_segment() {
+        let f = flow_with(serde_json::json!({
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "authorization_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+            "token_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+            "authorization_response_iss_parameter_supported": true
+        }));
+        let state = f.state.secret().clone();
+        let with_iss = |iss: &str| {
+            let mut u = Url::parse("http://localhost:8400/callback").unwrap();
+            u.query_pairs_mut()
+                .append_pair("code", "abc")
+                .append_pair("state", &state)
+                .append_pair("iss", iss);
+            process_redirect(&f, &u)
+        };
+        assert!(with_iss(
+            "https://login.microsoftonline.com/7f8d8c66-3b8e-4d3a-9a55-2c0d1c6b7a01/v2.0"
+        )
+        .is_ok());
+        assert!(with_iss("https://login.microsoftonline.com/{tenantid}/v2.0").is_ok());
+        assert!(is_mix_up(with_iss(
+            "https://login.microsoftonline.com/a/b/v2.0"
+        )));
+        assert!(is_mix_up(with_iss(
+            "https://login.microsoftonline.com//v2.0"
+        )));
+        assert!(is_mix_up(with_iss("https://login.evil.example/t/v2.0")));
     }
 
     #[test]

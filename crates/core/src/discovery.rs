@@ -29,6 +29,9 @@ pub struct ProviderMetadata {
     pub jwks_uri: Option<Url>,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 9207: every authorization response (success or error) carries `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -42,6 +45,30 @@ impl ProviderMetadata {
             }
             _ => self.issuer.clone(),
         }
+    }
+
+    /// Is `iss`, an authorization response's issuer (RFC 9207), this provider's? Simple
+    /// string comparison with `issuer`; in Entra's template, `{tenantid}` stands for
+    /// exactly one path segment of unreserved characters (a tenant id or domain).
+    pub fn is_response_issuer(&self, iss: &str) -> bool {
+        if iss == self.issuer {
+            return true;
+        }
+        let Some((prefix, suffix)) = self.issuer.split_once(TENANT_TEMPLATE) else {
+            return false;
+        };
+        let Some(tenant) = iss
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+        else {
+            return false;
+        };
+        !tenant.is_empty()
+            && tenant != "."
+            && tenant != ".."
+            && tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
     }
 }
 
@@ -239,6 +266,64 @@ mod tests {
             m.issuer_for(Some("t1")),
             "https://login.microsoftonline.com/t1/v2.0"
         );
+    }
+
+    #[test]
+    fn response_issuer_is_compared_exactly_or_with_one_tenant_segment() {
+        let meta = |issuer: &str, iss_supported: &str| -> ProviderMetadata {
+            let mut d: Value =
+                serde_json::from_str(&doc(issuer, "https://idp.example.com")).unwrap();
+            if !iss_supported.is_empty() {
+                d["authorization_response_iss_parameter_supported"] =
+                    serde_json::from_str(iss_supported).unwrap();
+            }
+            serde_json::from_value(d).unwrap()
+        };
+        let generic = meta("https://idp.example.com/realm", "true");
+        assert_eq!(
+            generic.authorization_response_iss_parameter_supported,
+            Some(true)
+        );
+        assert!(!generic
+            .extra
+            .contains_key("authorization_response_iss_parameter_supported"));
+        assert!(generic.is_response_issuer("https://idp.example.com/realm"));
+        for no in [
+            "https://idp.example.com/realm/",
+            "https://IDP.example.com/realm",
+            "https://idp.example.com/realm2",
+            "https://evil.example/realm",
+            "",
+        ] {
+            assert!(!generic.is_response_issuer(no), "{no:?}");
+        }
+        assert_eq!(
+            meta("https://idp.example.com", "").authorization_response_iss_parameter_supported,
+            None
+        );
+
+        let entra = meta("https://login.microsoftonline.com/{tenantid}/v2.0", "false");
+        for yes in [
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "https://login.microsoftonline.com/7f8d8c66-3b8e-4d3a-9a55-2c0d1c6b7a01/v2.0",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0",
+        ] {
+            assert!(entra.is_response_issuer(yes), "{yes:?}");
+        }
+        for no in [
+            "https://login.microsoftonline.com//v2.0",
+            "https://login.microsoftonline.com/v2.0",
+            "https://login.microsoftonline.com/a/b/v2.0",
+            "https://login.microsoftonline.com/../v2.0",
+            "https://login.microsoftonline.com/t%2Fx/v2.0",
+            "https://login.microsoftonline.com/t?x=/v2.0",
+            "https://login.microsoftonline.com/t#/v2.0",
+            "https://login.microsoftonline.com/t/v2.0/",
+            "https://evil.example/t/v2.0",
+            "https://login.microsoftonline.com.evil.example/t/v2.0",
+        ] {
+            assert!(!entra.is_response_issuer(no), "{no:?}");
+        }
     }
 
     #[test]

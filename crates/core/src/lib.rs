@@ -10,6 +10,7 @@
 //! - [`token`], [`id_token`]: token responses, Entra errors, ID token checks, identity.
 //! - [`cache`]: MSAL's unified cache model and the [`cache::TokenStore`] seam.
 //! - [`app`]: [`app::PublicClientApplication`], MSAL's API on top of all of the above.
+//! - [`loopback`]: the system browser and a loopback listener (RFC 8252), a user agent.
 //! - [`decode`]: human-readable token decoding.
 //! - [`profile`], [`paths`]: profiles.toml and where things live.
 
@@ -27,6 +28,7 @@ pub mod http;
 pub mod id_token;
 pub mod jwt;
 pub mod keystore;
+pub mod loopback;
 pub mod paths;
 pub mod profile;
 pub mod refresh;

@@ -3,7 +3,9 @@
 use crate::data::{
     client_display_name, user_by_login, user_by_oid, TenantSel, User, DEMO_PASSWORD,
 };
+use crate::discovery::issuer_template;
 use crate::errors::{AadError, Diag};
+use crate::faults::ResponseIss;
 use crate::pages::{self, AccountEntry};
 use crate::scopes::Scopes;
 use crate::state::{
@@ -50,6 +52,7 @@ struct ReplyTo {
     redirect_uri: url::Url,
     mode: ResponseMode,
     state: Option<String>,
+    tenant: TenantSel,
 }
 
 enum Invalid {
@@ -110,6 +113,7 @@ fn validate(segment: &str, p: &[(String, String)]) -> Result<AuthRequest, Invali
         redirect_uri: redirect_uri.clone(),
         mode,
         state: state.clone(),
+        tenant,
     };
     let redirect_err = |e: AadError| Invalid::Redirect(Box::new((e, reply())));
     match param(p, "response_type") {
@@ -227,13 +231,41 @@ fn reply_to(r: &AuthRequest) -> ReplyTo {
         redirect_uri: r.redirect_uri.clone(),
         mode: r.response_mode,
         state: r.state.clone(),
+        tenant: r.tenant,
     }
 }
 
-/// Sends the authorization response (code or error) the way `response_mode` asks.
-fn reply(to: &ReplyTo, mut fields: Vec<(String, String)>) -> Response {
+/// The authorization response's `iss` (RFC 9207): the issuer of the tenant that answers,
+/// as in its ID tokens; a multi-tenant authority that knows no user yet answers with its
+/// discovery issuer (the `{tenantid}` template). `None`: no `iss` (a fault).
+fn response_issuer(st: &AppState, tenant: TenantSel, user: Option<&User>) -> Option<String> {
+    let tid = tenant.issuer_tenant_id().or(user.map(|u| u.tenant_id));
+    match st.faults().response_iss {
+        None => Some(match tid {
+            Some(t) => st.issuer(t),
+            None => issuer_template(st),
+        }),
+        Some(ResponseIss::Missing) => None,
+        Some(ResponseIss::Wrong) => Some(format!(
+            "https://sts.sandbox.invalid/{}/v2.0",
+            tid.unwrap_or("{tenantid}")
+        )),
+    }
+}
+
+/// Sends the authorization response (code or error) the way `response_mode` asks, with
+/// `state` and `iss`; `user` is who signed in, when known.
+fn reply(
+    st: &AppState,
+    to: &ReplyTo,
+    user: Option<&User>,
+    mut fields: Vec<(String, String)>,
+) -> Response {
     if let Some(s) = &to.state {
         fields.push(("state".into(), s.clone()));
+    }
+    if let Some(iss) = response_issuer(st, to.tenant, user) {
+        fields.push(("iss".into(), iss));
     }
     let mut target = to.redirect_uri.clone();
     match to.mode {
@@ -261,7 +293,13 @@ fn reply(to: &ReplyTo, mut fields: Vec<(String, String)>) -> Response {
     resp
 }
 
-fn reply_error(st: &AppState, to: &ReplyTo, e: &AadError, d: &Diag) -> Response {
+fn reply_error(
+    st: &AppState,
+    to: &ReplyTo,
+    user: Option<&User>,
+    e: &AadError,
+    d: &Diag,
+) -> Response {
     tracing::info!(
         error = e.error,
         code = e.code,
@@ -278,7 +316,7 @@ fn reply_error(st: &AppState, to: &ReplyTo, e: &AadError, d: &Diag) -> Response 
     if let Some(s) = e.suberror {
         fields.insert(1, ("error_subcode".to_string(), s.to_string()));
     }
-    let mut r = reply(to, fields);
+    let mut r = reply(st, to, user, fields);
     d.apply(&mut r);
     r
 }
@@ -293,7 +331,7 @@ fn invalid_response(st: &AppState, inv: Invalid, d: &Diag) -> Response {
             );
             error_page(&e, d)
         }
-        Invalid::Redirect(b) => reply_error(st, &b.1, &b.0, d),
+        Invalid::Redirect(b) => reply_error(st, &b.1, None, &b.0, d),
     }
 }
 
@@ -374,7 +412,7 @@ fn start(
                             req.client_id
                         ),
                     );
-                    reply_error(st, &reply_to(&req), &e, &d)
+                    reply_error(st, &reply_to(&req), Some(u), &e, &d)
                 }
             }
             _ => {
@@ -383,7 +421,7 @@ fn start(
                     50058,
                     "A silent sign-in request was sent but no user is signed in.",
                 );
-                reply_error(st, &reply_to(&req), &e, &d)
+                reply_error(st, &reply_to(&req), None, &e, &d)
             }
         },
         Some("consent") => match session {
@@ -620,7 +658,7 @@ fn consent_step(st: &AppState, form: &[(String, String)], headers: &HeaderMap) -
                 "User declined to consent to access the app.",
             )
             .suberror("cancel");
-            reply_error(st, &reply_to(&req), &e, &d)
+            reply_error(st, &reply_to(&req), Some(user), &e, &d)
         }
         _ => error_page(&AadError::missing("decision"), &d),
     }
@@ -646,7 +684,7 @@ fn issue_code(st: &AppState, r: &AuthRequest, user: &User, d: &Diag) -> Response
         );
     }
     tracing::info!(user = user.login, client_id = %r.client_id, "authorization code issued");
-    let mut resp = reply(&reply_to(r), vec![("code".into(), code)]);
+    let mut resp = reply(st, &reply_to(r), Some(user), vec![("code".into(), code)]);
     d.apply(&mut resp);
     resp
 }

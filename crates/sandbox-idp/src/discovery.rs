@@ -17,7 +17,7 @@ fn invalid_tenant(st: &AppState, segment: &str, d: &Diag) -> Response {
 }
 
 /// The `{tenantid}` issuer template Entra uses for multi-tenant authorities.
-fn issuer_template(st: &AppState) -> String {
+pub(crate) fn issuer_template(st: &AppState) -> String {
     format!("{}{{tenantid}}/v2.0", st.base)
 }
 
@@ -42,6 +42,7 @@ pub fn openid_configuration_json(st: &AppState, tenant: TenantSel) -> Value {
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "issuer": issuer,
+        "authorization_response_iss_parameter_supported": true,
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": format!("{}oidc/userinfo", st.base),
         "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),

@@ -63,6 +63,19 @@ pub struct Faults {
     /// shown (`POST /_sandbox/probe`, kind `navigation`), then goes to a page of another
     /// origin (`localhost` instead of `127.0.0.1`).
     pub hostile_navigation_page: bool,
+    /// Authorization responses (codes and errors) carry a wrong `iss` (RFC 9207), or none,
+    /// although discovery says they always carry the issuer's.
+    pub response_iss: Option<ResponseIss>,
+}
+
+/// What the `response_iss` switch does to the authorization response's `iss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseIss {
+    /// `https://sts.sandbox.invalid/{tid}/v2.0`: another issuer.
+    Wrong,
+    /// No `iss` parameter.
+    Missing,
 }
 
 impl Faults {
@@ -149,6 +162,8 @@ mod tests {
         assert_eq!(f.http_status, Some(503));
         assert_eq!(f.token_lifetime(), 3600);
         assert!(serde_json::from_str::<Faults>(r#"{"http_stauts":503}"#).is_err());
+        let f: Faults = serde_json::from_str(r#"{"response_iss":"missing"}"#).unwrap();
+        assert_eq!(f.response_iss, Some(ResponseIss::Missing));
     }
 
     #[test]

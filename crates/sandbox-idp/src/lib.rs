@@ -37,7 +37,7 @@ pub use data::{
     CONTOSO, DEFAULT_FAMILY_CLIENT_IDS, DEMO_PASSWORD, FABRIKAM, GRAPH_RESOURCE_ID,
     GRAPH_RESOURCE_URI, SANDBOX_API, SANDBOX_CLIENT_ID, TENANTS, USERS,
 };
-pub use faults::Faults;
+pub use faults::{Faults, ResponseIss};
 pub use jwt::decode_unverified;
 
 use axum::extract::{Request, State};

@@ -3,7 +3,9 @@
 use clap::Parser;
 use std::io::Write;
 
-use tessera_sandbox_idp::{start, Faults, SandboxConfig, DEFAULT_FAMILY_CLIENT_IDS, DEFAULT_PORT};
+use tessera_sandbox_idp::{
+    start, Faults, ResponseIss, SandboxConfig, DEFAULT_FAMILY_CLIENT_IDS, DEFAULT_PORT,
+};
 
 /// A local identity provider that follows Microsoft Entra ID's v2.0 endpoints, with demo
 /// tenants and users (password "tessera") and switches that inject faults.
@@ -62,6 +64,9 @@ struct Args {
     /// Device-code lifetime in seconds (default 900).
     #[arg(long, value_name = "SECS")]
     device_code_expires_in: Option<u64>,
+    /// Authorization responses carry a wrong iss, or none (RFC 9207).
+    #[arg(long, value_enum, value_name = "WRONG|MISSING")]
+    response_iss: Option<ResponseIss>,
     /// Token-endpoint faults affect only this many responses.
     #[arg(long, value_name = "N")]
     fail_count: Option<u32>,
@@ -99,6 +104,7 @@ async fn main() {
         device_code_interval_secs: a.device_code_interval,
         device_code_expires_secs: a.device_code_expires_in,
         fail_count: a.fail_count,
+        response_iss: a.response_iss,
         // Test-only switches, set at run time through /_sandbox/faults.
         extra_claims: None,
         ipc_probe_page: false,

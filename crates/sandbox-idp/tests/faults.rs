@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tessera_sandbox_idp::{Faults, SANDBOX_CLIENT_ID};
+use tessera_sandbox_idp::{Faults, ResponseIss, ScriptedUserAgent, SANDBOX_CLIENT_ID};
 
 /// A refresh token for alice, obtained before faults are switched on.
 async fn refresh_token(idp: &tessera_sandbox_idp::SandboxHandle) -> String {
@@ -135,6 +135,68 @@ async fn id_token_faults_wrong_issuer_and_wrong_nonce() {
     assert_eq!(
         id["iss"],
         idp.issuer("2b1e7c9a-6f4d-4e8b-b1a3-5d9c0e7f3a02")
+    );
+}
+
+#[tokio::test]
+async fn response_iss_wrong_or_missing_on_codes_and_errors() {
+    let idp = sandbox_with(Faults {
+        response_iss: Some(ResponseIss::Wrong),
+        ..Faults::default()
+    })
+    .await;
+    let back = tessera_sandbox_idp::scripted_sign_in(
+        &AuthRequest::new("common").url(&idp),
+        "carol@fabrikam.example",
+        "tessera",
+    )
+    .await
+    .unwrap();
+    assert!(query(&back, "code").is_some());
+    assert_eq!(
+        query(&back, "iss").as_deref(),
+        Some("https://sts.sandbox.invalid/2b1e7c9a-6f4d-4e8b-b1a3-5d9c0e7f3a02/v2.0")
+    );
+    idp.set_faults(Faults {
+        response_iss: Some(ResponseIss::Missing),
+        ..Faults::default()
+    });
+    let back = ScriptedUserAgent::new()
+        .unwrap()
+        .sign_in_with(
+            &AuthRequest::new("common").url(&idp),
+            "carol@fabrikam.example",
+            "tessera",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&back, "iss"), None);
+    // Discovery still advertises the parameter.
+    let doc: Value = http()
+        .get(format!(
+            "{}/v2.0/.well-known/openid-configuration",
+            idp.authority("common")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    idp.set_faults(Faults::default());
+    let back = tessera_sandbox_idp::scripted_sign_in(
+        &AuthRequest::new("common").url(&idp),
+        "carol@fabrikam.example",
+        "tessera",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        query(&back, "iss"),
+        Some(idp.issuer("2b1e7c9a-6f4d-4e8b-b1a3-5d9c0e7f3a02"))
     );
 }
 

@@ -61,6 +61,9 @@ async fn discovery_for_common_uses_the_tenantid_template() {
     ))
     .await;
     assert_eq!(org["issuer"], format!("{base}{{tenantid}}/v2.0"));
+    for d in [&doc, &org] {
+        assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use tessera_sandbox_idp::{scripted_sign_in, ScriptedUserAgent};
+use tessera_sandbox_idp::{scripted_sign_in, ScriptedUserAgent, CONTOSO};
 use url::Url;
 
 async fn get_page(u: &Url) -> (u16, String) {
@@ -329,4 +329,72 @@ async fn nonce_and_state_with_special_characters_round_trip() {
         claims(body["id_token"].as_str().unwrap())["nonce"],
         req.nonce.as_str()
     );
+}
+
+#[tokio::test]
+async fn every_authorization_response_carries_the_answering_tenants_iss() {
+    let idp = sandbox().await;
+    let template = format!("{}{{tenantid}}/v2.0", idp.base_url());
+    let contoso = idp.issuer(CONTOSO.id);
+    // A code through `common`: the signed-in user's tenant, as in the ID token.
+    let back = scripted_sign_in(
+        &AuthRequest::new("common").url(&idp),
+        "alice@contoso.example",
+        "tessera",
+    )
+    .await
+    .unwrap();
+    assert!(query(&back, "code").is_some());
+    assert_eq!(query(&back, "iss").as_deref(), Some(contoso.as_str()));
+    // Declined consent: an error, from the same tenant.
+    let back = ScriptedUserAgent::new()
+        .unwrap()
+        .sign_in_with(
+            &AuthRequest::new("common").url(&idp),
+            "alice@contoso.example",
+            "tessera",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&back, "iss").as_deref(), Some(contoso.as_str()));
+    // No user yet on a multi-tenant authority: the discovery issuer (the template).
+    let back = ScriptedUserAgent::new()
+        .unwrap()
+        .authorize_without_interaction(
+            &AuthRequest::new("organizations")
+                .with("prompt", "none")
+                .url(&idp),
+        )
+        .await
+        .unwrap();
+    assert_eq!(query(&back, "error").as_deref(), Some("login_required"));
+    assert_eq!(query(&back, "iss").as_deref(), Some(template.as_str()));
+    // An invalid request to a tenant authority: that tenant.
+    let implicit = AuthRequest::new("contoso.example")
+        .url(&idp)
+        .as_str()
+        .replace("response_type=code", "response_type=token");
+    let resp = http().get(implicit).send().await.unwrap();
+    let back = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        query(&back, "error").as_deref(),
+        Some("unsupported_response_type")
+    );
+    assert_eq!(query(&back, "iss").as_deref(), Some(contoso.as_str()));
+    // In the fragment and in a form post as well.
+    let frag = AuthRequest::new("common").with("response_mode", "fragment");
+    let back = scripted_sign_in(&frag.url(&idp), "alice@contoso.example", "tessera")
+        .await
+        .unwrap();
+    let f: Vec<(String, String)> = url::form_urlencoded::parse(back.fragment().unwrap().as_bytes())
+        .into_owned()
+        .collect();
+    assert!(f.iter().any(|(k, v)| k == "iss" && *v == contoso));
+    let post = AuthRequest::new("common").with("response_mode", "form_post");
+    let back = scripted_sign_in(&post.url(&idp), "alice@contoso.example", "tessera")
+        .await
+        .unwrap();
+    assert_eq!(query(&back, "iss").as_deref(), Some(contoso.as_str()));
 }

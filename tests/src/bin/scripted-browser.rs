@@ -2,13 +2,16 @@
 //! (the CLI runs `$TESSERA_BROWSER <url>`).
 //!
 //! ```text
-//! scripted-browser --provider sandbox|oidc --login USER [--password PW] URL
+//! scripted-browser --provider sandbox|oidc --login USER [--password PW] [--stray] URL
 //! ```
 //!
 //! Signs in through the real provider pages, then GETs the final redirect URL
 //! (where the CLI's loopback listener is waiting) and prints the listener's
-//! answer status to stderr. Exits 0 when the listener answered 2xx, 1 when the
-//! sign-in or the listener failed, 2 on bad usage.
+//! answer status to stderr. With `--stray`, it first sends the listener requests
+//! that are not the authorization response (a favicon, a forged state, no state),
+//! each of which must get a non-2xx answer, and keeps a silent connection open.
+//! Exits 0 when the listener answered 2xx, 1 when the sign-in or the listener
+//! failed, 2 on bad usage.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +43,9 @@ struct Args {
     /// oidc-provider accepts any).
     #[arg(long)]
     password: Option<String>,
+    /// Send stray requests to the listener before the redirect.
+    #[arg(long)]
+    stray: bool,
     /// The authorization URL the app opened.
     url: String,
 }
@@ -90,6 +96,46 @@ async fn run(args: Args) -> Result<(), String> {
         .timeout(Duration::from_secs(20))
         .build()
         .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    // Held open until the redirect is answered: it must not hold the listener up.
+    let mut _silent = None;
+    if args.stray {
+        let addr = redirect
+            .socket_addrs(|| None)
+            .map_err(|e| format!("no listener address in {shown}: {e}"))?;
+        _silent = Some(
+            tokio::net::TcpStream::connect(&addr[..])
+                .await
+                .map_err(|e| format!("cannot connect to the listener: {e}"))?,
+        );
+        let mut favicon = redirect.clone();
+        favicon.set_path("/favicon.ico");
+        favicon.set_query(None);
+        let mut forged = redirect.clone();
+        forged.set_query(Some("code=forged-code&state=forged-state"));
+        let mut stateless = redirect.clone();
+        let kept: Vec<(String, String)> = redirect
+            .query_pairs()
+            .filter(|(k, _)| k != "state")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        stateless.query_pairs_mut().clear().extend_pairs(kept);
+        for (what, url) in [
+            ("a favicon", favicon),
+            ("a forged state", forged),
+            ("no state", stateless),
+        ] {
+            let status = http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("the listener did not answer {what}: {e}"))?
+                .status();
+            eprintln!("scripted-browser: stray request ({what}): listener answered {status}");
+            if status.is_success() {
+                return Err(format!("the listener accepted {what}"));
+            }
+        }
+    }
     let response = http
         .get(redirect)
         .send()
