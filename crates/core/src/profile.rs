@@ -10,6 +10,7 @@
 //! scopes = ["User.Read"]
 //! sign_in = "embedded"          # embedded | browser | device-code
 //! instance_discovery = true     # Entra-style only; default true
+//! subscription = "00000000-0000-0000-0000-000000000000"  # optional: Azure subscription id
 //! ```
 //!
 //! A broken file is reported with its path and line and is never overwritten. Names are
@@ -96,6 +97,10 @@ pub struct Profile {
     /// Entra instance discovery (aliases of the host). Turn it off for custom hosts.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub instance_discovery: bool,
+    /// The Azure subscription this target's tokens are for, when it names one (shown by
+    /// `token --output az`, as Azure CLI shows the account's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
     /// Built into Tessera (not stored in profiles.toml, cannot be removed).
     #[serde(skip)]
     pub builtin: bool,
@@ -201,6 +206,11 @@ impl Profile {
             return Err(self.invalid("client_id must not contain spaces"));
         }
         self.redirect_url()?;
+        if let Some(sub) = &self.subscription {
+            if sub.trim().is_empty() || sub.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.invalid("subscription must be a non-empty id without spaces"));
+            }
+        }
         if let Some(bad) = self
             .scopes
             .iter()
@@ -238,7 +248,8 @@ struct FileOut<'a> {
 
 const FILE_HEADER: &str = "# Tessera sign-in profiles. The built-in profiles (Microsoft, Sandbox) are not listed here.\n\
                            # Fields: name, authority or issuer, client_id, redirect_uri, scopes, sign_in\n\
-                           # (embedded | browser | device-code), instance_discovery (default true).\n\n";
+                           # (embedded | browser | device-code), instance_discovery (default true),\n\
+                           # subscription (optional Azure subscription id).\n\n";
 
 impl Profiles {
     /// The built-in profiles, with the sandbox URL from `TESSERA_SANDBOX_URL` if set.
@@ -269,6 +280,7 @@ impl Profiles {
                 scopes: vec!["https://graph.microsoft.com/User.Read".into()],
                 sign_in: SignInMethod::Embedded,
                 instance_discovery: true,
+                subscription: None,
                 builtin: true,
             },
             Profile {
@@ -280,6 +292,7 @@ impl Profiles {
                 scopes: vec!["User.Read".into()],
                 sign_in: SignInMethod::Embedded,
                 instance_discovery: false,
+                subscription: None,
                 builtin: true,
             },
         ];
@@ -461,6 +474,7 @@ mod tests {
             scopes: vec!["User.Read".into(), "Mail.Read".into()],
             sign_in: SignInMethod::Browser,
             instance_discovery: true,
+            subscription: None,
             builtin: false,
         }
     }
@@ -542,6 +556,7 @@ mod tests {
             &|p| p.scopes = vec!["User.Read Mail.Read".into()],
             "list each scope separately",
         );
+        check(&|p| p.subscription = Some(" ".into()), "subscription");
         let err = contoso().validate();
         assert!(err.is_ok());
         let mut custom = contoso();
@@ -568,6 +583,7 @@ mod tests {
         oidc.issuer = Some("http://127.0.0.1:3000".into());
         oidc.sign_in = SignInMethod::DeviceCode;
         oidc.instance_discovery = true;
+        oidc.subscription = Some("0b1f6471-1bf0-4dda-aec3-cb9272f09590".into());
         p.upsert(oidc.clone()).unwrap();
         p.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -576,6 +592,10 @@ mod tests {
             "built-ins are not saved: {text}"
         );
         assert!(text.contains("sign_in = \"device-code\""), "{text}");
+        assert!(
+            text.contains("subscription = \"0b1f6471-1bf0-4dda-aec3-cb9272f09590\""),
+            "{text}"
+        );
         assert!(!text.contains("builtin"));
         let loaded = Profiles::load(&path).unwrap();
         assert_eq!(loaded.list().len(), 4);
@@ -599,6 +619,7 @@ mod tests {
         assert_eq!(m.sign_in, SignInMethod::Embedded);
         assert!(m.instance_discovery);
         assert!(m.scopes.is_empty());
+        assert!(m.subscription.is_none());
         assert!(!m.builtin);
     }
 
