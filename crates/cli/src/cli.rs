@@ -159,10 +159,24 @@ pub enum Command {
         #[arg(long)]
         force_refresh: bool,
 
-        /// Print token, expiry, scopes, source and account as JSON.
-        #[arg(long)]
+        /// Print token, expiry, scopes, source and account as JSON (same as --output json).
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+
+        #[command(flatten)]
+        out: crate::formats::TokenOutput,
     },
+
+    /// Point a kubeconfig context at Tessera: kubectl then gets its tokens from
+    /// `tessera-cli token --output exec-credential` (an exec plugin). The rest of the file
+    /// is kept; a file that does not parse is left unchanged.
+    Kubeconfig(crate::kubeconfig::KubeconfigArgs),
+
+    /// Git's credential helper protocol on stdin/stdout: `get` answers with an access
+    /// token as the password, `erase` (the token was refused) makes the next `get`
+    /// refresh it, `store` is ignored. Set up with:
+    /// git config --global credential.https://dev.azure.com.helper "!tessera-cli git-credential --account ACCOUNT"
+    GitCredential(crate::git_credential::GitCredentialArgs),
 
     /// Decode a token (JWT) and explain its claims. The signature is not verified.
     Decode {
@@ -271,6 +285,7 @@ mod tests {
                 force_refresh,
                 json,
                 account,
+                ..
             } => {
                 assert_eq!(scopes, vec!["a", "b"]);
                 assert_eq!(min_validity, 300);

@@ -16,7 +16,7 @@
 //! A broken file is reported with its path and line and is never overwritten. Names are
 //! unique, compared case-insensitively; the built-in names are reserved.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -354,8 +354,8 @@ impl Profiles {
         Ok(())
     }
 
-    /// Write the user's profiles (not the built-ins) to `path`, atomically: a temporary
-    /// file in the same folder, then a rename.
+    /// Write the user's profiles (not the built-ins) to `path`, atomically
+    /// ([`crate::paths::write_private_file`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let out = FileOut {
             profile: self.list.iter().filter(|p| !p.builtin).collect(),
@@ -365,7 +365,7 @@ impl Profiles {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::paths::create_private_dir(dir)?;
         }
-        write_atomically(path, format!("{FILE_HEADER}{body}").as_bytes())
+        crate::paths::write_private_file(path, format!("{FILE_HEADER}{body}").as_bytes())
             .map_err(|e| Error::Config(format!("cannot save {}: {e}", path.display())))
     }
 
@@ -433,26 +433,6 @@ fn line_of(text: &str, offset: usize) -> usize {
         .matches('\n')
         .count()
         + 1
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "profiles".into());
-    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
