@@ -19,22 +19,22 @@ use tessera_tests::redact::assert_no_named_secrets;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
 
-const ALICE: &str = "alice@contoso.example";
-const BOB: &str = "bob@contoso.example";
-const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
+pub(crate) const ALICE: &str = "alice@contoso.example";
+pub(crate) const BOB: &str = "bob@contoso.example";
+pub(crate) const SANDBOX_CLIENT: &str = "7a1c0de5-7e55-4a11-9c0d-5a4db0c11e01";
 
 use tessera_tests::cli_bin::cli_bin;
 
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}): {}\nstderr: {}",
@@ -44,7 +44,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
             "expected success; stderr:\n{}\nstdout:\n{}",
@@ -54,7 +54,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn exit(self, code: i32) -> Run {
+    pub(crate) fn exit(self, code: i32) -> Run {
         assert_eq!(
             self.code, code,
             "expected exit {code}; stderr:\n{}\nstdout:\n{}",
@@ -65,15 +65,15 @@ impl Run {
 }
 
 /// One user's machine: a home folder and the environment the CLI runs with.
-struct Machine {
-    home: tempfile::TempDir,
-    env: Vec<(String, String)>,
+pub(crate) struct Machine {
+    pub home: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
     transcript: std::sync::Mutex<String>,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    pub(crate) fn new() -> Machine {
         Machine {
             home: tessera_tests::home::temp_home(),
             env: vec![("TESSERA_LOG".into(), "debug".into())],
@@ -81,7 +81,7 @@ impl Machine {
         }
     }
 
-    fn for_sandbox(idp: &SandboxHandle) -> Machine {
+    pub(crate) fn for_sandbox(idp: &SandboxHandle) -> Machine {
         let mut m = Machine::new();
         m.env.push((
             "TESSERA_SANDBOX_URL".into(),
@@ -90,7 +90,7 @@ impl Machine {
         m
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(cli_bin());
         c.arg("--home").arg(self.home.path()).args(args);
         c.env_remove("TESSERA_HOME")
@@ -101,11 +101,16 @@ impl Machine {
         c
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[], None).await
     }
 
-    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    pub(crate) async fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let mut c = self.command(args);
         c.envs(env.iter().copied());
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -134,14 +139,14 @@ impl Machine {
         run
     }
 
-    fn record(&self, run: &Run) {
+    pub(crate) fn record(&self, run: &Run) {
         let mut t = self.transcript.lock().unwrap();
         t.push_str(&run.stderr);
         t.push('\n');
     }
 
     /// `login --device-code`: read the user code from stderr, approve it with `approve`.
-    async fn device_login<F, Fut>(&self, args: &[&str], approve: F) -> Run
+    pub(crate) async fn device_login<F, Fut>(&self, args: &[&str], approve: F) -> Run
     where
         F: FnOnce(Url, String) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
@@ -186,7 +191,7 @@ impl Machine {
         run
     }
 
-    fn store(&self) -> SqliteStore {
+    pub(crate) fn store(&self) -> SqliteStore {
         // The same open-time decision as the CLI: the key from the real keyring.
         let options = tessera_core::keystore::StoreOptions {
             allow_plaintext: true,
@@ -198,7 +203,7 @@ impl Machine {
     }
 
     /// Every account, token and secret in the store, to prove a failure changed nothing.
-    fn snapshot(&self, client_id: &str) -> String {
+    pub(crate) fn snapshot(&self, client_id: &str) -> String {
         let store = self.store();
         let mut accounts = store.accounts().unwrap();
         accounts.sort_by(|a, b| a.home_account_id.cmp(&b.home_account_id));
@@ -226,7 +231,7 @@ impl Machine {
         out
     }
 
-    fn refresh_tokens(&self, client_id: &str) -> Vec<String> {
+    pub(crate) fn refresh_tokens(&self, client_id: &str) -> Vec<String> {
         let store = self.store();
         let mut out = Vec::new();
         for a in store.accounts().unwrap() {
@@ -249,7 +254,7 @@ impl Machine {
     }
 
     /// Nothing the CLI wrote to stderr contains one of these secrets.
-    fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
+    pub(crate) fn assert_stderr_clean(&self, secrets: &[(&str, &str)]) {
         assert_no_named_secrets(&self.transcript.lock().unwrap(), secrets);
     }
 }
@@ -266,7 +271,7 @@ fn parse_device_message(line: &str) -> Option<(Url, String)> {
     Some((uri, code))
 }
 
-async fn sandbox() -> SandboxHandle {
+pub(crate) async fn sandbox() -> SandboxHandle {
     let faults = Faults {
         device_code_interval_secs: Some(1),
         ..Faults::default()
@@ -280,14 +285,14 @@ async fn sandbox() -> SandboxHandle {
     .expect("the sandbox starts")
 }
 
-fn scripted_browser(provider: &str, login: &str) -> String {
+pub(crate) fn scripted_browser(provider: &str, login: &str) -> String {
     format!(
         "{} --provider {provider} --login {login}",
         env!("CARGO_BIN_EXE_scripted-browser")
     )
 }
 
-async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
+pub(crate) async fn device_login_sandbox(m: &Machine, idp: &SandboxHandle, login: &str) -> Run {
     let base = idp.base_url();
     let login = login.to_owned();
     m.device_login(

@@ -6,3 +6,4 @@ mod msal_interop;
 mod oidc;
 mod storage;
 mod support_smoke;
+mod tools;

@@ -6,11 +6,15 @@
 //! - [`cli_bin`]: the `tessera-cli` binary under test.
 //! - [`home`]: a fresh `TESSERA_HOME` per test.
 //! - [`redact`]: assertions that logs carry no secrets.
-//! - [`tls`]: a throwaway test CA and a certificate for 127.0.0.1 (https providers).
+//! - [`tls`]: a throwaway test CA and a certificate for 127.0.0.1 (https providers), and
+//!   an https listener for axum.
+//! - [`jwks`]: token checks as a resource server makes them (signature by the JWKS,
+//!   audience, expiry).
 
 pub mod cli_bin;
 pub mod home;
 mod html;
+pub mod jwks;
 pub mod oidc_provider;
 pub mod redact;
 pub mod tls;

@@ -484,6 +484,14 @@ impl PublicClientApplication {
             Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
             _ => requested.to_vec(),
         };
+        // `R/.default` is answered with R's permissions; the target keeps the requested
+        // `.default` too, so that asking again finds the token (MSAL for Apple platforms
+        // does the same; Entra often echoes it itself).
+        for s in requested.iter().filter(|s| s.ends_with("/.default")) {
+            if !granted.iter().any(|g| g.eq_ignore_ascii_case(s)) {
+                granted.push(s.to_string());
+            }
+        }
         granted.sort();
         let target = granted.join(" ");
         let expires_on = now.saturating_add(tr.expires_in.unwrap_or(600));
