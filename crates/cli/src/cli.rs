@@ -147,7 +147,8 @@ pub enum Command {
         #[arg(long, value_name = "ACCOUNT")]
         account: Option<String>,
 
-        /// A scope the token must cover (repeatable; default: the profile's scopes).
+        /// A scope the token must cover (repeatable; default: the profile's scopes). `aks`
+        /// and `azure-devops` stand for those services' scopes.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
 
@@ -167,14 +168,18 @@ pub enum Command {
         out: crate::formats::TokenOutput,
     },
 
-    /// Point a kubeconfig context at Tessera: kubectl then gets its tokens from
-    /// `tessera-cli token --output exec-credential` (an exec plugin). The rest of the file
-    /// is kept; a file that does not parse is left unchanged.
+    /// Point a kubeconfig context at Tessera (kubectl's exec plugin).
+    ///
+    /// kubectl then gets its tokens from `tessera-cli token --output exec-credential`. The
+    /// rest of the file is kept; a file that does not parse is left unchanged.
     Kubeconfig(crate::kubeconfig::KubeconfigArgs),
 
-    /// Git's credential helper protocol on stdin/stdout: `get` answers with an access
-    /// token as the password, `erase` (the token was refused) makes the next `get`
-    /// refresh it, `store` is ignored. Set up with:
+    /// Git's credential helper: access tokens as passwords.
+    ///
+    /// Git's helper protocol on stdin/stdout: `get` answers with an access token as the
+    /// password, `erase` (the token was refused) makes the next `get` refresh it, `store`
+    /// is ignored. Set up with:
+    ///
     /// git config --global credential.https://dev.azure.com.helper "!tessera-cli git-credential --account ACCOUNT"
     GitCredential(crate::git_credential::GitCredentialArgs),
 

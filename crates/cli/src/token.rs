@@ -294,3 +294,142 @@ fn explain_sign_in(
         output::sanitize(&command)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Command;
+    use crate::git_credential::GitOperation;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tessera-cli").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_new_commands_and_flags_parse() {
+        let cli = parse(&["token", "-o", "exec-credential", "--tenant", "t"]).unwrap();
+        let Command::Token { out, json, .. } = cli.command else {
+            panic!("not token")
+        };
+        assert_eq!(out.output, Some(OutputFormat::ExecCredential));
+        assert_eq!(out.tenant.as_deref(), Some("t"));
+        assert!(!json);
+        let cli = parse(&["git-credential", "--account", "a", "erase"]).unwrap();
+        let Command::GitCredential(g) = cli.command else {
+            panic!("not git-credential")
+        };
+        assert_eq!(g.operation, GitOperation::Erase);
+        let cli = parse(&["kubeconfig", "--account", "a", "--scope", "aks"]).unwrap();
+        assert!(matches!(cli.command, Command::Kubeconfig(k) if k.scopes == ["aks"]));
+
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(
+            kind(&["token", "--output", "yaml"]),
+            ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            kind(&["token", "--json", "--output", "az"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["token", "--resource", "r", "--scope", "s"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["kubeconfig", "--account", "a"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            kind(&["git-credential", "approve"]),
+            ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            kind(&["git-credential"]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn another_run_gets_the_same_home_target_and_store() {
+        let cli = parse(&[
+            "--home",
+            "/h",
+            "--profile",
+            "Lab",
+            "--allow-plaintext",
+            "--msal-cache",
+            "/c/cache.json",
+            "accounts",
+        ])
+        .unwrap();
+        let inv = Invocation::of(&cli);
+        assert_eq!(
+            inv.global_args(None),
+            [
+                "--home",
+                "/h",
+                "--msal-cache",
+                "/c/cache.json",
+                "--profile",
+                "Lab",
+                "--allow-plaintext"
+            ]
+        );
+        assert_eq!(
+            inv.command_line(Some("Other Lab"), &["login".into()]),
+            "tessera-cli --home /h --msal-cache /c/cache.json --profile 'Other Lab' --allow-plaintext login"
+        );
+        let inline = Invocation::of(
+            &parse(&[
+                "--home",
+                "/h",
+                "--issuer",
+                "https://idp.example",
+                "--client-id",
+                "c",
+                "accounts",
+            ])
+            .unwrap(),
+        );
+        assert_eq!(
+            inline.global_args(Some("ignored")),
+            [
+                "--home",
+                "/h",
+                "--issuer",
+                "https://idp.example",
+                "--client-id",
+                "c"
+            ]
+        );
+    }
+
+    #[test]
+    fn tenant_replaces_an_entra_authoritys_tenant_only() {
+        let profiles = tessera_core::profile::Profiles::builtin_with_sandbox_url(None).unwrap();
+        let ms = profiles.get("Microsoft").unwrap();
+        let t = for_tenant(ms, Some("contoso.onmicrosoft.com")).unwrap();
+        assert_eq!(
+            t.authority.as_deref(),
+            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com")
+        );
+        assert_eq!(t.name, ms.name);
+        assert_eq!(for_tenant(ms, None).unwrap(), *ms);
+        for bad in ["", "a/b", "x?y", "../common"] {
+            assert!(
+                matches!(for_tenant(ms, Some(bad)), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        let mut oidc = ms.clone();
+        oidc.authority = None;
+        oidc.issuer = Some("https://idp.example".into());
+        match for_tenant(&oidc, Some("t")) {
+            Err(Failure::Usage(m)) => assert!(m.contains("needs an Entra ID authority"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
