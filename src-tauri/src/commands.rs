@@ -119,6 +119,8 @@ fn profile_from_input(input: ProfileInput) -> AppResult<Profile> {
         scopes,
         sign_in: input.sign_in,
         instance_discovery: input.instance_discovery.unwrap_or(!oidc),
+        // The app does not edit it; save_profile keeps the edited profile's.
+        subscription: None,
         builtin: false,
     })
 }
@@ -131,7 +133,7 @@ pub async fn save_profile(
     original_name: Option<String>,
     profile: ProfileInput,
 ) -> AppResult<ProfileView> {
-    let profile = profile_from_input(profile)?;
+    let mut profile = profile_from_input(profile)?;
     profile.validate()?;
     // Check the provider before saving: discovery must answer.
     let app = state.with(|t| Ok(t.app(&profile)?)).await?;
@@ -156,12 +158,15 @@ pub async fn save_profile(
                         profile.name
                     )));
                 }
+                profile.subscription = next.get(old).and_then(|p| p.subscription.clone());
                 next.remove(old)?;
             } else if original_name.is_none() && next.get(&profile.name).is_some() {
                 return Err(AppError::Invalid(format!(
                     "A profile named {} already exists.",
                     profile.name
                 )));
+            } else if let Some(edited) = next.get(&profile.name) {
+                profile.subscription = edited.subscription.clone();
             }
             next.upsert(profile)?;
             next.save(&t.paths().profiles_file())?;

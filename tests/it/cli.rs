@@ -68,7 +68,7 @@ impl Run {
 /// One user's machine: a home folder and the environment the CLI runs with.
 pub(crate) struct Machine {
     pub(crate) home: tempfile::TempDir,
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
     transcript: std::sync::Mutex<String>,
 }
@@ -149,7 +149,7 @@ impl Machine {
     }
 
     /// `login --device-code`: read the user code from stderr, approve it with `approve`.
-    async fn device_login<F, Fut>(&self, args: &[&str], approve: F) -> Run
+    pub(crate) async fn device_login<F, Fut>(&self, args: &[&str], approve: F) -> Run
     where
         F: FnOnce(Url, String) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
@@ -194,7 +194,7 @@ impl Machine {
         run
     }
 
-    fn store(&self) -> SqliteStore {
+    pub(crate) fn store(&self) -> SqliteStore {
         // The same open-time decision as the CLI: the key from the real keyring.
         let options = tessera_core::keystore::StoreOptions {
             allow_plaintext: true,
@@ -206,7 +206,7 @@ impl Machine {
     }
 
     /// Every account, token and secret in the store, to prove a failure changed nothing.
-    fn snapshot(&self, client_id: &str) -> String {
+    pub(crate) fn snapshot(&self, client_id: &str) -> String {
         let store = self.store();
         let mut accounts = store.accounts().unwrap();
         accounts.sort_by(|a, b| a.home_account_id.cmp(&b.home_account_id));
@@ -234,7 +234,7 @@ impl Machine {
         out
     }
 
-    fn refresh_tokens(&self, client_id: &str) -> Vec<String> {
+    pub(crate) fn refresh_tokens(&self, client_id: &str) -> Vec<String> {
         let store = self.store();
         let mut out = Vec::new();
         for a in store.accounts().unwrap() {
@@ -288,7 +288,7 @@ pub(crate) async fn sandbox() -> SandboxHandle {
     .expect("the sandbox starts")
 }
 
-fn scripted_browser(provider: &str, login: &str) -> String {
+pub(crate) fn scripted_browser(provider: &str, login: &str) -> String {
     format!(
         "{} --provider {provider} --login {login}",
         env!("CARGO_BIN_EXE_scripted-browser")

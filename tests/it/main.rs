@@ -8,3 +8,4 @@ mod oidc;
 mod sdk;
 mod storage;
 mod support_smoke;
+mod tools;

@@ -145,3 +145,73 @@ impl TestCa {
         ]
     }
 }
+
+impl TestCa {
+    /// A rustls server configuration presenting [`Self::cert_file`] (ring, the provider
+    /// the workspace already builds).
+    pub fn server_config(
+        &self,
+    ) -> Result<std::sync::Arc<tokio_rustls::rustls::ServerConfig>, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(self.cert_file())
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the test certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_file(self.key_file())
+            .map_err(|e| format!("cannot read the test key: {e}"))?;
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(
+            std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the test certificate is refused: {e}"))?;
+        Ok(std::sync::Arc::new(config))
+    }
+
+    /// An https listener on `127.0.0.1` (a free port) for `axum::serve`.
+    pub async fn https_listener(&self) -> Result<TlsListener, String> {
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(self.server_config()?),
+        })
+    }
+}
+
+/// A TCP listener whose connections are TLS: `axum::serve(listener, router)` serves https.
+/// A connection whose handshake fails (or takes over 10 s) is dropped.
+pub struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await
+            {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}

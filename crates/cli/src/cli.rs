@@ -148,7 +148,8 @@ pub enum Command {
         #[arg(long, value_name = "ACCOUNT")]
         account: Option<String>,
 
-        /// A scope the token must cover (repeatable; default: the profile's scopes).
+        /// A scope the token must cover (repeatable; default: the profile's scopes). `aks`
+        /// and `azure-devops` stand for those services' scopes.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
 
@@ -160,10 +161,28 @@ pub enum Command {
         #[arg(long)]
         force_refresh: bool,
 
-        /// Print token, expiry, scopes, source and account as JSON.
-        #[arg(long)]
+        /// Print token, expiry, scopes, source and account as JSON (same as --output json).
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+
+        #[command(flatten)]
+        out: crate::formats::TokenOutput,
     },
+
+    /// Point a kubeconfig context at Tessera (kubectl's exec plugin).
+    ///
+    /// kubectl then gets its tokens from `tessera-cli token --output exec-credential`. The
+    /// rest of the file is kept; a file that does not parse is left unchanged.
+    Kubeconfig(crate::kubeconfig::KubeconfigArgs),
+
+    /// Git's credential helper: access tokens as passwords.
+    ///
+    /// Git's helper protocol on stdin/stdout: `get` answers with an access token as the
+    /// password, `erase` (the token was refused) makes the next `get` refresh it, `store`
+    /// is ignored. Set up with:
+    ///
+    /// git config --global credential.https://dev.azure.com.helper "!tessera-cli git-credential --account ACCOUNT"
+    GitCredential(crate::git_credential::GitCredentialArgs),
 
     /// Decode a token (JWT) and explain its claims. The signature is not verified.
     Decode {
@@ -276,6 +295,7 @@ mod tests {
                 force_refresh,
                 json,
                 account,
+                ..
             } => {
                 assert_eq!(scopes, vec!["a", "b"]);
                 assert_eq!(min_validity, 300);

@@ -3,16 +3,20 @@
 
 mod cli;
 mod endpoint;
+mod formats;
+mod git_credential;
+mod kubeconfig;
 mod loopback;
 mod output;
 mod run;
 mod storage;
+mod token;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera_core::app::{Account, InteractiveParams, SilentOptions};
+use tessera_core::app::{Account, InteractiveParams};
 use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::error::{Error, InteractionReason};
@@ -151,6 +155,12 @@ async fn run(cli: Cli) -> CliResult {
             print_stdout(&output::profiles_table(list))
         };
     }
+    let invocation = token::Invocation::of(&cli);
+    if let Command::Kubeconfig(args) = &cli.command {
+        // Writes a file that runs tessera-cli; needs no store.
+        return kubeconfig::run(args, &invocation);
+    }
+    let git_request = git_credential::read_request(&cli.command)?;
     let inline = inline_profile(&cli.profile, &cli.inline)?;
     let ctx = match &cli.msal_cache {
         Some(file) => {
@@ -229,27 +239,21 @@ async fn run(cli: Cli) -> CliResult {
             min_validity,
             force_refresh,
             json,
+            out,
         } => {
-            let pa = choose_account(&ctx, target.as_ref(), account.as_deref()).await?;
-            let profile = match &target {
-                Some(p) => p.clone(),
-                None => ctx.profile(&pa.profile)?.clone(),
-            };
-            let scopes = requested_scopes(&scopes, &profile)?;
-            let app = ctx.app(&profile)?;
-            let options = SilentOptions {
-                min_validity_secs: i64::from(min_validity),
+            let args = token::TokenArgs {
+                account,
+                scopes,
+                min_validity,
                 force_refresh,
-                ..SilentOptions::default()
+                json,
+                out,
             };
-            let result = app
-                .acquire_token_silent(&scopes, &pa.account, &options)
-                .await?;
-            if json {
-                print_json(&output::token_json(&result))
-            } else {
-                print_stdout(&format!("{}\n", result.access_token.secret()))
-            }
+            token::run(&ctx, target, args, &invocation).await
+        }
+        Command::GitCredential(args) => {
+            let request = git_request.expect("read for git-credential");
+            git_credential::run(&ctx, target, args, request).await
         }
         Command::Logout { account, all } => {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
@@ -273,7 +277,10 @@ async fn run(cli: Cli) -> CliResult {
             eprintln!("Exported to {}: {report}", file.display());
             Ok(())
         }
-        Command::Decode { .. } | Command::Store { .. } | Command::Profiles { .. } => {
+        Command::Decode { .. }
+        | Command::Store { .. }
+        | Command::Profiles { .. }
+        | Command::Kubeconfig(_) => {
             unreachable!("handled above")
         }
     }
@@ -316,6 +323,7 @@ fn inline_profile(profile: &Option<String>, t: &InlineTarget) -> CliResult<Optio
         scopes: Vec::new(),
         sign_in: SignInMethod::Browser,
         instance_discovery: !t.no_instance_discovery,
+        subscription: None,
         builtin: false,
     };
     p.validate().map_err(|e| Failure::Usage(e.to_string()))?;
@@ -324,9 +332,9 @@ fn inline_profile(profile: &Option<String>, t: &InlineTarget) -> CliResult<Optio
 
 fn requested_scopes(flags: &[String], profile: &Profile) -> CliResult<ScopeSet> {
     let scopes = if flags.is_empty() {
-        ScopeSet::parse(&profile.scopes.join(" "))
+        ScopeSet::parse_user_input(&profile.scopes.join(" "))
     } else {
-        ScopeSet::parse(&flags.join(" "))
+        ScopeSet::parse_user_input(&flags.join(" "))
     };
     if scopes.is_empty() {
         return Err(Failure::Usage(format!(
@@ -406,9 +414,9 @@ async fn login(
     json: bool,
 ) -> CliResult {
     let scopes = if scopes.is_empty() {
-        ScopeSet::parse(&profile.scopes.join(" "))
+        ScopeSet::parse_user_input(&profile.scopes.join(" "))
     } else {
-        ScopeSet::parse(&scopes.join(" "))
+        ScopeSet::parse_user_input(&scopes.join(" "))
     };
     let app = ctx.app(profile)?;
     let use_device_code = device_code || (!browser && profile.sign_in == SignInMethod::DeviceCode);

@@ -523,6 +523,14 @@ impl PublicClientApplication {
             Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
             _ => requested.to_vec(),
         };
+        // `R/.default` is answered with R's permissions; the target keeps the requested
+        // `.default` too, so that asking again finds the token (MSAL for Apple platforms
+        // does the same; Entra often echoes it itself).
+        for s in requested.iter().filter(|s| s.ends_with("/.default")) {
+            if !granted.iter().any(|g| g.eq_ignore_ascii_case(s)) {
+                granted.push(s.to_string());
+            }
+        }
         granted.sort();
         let target = granted.join(" ");
         let expires_on = now.saturating_add(tr.expires_in.unwrap_or(600));
@@ -777,6 +785,39 @@ impl PublicClientApplication {
             removed,
             end_session_url,
         })
+    }
+
+    /// A resource refused `access_token` (say Git's `erase`): the account's cached access
+    /// token with that secret is written back already expired, so the next
+    /// [`Self::acquire_token_silent`] redeems the refresh token instead of serving it. The
+    /// refresh token stays. Returns whether such a token was cached.
+    pub async fn reject_access_token(&self, account: &Account, access_token: &str) -> Result<bool> {
+        let now = self.deps.clock.now();
+        let envs = self.aliases().await;
+        let q = CredentialQuery {
+            home_account_id: &account.home_account_id,
+            environments: &envs,
+            client_id: &self.config.client_id,
+            realm: None,
+        };
+        let Some(mut at) = self
+            .deps
+            .store
+            .access_tokens(&q)?
+            .into_iter()
+            .find(|at| at.secret.secret() == access_token && at.expires_on >= now)
+        else {
+            return Ok(false);
+        };
+        at.expires_on = now.saturating_sub(1);
+        at.extended_expires_on = Some(at.expires_on);
+        at.refresh_on = None;
+        self.deps.store.write(TokenWrite {
+            access_token: Some(at),
+            ..TokenWrite::default()
+        })?;
+        tracing::info!("a rejected access token was marked expired");
+        Ok(true)
     }
 }
 

@@ -10,12 +10,13 @@
 //! scopes = ["User.Read"]
 //! sign_in = "embedded"          # embedded | browser | device-code
 //! instance_discovery = true     # Entra-style only; default true
+//! subscription = "00000000-0000-0000-0000-000000000000"  # optional: Azure subscription id
 //! ```
 //!
 //! A broken file is reported with its path and line and is never overwritten. Names are
 //! unique, compared case-insensitively; the built-in names are reserved.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -97,6 +98,10 @@ pub struct Profile {
     /// host (never the host itself; loopback hosts are not asked). Off: the host alone.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub instance_discovery: bool,
+    /// The Azure subscription this target's tokens are for, when it names one (shown by
+    /// `token --output az`, as Azure CLI shows the account's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
     /// Built into Tessera (not stored in profiles.toml, cannot be removed).
     #[serde(skip)]
     pub builtin: bool,
@@ -202,6 +207,11 @@ impl Profile {
             return Err(self.invalid("client_id must not contain spaces"));
         }
         self.redirect_url()?;
+        if let Some(sub) = &self.subscription {
+            if sub.trim().is_empty() || sub.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.invalid("subscription must be a non-empty id without spaces"));
+            }
+        }
         if let Some(bad) = self
             .scopes
             .iter()
@@ -239,7 +249,8 @@ struct FileOut<'a> {
 
 const FILE_HEADER: &str = "# Tessera sign-in profiles. The built-in profiles (Microsoft, Sandbox) are not listed here.\n\
                            # Fields: name, authority or issuer, client_id, redirect_uri, scopes, sign_in\n\
-                           # (embedded | browser | device-code), instance_discovery (default true).\n\n";
+                           # (embedded | browser | device-code), instance_discovery (default true),\n\
+                           # subscription (optional Azure subscription id).\n\n";
 
 impl Profiles {
     /// The built-in profiles, with the sandbox URL from `TESSERA_SANDBOX_URL` if set.
@@ -270,6 +281,7 @@ impl Profiles {
                 scopes: vec!["https://graph.microsoft.com/User.Read".into()],
                 sign_in: SignInMethod::Embedded,
                 instance_discovery: true,
+                subscription: None,
                 builtin: true,
             },
             Profile {
@@ -281,6 +293,7 @@ impl Profiles {
                 scopes: vec!["User.Read".into()],
                 sign_in: SignInMethod::Embedded,
                 instance_discovery: false,
+                subscription: None,
                 builtin: true,
             },
         ];
@@ -342,8 +355,8 @@ impl Profiles {
         Ok(())
     }
 
-    /// Write the user's profiles (not the built-ins) to `path`, atomically: a temporary
-    /// file in the same folder, then a rename.
+    /// Write the user's profiles (not the built-ins) to `path`, atomically
+    /// ([`crate::paths::write_private_file`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let out = FileOut {
             profile: self.list.iter().filter(|p| !p.builtin).collect(),
@@ -353,7 +366,7 @@ impl Profiles {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::paths::create_private_dir(dir)?;
         }
-        write_atomically(path, format!("{FILE_HEADER}{body}").as_bytes())
+        crate::paths::write_private_file(path, format!("{FILE_HEADER}{body}").as_bytes())
             .map_err(|e| Error::Config(format!("cannot save {}: {e}", path.display())))
     }
 
@@ -423,26 +436,6 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "profiles".into());
-    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +455,7 @@ mod tests {
             scopes: vec!["User.Read".into(), "Mail.Read".into()],
             sign_in: SignInMethod::Browser,
             instance_discovery: true,
+            subscription: None,
             builtin: false,
         }
     }
@@ -543,6 +537,7 @@ mod tests {
             &|p| p.scopes = vec!["User.Read Mail.Read".into()],
             "list each scope separately",
         );
+        check(&|p| p.subscription = Some(" ".into()), "subscription");
         let err = contoso().validate();
         assert!(err.is_ok());
         let mut custom = contoso();
@@ -569,6 +564,7 @@ mod tests {
         oidc.issuer = Some("http://127.0.0.1:3000".into());
         oidc.sign_in = SignInMethod::DeviceCode;
         oidc.instance_discovery = true;
+        oidc.subscription = Some("0b1f6471-1bf0-4dda-aec3-cb9272f09590".into());
         p.upsert(oidc.clone()).unwrap();
         p.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -577,6 +573,10 @@ mod tests {
             "built-ins are not saved: {text}"
         );
         assert!(text.contains("sign_in = \"device-code\""), "{text}");
+        assert!(
+            text.contains("subscription = \"0b1f6471-1bf0-4dda-aec3-cb9272f09590\""),
+            "{text}"
+        );
         assert!(!text.contains("builtin"));
         let loaded = Profiles::load(&path).unwrap();
         assert_eq!(loaded.list().len(), 4);
@@ -600,6 +600,7 @@ mod tests {
         assert_eq!(m.sign_in, SignInMethod::Embedded);
         assert!(m.instance_discovery);
         assert!(m.scopes.is_empty());
+        assert!(m.subscription.is_none());
         assert!(!m.builtin);
     }
 

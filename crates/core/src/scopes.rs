@@ -7,6 +7,53 @@ use std::fmt;
 /// Scopes that every sign-in and refresh asks for, as MSAL does.
 pub const RESERVED: [&str; 3] = ["openid", "profile", "offline_access"];
 
+/// The Entra application of AKS's API servers ("Azure Kubernetes Service AAD Server"):
+/// the audience of the tokens a cluster with Entra integration accepts.
+pub const AKS_SERVER_APP_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+/// Azure DevOps' resource id: the audience of the tokens its Git and REST endpoints accept.
+pub const AZURE_DEVOPS_RESOURCE: &str = "499b84ac-1321-427f-aa17-267ca6975798";
+
+/// Short names for well-known scopes, accepted wherever a user names a scope:
+/// (alias, scope), aliases compared ignoring ASCII case.
+pub const SCOPE_ALIASES: [(&str, &str); 2] = [
+    ("aks", "6dae42f8-4368-4678-94ff-3960e28e3630/.default"),
+    (
+        "azure-devops",
+        "499b84ac-1321-427f-aa17-267ca6975798/.default",
+    ),
+];
+
+/// The scope an alias stands for, or `scope` itself.
+pub fn expand_alias(scope: &str) -> &str {
+    SCOPE_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(scope))
+        .map_or(scope, |(_, full)| full)
+}
+
+/// Azure CLI's `--resource R`: the scope `R/.default`, appended as Azure CLI does (so
+/// `https://management.core.windows.net/` gives `https://management.core.windows.net//.default`).
+pub fn resource_scope(resource: &str) -> String {
+    format!("{}/.default", resource.trim())
+}
+
+/// The scope a Git host needs when none is given: Azure DevOps' for `dev.azure.com` and
+/// `*.visualstudio.com` (a port does not change the answer).
+pub fn default_scope_for_git_host(host: &str) -> Option<&'static str> {
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let azure_devops = host == "dev.azure.com"
+        || host.ends_with(".dev.azure.com")
+        || (host.ends_with(".visualstudio.com") && host.len() > ".visualstudio.com".len());
+    azure_devops.then_some(SCOPE_ALIASES[1].1)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeSet(Vec<String>);
 
@@ -14,6 +61,12 @@ impl ScopeSet {
     /// Parse a space-separated list (`scope` parameter or a cached `target`).
     pub fn parse(s: &str) -> Self {
         Self::from_iter(s.split_whitespace())
+    }
+
+    /// Parse scopes a user typed: as [`Self::parse`], each alias of [`SCOPE_ALIASES`]
+    /// replaced by its scope.
+    pub fn parse_user_input(s: &str) -> Self {
+        Self::from_iter(s.split_whitespace().map(expand_alias))
     }
 
     pub fn contains(&self, scope: &str) -> bool {
@@ -104,6 +157,54 @@ mod tests {
             s.with_reserved().to_param(),
             "User.Read openid profile offline_access"
         );
+    }
+
+    #[test]
+    fn aliases_expand_only_in_user_input() {
+        let s = ScopeSet::parse_user_input("AKS User.Read azure-devops");
+        assert_eq!(
+            s.to_param(),
+            format!("{AKS_SERVER_APP_ID}/.default User.Read {AZURE_DEVOPS_RESOURCE}/.default")
+        );
+        assert_eq!(ScopeSet::parse("aks").to_param(), "aks");
+        for (_, full) in SCOPE_ALIASES {
+            assert_eq!(expand_alias(full), full);
+        }
+        assert_eq!(
+            resource_scope("https://management.core.windows.net/"),
+            "https://management.core.windows.net//.default"
+        );
+        assert_eq!(
+            resource_scope(AKS_SERVER_APP_ID),
+            expand_alias("aks"),
+            "--resource and the alias agree"
+        );
+    }
+
+    #[test]
+    fn azure_devops_hosts_default_to_its_scope() {
+        let ado = Some(expand_alias("azure-devops"));
+        for host in [
+            "dev.azure.com",
+            "DEV.AZURE.COM",
+            "dev.azure.com:443",
+            "contoso.visualstudio.com",
+            "contoso.vssps.visualstudio.com",
+            "dev.azure.com.",
+        ] {
+            assert_eq!(default_scope_for_git_host(host), ado, "{host}");
+        }
+        for host in [
+            "github.com",
+            "visualstudio.com",
+            "evil-dev.azure.com",
+            "dev.azure.com.evil.example",
+            "visualstudio.com.evil.example",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            assert_eq!(default_scope_for_git_host(host), None, "{host}");
+        }
     }
 
     #[test]

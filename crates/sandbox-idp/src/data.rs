@@ -112,6 +112,10 @@ pub const GRAPH_RESOURCE_ID: &str = "00000003-0000-0000-c000-000000000000";
 pub const GRAPH_RESOURCE_URI: &str = "https://graph.microsoft.com";
 /// The sandbox's own protected API: the `aud` of its access tokens.
 pub const SANDBOX_API: &str = "api://sandbox-api";
+/// AKS's Entra server application: the `aud` of tokens for Kubernetes API servers.
+pub const AKS_RESOURCE_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+/// Azure DevOps' resource id: the `aud` of tokens for its Git and REST endpoints.
+pub const AZURE_DEVOPS_RESOURCE_ID: &str = "499b84ac-1321-427f-aa17-267ca6975798";
 
 /// Finds a user by sign-in name (case-insensitive, surrounding spaces ignored).
 pub fn user_by_login(login: &str) -> Option<&'static User> {

@@ -33,9 +33,10 @@ mod util;
 #[cfg(feature = "client")]
 pub use client::{scripted_device_approval, scripted_sign_in, ScriptedUserAgent};
 pub use data::{
-    client_display_name, tenant_by_id_or_domain, user_by_login, Tenant, TenantSel, User, CONSUMERS,
-    CONTOSO, DEFAULT_FAMILY_CLIENT_IDS, DEMO_PASSWORD, FABRIKAM, GRAPH_RESOURCE_ID,
-    GRAPH_RESOURCE_URI, SANDBOX_API, SANDBOX_CLIENT_ID, TENANTS, USERS,
+    client_display_name, tenant_by_id_or_domain, user_by_login, Tenant, TenantSel, User,
+    AKS_RESOURCE_ID, AZURE_DEVOPS_RESOURCE_ID, CONSUMERS, CONTOSO, DEFAULT_FAMILY_CLIENT_IDS,
+    DEMO_PASSWORD, FABRIKAM, GRAPH_RESOURCE_ID, GRAPH_RESOURCE_URI, SANDBOX_API, SANDBOX_CLIENT_ID,
+    TENANTS, USERS,
 };
 pub use faults::{Faults, ResponseIss};
 pub use jwt::decode_unverified;
@@ -131,6 +132,13 @@ impl SandboxHandle {
         jwt: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
         self.state.keys.verify(jwt)
+    }
+
+    /// How many requests the token endpoint has received (answered or refused).
+    pub fn token_requests(&self) -> u64 {
+        self.state
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The key id of the signing key.

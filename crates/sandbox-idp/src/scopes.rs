@@ -1,6 +1,9 @@
-//! Scope parsing: OIDC scopes, resources (Microsoft Graph, api://sandbox-api), `.default`.
+//! Scope parsing: OIDC scopes, resources (Microsoft Graph, api://sandbox-api, AKS, Azure
+//! DevOps), `.default`.
 
-use crate::data::{GRAPH_RESOURCE_ID, GRAPH_RESOURCE_URI, SANDBOX_API};
+use crate::data::{
+    AKS_RESOURCE_ID, AZURE_DEVOPS_RESOURCE_ID, GRAPH_RESOURCE_ID, GRAPH_RESOURCE_URI, SANDBOX_API,
+};
 use crate::errors::AadError;
 use std::collections::BTreeSet;
 
@@ -12,6 +15,9 @@ pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_acces
 pub enum Resource {
     Graph,
     SandboxApi,
+    /// AKS's server application (Kubernetes API servers with Entra integration).
+    Aks,
+    AzureDevOps,
 }
 
 impl Resource {
@@ -20,6 +26,8 @@ impl Resource {
         match self {
             Resource::Graph => GRAPH_RESOURCE_ID,
             Resource::SandboxApi => SANDBOX_API,
+            Resource::Aks => AKS_RESOURCE_ID,
+            Resource::AzureDevOps => AZURE_DEVOPS_RESOURCE_ID,
         }
     }
 
@@ -28,6 +36,8 @@ impl Resource {
         match self {
             Resource::Graph => &["User.Read"],
             Resource::SandboxApi => &["Data.Read"],
+            Resource::Aks => &["user.read"],
+            Resource::AzureDevOps => &["user_impersonation"],
         }
     }
 
@@ -36,6 +46,8 @@ impl Resource {
         match self {
             Resource::Graph => None,
             Resource::SandboxApi => Some(&["Data.Read", "Data.Write"]),
+            Resource::Aks => Some(&["user.read"]),
+            Resource::AzureDevOps => Some(&["user_impersonation"]),
         }
     }
 
@@ -43,7 +55,7 @@ impl Resource {
     pub fn scope_string(self, perm: &str) -> String {
         match self {
             Resource::Graph => perm.to_string(),
-            Resource::SandboxApi => format!("{SANDBOX_API}/{perm}"),
+            other => format!("{}/{perm}", other.audience()),
         }
     }
 
@@ -167,6 +179,10 @@ fn split_resource<'a>(item: &'a str, tenant_label: &str) -> Result<(Resource, &'
         Ok((Resource::Graph, perm))
     } else if res_norm.eq_ignore_ascii_case(SANDBOX_API) {
         Ok((Resource::SandboxApi, perm))
+    } else if res_norm.eq_ignore_ascii_case(AKS_RESOURCE_ID) {
+        Ok((Resource::Aks, perm))
+    } else if res_norm.eq_ignore_ascii_case(AZURE_DEVOPS_RESOURCE_ID) {
+        Ok((Resource::AzureDevOps, perm))
     } else {
         Err(AadError::new(
             "invalid_resource",
@@ -217,6 +233,8 @@ pub fn describe(resource: Option<Resource>, perm: &str) -> String {
         (Some(Resource::SandboxApi), "data.read") => "Read your data in the Sandbox API".into(),
         (Some(Resource::SandboxApi), "data.write") => "Change your data in the Sandbox API".into(),
         (Some(Resource::SandboxApi), _) => format!("Access the Sandbox API: {perm}"),
+        (Some(Resource::Aks), _) => "Access Kubernetes clusters (AKS) as you".into(),
+        (Some(Resource::AzureDevOps), _) => "Access Azure DevOps as you".into(),
         (None, _) => perm.to_string(),
     }
 }
@@ -253,6 +271,32 @@ mod tests {
             s.resources,
             vec![(Resource::Graph, vec!["User.Read".to_string()])]
         );
+    }
+
+    #[test]
+    fn aks_and_azure_devops_by_their_ids() {
+        let aks = Scopes::parse("6DAE42F8-4368-4678-94ff-3960e28e3630/.default", "common").unwrap();
+        assert_eq!(
+            aks.resources,
+            vec![(Resource::Aks, vec!["user.read".to_string()])]
+        );
+        assert_eq!(
+            Resource::Aks.scope_string("user.read"),
+            "6dae42f8-4368-4678-94ff-3960e28e3630/user.read"
+        );
+        let ado = Scopes::parse(
+            "499b84ac-1321-427f-aa17-267ca6975798/.default offline_access",
+            "common",
+        )
+        .unwrap();
+        assert_eq!(ado.resources[0].0, Resource::AzureDevOps);
+        assert_eq!(
+            Resource::AzureDevOps.audience(),
+            "499b84ac-1321-427f-aa17-267ca6975798"
+        );
+        let e =
+            Scopes::parse("499b84ac-1321-427f-aa17-267ca6975798/vso.code", "common").unwrap_err();
+        assert_eq!((e.error, e.code), ("invalid_scope", 70011));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::faults::Faults;
 use crate::jwt::Keys;
 use crate::util::now_secs;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     store: Mutex<Store>,
     /// What the `ipc_probe_page` and `hostile_navigation_page` reported, oldest first.
     pub probe_reports: Mutex<Vec<serde_json::Value>>,
+    /// Requests the token endpoint received.
+    pub token_requests: AtomicU64,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
             faults: Mutex::new(faults),
             store: Mutex::new(Store::default()),
             probe_reports: Mutex::new(Vec::new()),
+            token_requests: AtomicU64::new(0),
         }
     }
 

@@ -33,6 +33,8 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    st.token_requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let d = Diag::from_headers(&headers);
     let fx = FaultCtx::new(&st.faults);
     if let Some(resp) = transport_fault(&st, &fx, &d) {
