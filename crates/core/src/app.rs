@@ -193,7 +193,18 @@ impl PublicClientApplication {
                     .http
                     .execute(discovery::discovery_request(authority))
                     .await?;
-                discovery::process_discovery_response(authority, &response).map(Arc::new)
+                let metadata = discovery::process_discovery_response(authority, &response)?;
+                if authority.is_entra_like() {
+                    // An Entra-style document may not send the user to another cloud's
+                    // sign-in page: a code issued there would be redeemed here.
+                    let envs = self.aliases().await;
+                    discovery::check_endpoints_of_cloud(
+                        &authority.environment(),
+                        &envs,
+                        &metadata,
+                    )?;
+                }
+                Ok(Arc::new(metadata))
             })
             .await
             .cloned()
@@ -667,7 +678,11 @@ impl PublicClientApplication {
             self.authority().is_entra_like(),
         );
         let response = self
-            .send_secret(request, &self.authority().environment(), &flow.metadata)
+            .send_secret(
+                request,
+                &discovery::host_of(&flow.metadata.authorization_endpoint),
+                &flow.metadata,
+            )
             .await?;
         let tr = process_token_response(&response)?;
         self.cache_response(
@@ -738,7 +753,12 @@ impl PublicClientApplication {
             let response = self
                 .send_secret(
                     device::device_token_request(&metadata, &self.config.client_id, &flow.inner),
-                    &self.authority().environment(),
+                    // The device code was issued where it was asked for.
+                    &metadata
+                        .device_authorization_endpoint
+                        .as_ref()
+                        .map(discovery::host_of)
+                        .unwrap_or_else(|| self.authority().environment()),
                     &metadata,
                 )
                 .await?;
@@ -860,8 +880,23 @@ mod tests {
 
     /// The attacker's endpoints on 127.0.0.1 (or `token_endpoint`); every request is kept.
     struct Attacker {
+        issuer: String,
+        authorization_endpoint: String,
+        device_endpoint: String,
         token_endpoint: String,
         seen: Mutex<Vec<String>>,
+    }
+
+    impl Attacker {
+        fn new(token_endpoint: &str) -> Self {
+            Self {
+                issuer: "http://127.0.0.1:9/{tenantid}/v2.0".into(),
+                authorization_endpoint: "http://127.0.0.1:9/common/oauth2/v2.0/authorize".into(),
+                device_endpoint: "http://127.0.0.1:9/common/oauth2/v2.0/devicecode".into(),
+                token_endpoint: token_endpoint.into(),
+                seen: Mutex::new(Vec::new()),
+            }
+        }
     }
 
     #[async_trait]
@@ -879,10 +914,10 @@ mod tests {
                 (
                     200,
                     serde_json::json!({
-                        "issuer": "http://127.0.0.1:9/{tenantid}/v2.0",
-                        "authorization_endpoint": "http://127.0.0.1:9/common/oauth2/v2.0/authorize",
+                        "issuer": self.issuer,
+                        "authorization_endpoint": self.authorization_endpoint,
                         "token_endpoint": self.token_endpoint,
-                        "device_authorization_endpoint": "http://127.0.0.1:9/common/oauth2/v2.0/devicecode",
+                        "device_authorization_endpoint": self.device_endpoint,
                     }),
                 )
             } else if request.url.path().ends_with("devicecode") {
@@ -969,10 +1004,7 @@ mod tests {
         client_id: &str,
         token_endpoint: &str,
     ) -> (PublicClientApplication, Arc<Attacker>) {
-        let http = Arc::new(Attacker {
-            token_endpoint: token_endpoint.into(),
-            seen: Mutex::new(Vec::new()),
-        });
+        let http = Arc::new(Attacker::new(token_endpoint));
         let app = PublicClientApplication::new(
             ClientConfig {
                 client_id: client_id.into(),
@@ -1050,20 +1082,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn codes_go_only_to_the_authoritys_own_cloud() {
-        // The authority's discovery names a token endpoint on another host.
-        let (app, http) = poisoned_app(
-            OTHER_CLIENT,
-            "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-        );
-        let flow = app
-            .start_interactive(InteractiveParams {
-                scopes: ScopeSet::parse("User.Read"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+    /// The code of `flow` as the provider would send it back.
+    fn redirect_with_code(flow: &AuthCodeFlow) -> Url {
         let state = flow
             .authorize_url()
             .query_pairs()
@@ -1071,12 +1091,74 @@ mod tests {
             .unwrap()
             .1
             .into_owned();
-        let back = Url::parse(&format!("http://localhost/?code=the-code&state={state}")).unwrap();
+        Url::parse(&format!("http://localhost/?code=the-code&state={state}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_entra_style_document_naming_another_clouds_endpoints_is_refused() {
+        let (app, http) = poisoned_app(OTHER_CLIENT, "http://127.0.0.1:9/token");
+        let http_doc = Arc::new(Attacker {
+            authorization_endpoint: format!("https://{MICROSOFT}/common/oauth2/v2.0/authorize"),
+            device_endpoint: format!("https://{MICROSOFT}/common/oauth2/v2.0/devicecode"),
+            ..Attacker::new("http://127.0.0.1:9/token")
+        });
+        let app = PublicClientApplication::new(
+            app.config.clone(),
+            Deps {
+                http: http_doc.clone(),
+                ..app.deps.clone()
+            },
+        );
+        let err = app
+            .start_interactive(InteractiveParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(m) if m.contains("authorization_endpoint")),
+            "{err:?}"
+        );
+        let err = app
+            .initiate_device_flow(&ScopeSet::parse("User.Read"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{err:?}");
+        assert!(http.seen.lock().unwrap().is_empty());
+        let seen = http_doc.seen.lock().unwrap().join("\n");
+        assert!(!seen.contains("devicecode"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_code_issued_by_microsoft_never_goes_to_a_generic_issuers_token_endpoint() {
+        // A generic issuer whose (exactly matching) document sends the user to Microsoft's
+        // sign-in page and device endpoint, and keeps the token endpoint for itself.
+        let http = Arc::new(Attacker {
+            issuer: "http://127.0.0.1:9".into(),
+            authorization_endpoint: format!("https://{MICROSOFT}/common/oauth2/v2.0/authorize"),
+            device_endpoint: format!("https://{MICROSOFT}/common/oauth2/v2.0/devicecode"),
+            ..Attacker::new("http://127.0.0.1:9/token")
+        });
+        let app = PublicClientApplication::new(
+            ClientConfig {
+                client_id: AZURE_CLI.into(),
+                authority: Authority::oidc("http://127.0.0.1:9").unwrap(),
+                redirect_uri: Url::parse("http://localhost").unwrap(),
+            },
+            Deps {
+                http: http.clone(),
+                store: Arc::new(MemoryStore::new()),
+                clock: Arc::new(FixedClock::new(NOW)),
+                entropy: Arc::new(CountingEntropy::default()),
+            },
+        );
+        let flow = app
+            .start_interactive(InteractiveParams::default())
+            .await
+            .unwrap();
+        let back = redirect_with_code(&flow);
         let err = app.finish_interactive(flow, &back).await.unwrap_err();
         assert!(matches!(err, Error::Validation(_)), "{err:?}");
-
         let device = app
-            .initiate_device_flow(&ScopeSet::parse("User.Read"))
+            .initiate_device_flow(&ScopeSet::parse("openid"))
             .await
             .unwrap();
         let err = app
@@ -1084,11 +1166,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Validation(_)), "{err:?}");
-
         let seen = http.seen.lock().unwrap().join("\n");
         assert!(!seen.contains("the-code"), "{seen}");
         assert!(!seen.contains("attackers-device-code"), "{seen}");
-        assert!(!seen.contains("microsoftonline"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn codes_go_only_to_the_authoritys_own_cloud() {
+        // An Entra-style document naming a token endpoint on Microsoft's host is refused
+        // before any code exists.
+        let (app, http) = poisoned_app(
+            OTHER_CLIENT,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        );
+        let err = app
+            .start_interactive(InteractiveParams {
+                scopes: ScopeSet::parse("User.Read"),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(m) if m.contains("token_endpoint")),
+            "{err:?}"
+        );
+        let err = app
+            .initiate_device_flow(&ScopeSet::parse("User.Read"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{err:?}");
+        let seen = http.seen.lock().unwrap().join("\n");
+        assert!(!seen.contains("devicecode"), "{seen}");
+        assert!(!seen.contains("/token"), "{seen}");
     }
 
     /// Answers instance discovery with `aliases` and keeps the URLs asked; `None` never

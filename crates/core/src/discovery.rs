@@ -143,8 +143,48 @@ pub fn process_instance_discovery_response(
         .unwrap_or_else(|| vec![host]))
 }
 
-/// Whether a secret issued in `environment` (a refresh token's `environment`; the
-/// authority's host for an authorization or device code) may be sent to `endpoint`.
+/// An endpoint's host as MSAL's `environment` names hosts: lower case, no brackets.
+pub fn host_of(url: &Url) -> String {
+    url.host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase()
+}
+
+/// An Entra-style provider's endpoints that take a user or a secret (authorize, token,
+/// device authorization) must be of its own cloud (`environment` and its trusted
+/// `aliases`): a document naming another cloud's sign-in page would have a code issued
+/// there and redeemed here. (The issuer is not checked: CIAM's is on another host.)
+pub fn check_endpoints_of_cloud(
+    environment: &str,
+    aliases: &[String],
+    metadata: &ProviderMetadata,
+) -> Result<()> {
+    for (name, url) in [
+        (
+            "authorization_endpoint",
+            Some(&metadata.authorization_endpoint),
+        ),
+        ("token_endpoint", Some(&metadata.token_endpoint)),
+        (
+            "device_authorization_endpoint",
+            metadata.device_authorization_endpoint.as_ref(),
+        ),
+    ] {
+        let Some(url) = url else { continue };
+        let host = host_of(url);
+        if !same_cloud(environment, &host, aliases) {
+            return Err(Error::Validation(format!(
+                "OpenID discovery: the {name} is on {host}, which is not of {environment}'s cloud"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a secret issued in `environment` (a refresh token's `environment`; the host of
+/// the authorization or device authorization endpoint that issued a code) may be sent to
+/// `endpoint`.
 /// `aliases` is the alias set of the authority's host, from trusted sources only
 /// ([`crate::authority::aliases_of`]); `authority` and `metadata` are the application's.
 /// Yes when
@@ -152,10 +192,11 @@ pub fn process_instance_discovery_response(
 ///    host, the same built-in Microsoft cloud, or both in `aliases`; a host of a
 ///    built-in cloud never matches another host, whatever `aliases` says); or
 /// 2. `authority` is a generic OpenID issuer on host `environment` and `endpoint` is the
-///    token or device endpoint its discovery document names (that document's issuer was
-///    checked to equal the authority exactly): a provider such as Google (issuer
+///    token endpoint its discovery document names (that document's issuer was checked to
+///    equal the authority exactly): a provider such as Google (issuer
 ///    `accounts.google.com`) names a token endpoint on another host
-///    (`oauth2.googleapis.com`).
+///    (`oauth2.googleapis.com`). A code issued on another host than the issuer's (a
+///    document naming someone else's sign-in page) never goes by this rule.
 pub fn secret_may_go_to(
     environment: &str,
     aliases: &[String],
@@ -163,17 +204,13 @@ pub fn secret_may_go_to(
     authority: &Authority,
     metadata: &ProviderMetadata,
 ) -> bool {
-    let host = endpoint
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']']);
-    if !host.is_empty() && same_cloud(environment, host, aliases) {
+    let host = host_of(endpoint);
+    if !host.is_empty() && same_cloud(environment, &host, aliases) {
         return true;
     }
     !authority.is_entra_like()
         && authority.environment().eq_ignore_ascii_case(environment)
-        && (*endpoint == metadata.token_endpoint
-            || metadata.device_authorization_endpoint.as_ref() == Some(endpoint))
+        && *endpoint == metadata.token_endpoint
 }
 
 /// A JSON document from a GET endpoint: 200 and JSON, else a clear error.
@@ -464,7 +501,8 @@ mod tests {
             &google,
             &m
         ));
-        assert!(secret_may_go_to(
+        // No secret is sent to the device authorization endpoint (the code comes from it).
+        assert!(!secret_may_go_to(
             "accounts.google.com",
             &aliases,
             m.device_authorization_endpoint.as_ref().unwrap(),
