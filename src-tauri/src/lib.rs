@@ -24,13 +24,8 @@ pub mod views;
 
 pub use state::AppState;
 
-/// The app's commands, plugins and state on any runtime (the real one, or Tauri's mock
-/// runtime in tests). `state` is the engine to use.
-pub fn builder<R: Runtime>(state: AppState) -> tauri::Builder<R> {
-    configure(tauri::Builder::<R>::new(), state)
-}
-
-/// Add the app's commands, plugins and state to `builder`.
+/// Add the app's commands, plugins and state to `builder` (on any runtime: the real one,
+/// or Tauri's mock runtime in tests).
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     builder
         // Before the clipboard plugin: plugins see the exit in the order they were added,
