@@ -124,8 +124,8 @@ impl fmt::Display for InteractionReason {
     }
 }
 
-/// An OAuth 2.0 error response, with Entra's extra fields. Error responses carry no
-/// secrets, so the raw body is kept for diagnostics.
+/// An OAuth 2.0 error response, with Entra's extra fields: the fields named here are
+/// kept; the rest of the body is not (a hostile body could be megabytes).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProviderError {
     pub error: String,
