@@ -7,19 +7,21 @@
 //! another sign-in, and every sign-in asks for the password. It goes only to https pages,
 //! http on loopback and about:blank ([`navigation_allowed`]), downloads nothing, and its
 //! native title and the main window show the origin of the page it shows ([`page_origin`]).
-//! The redirect is caught in `on_navigation` (the exact redirect URI only), the navigation
-//! is cancelled (nothing listens there), the code is redeemed on the async runtime and the
-//! window is closed from there. Closing the window cancels.
+//! It opens no other window (`window.open`, `target=_blank`). The redirect is caught in
+//! `on_navigation` (the exact redirect URI only) and the navigation is cancelled (nothing
+//! listens there); only a redirect carrying the sign-in's `state` ends it (the code is
+//! redeemed on the async runtime and the window closed from there), any other is ignored.
+//! Closing the window cancels.
 //!
 //! Each sign-in ends with one `signin:finished` event (`added`, `cancelled`, `failed`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tauri::webview::{DownloadEvent, PageLoadEvent};
+use tauri::webview::{DownloadEvent, NewWindowResponse, PageLoadEvent};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 use tessera_core::app::{AuthResult, InteractiveParams, PublicClientApplication};
-use tessera_core::authcode::{redirect_matches, AuthCodeFlow};
+use tessera_core::authcode::{is_response_to, redirect_matches, AuthCodeFlow};
 use tessera_core::authority::is_loopback_host;
 use tessera_core::http::redact_query;
 use tessera_core::loopback::{Browser, LoopbackListener, OpenError, Opener};
@@ -203,6 +205,12 @@ pub async fn start_embedded<R: Runtime>(
             .incognito(true)
             .on_navigation(move |url| {
                 if redirect_matches(&redirect, url) {
+                    if !is_current_response(&nav_app.state::<AppState>(), id, url) {
+                        tracing::warn!(
+                            "sign-in window: a redirect without this sign-in's state ignored"
+                        );
+                        return false;
+                    }
                     let app = nav_app.clone();
                     let url = url.clone();
                     tauri::async_runtime::spawn(async move { finish_redirect(app, id, url).await });
@@ -217,6 +225,14 @@ pub async fn start_embedded<R: Runtime>(
                     );
                 }
                 allowed
+            })
+            .on_new_window(|url, _features| {
+                tracing::warn!(
+                    scheme = url.scheme(),
+                    host = url.host_str().unwrap_or(""),
+                    "sign-in window: new window refused"
+                );
+                NewWindowResponse::Deny
             })
             .on_download(|_webview, event| {
                 if let DownloadEvent::Requested { url, .. } = event {
@@ -384,6 +400,15 @@ pub fn signin_title(profile: &str, page_title: Option<&str>) -> String {
         format!("Tessera sign-in ({profile})")
     } else {
         format!("{page} — Tessera sign-in ({profile})")
+    }
+}
+
+/// Is `url` the authorization response of sign-in `id`, still waiting (its `state`)? Read
+/// under the lock; the flow stays in its slot.
+fn is_current_response(state: &AppState, id: u64, url: &Url) -> bool {
+    match lock(&state.sign_in).as_ref() {
+        Some(p) if p.id == id => p.flow.as_ref().is_some_and(|f| is_response_to(f, url)),
+        _ => false,
     }
 }
 

@@ -114,6 +114,29 @@ pub fn redirect_matches(expected: &Url, actual: &Url) -> bool {
         && actual.username().is_empty()
 }
 
+/// The authorization response's parameters: the query (response_mode=query), or the
+/// fragment when the query is empty (some providers answer there anyway).
+fn response_params(redirected: &Url) -> Vec<(String, String)> {
+    let params: Vec<(String, String)> = redirected.query_pairs().into_owned().collect();
+    match redirected.fragment() {
+        Some(f) if params.is_empty() => url::form_urlencoded::parse(f.as_bytes())
+            .into_owned()
+            .collect(),
+        _ => params,
+    }
+}
+
+/// Is `redirected` the redirect URI carrying this flow's `state` (the first one, as
+/// [`process_redirect`] reads it)? Anything else is not this sign-in's response and must
+/// not end it.
+pub fn is_response_to(flow: &AuthCodeFlow, redirected: &Url) -> bool {
+    redirect_matches(&flow.redirect_uri, redirected)
+        && response_params(redirected)
+            .iter()
+            .find(|(k, _)| k == "state")
+            .is_some_and(|(_, s)| s == flow.state.secret())
+}
+
 /// Check the URL the user agent was redirected to and take the code from it.
 pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<AuthorizationCode> {
     if !redirect_matches(&flow.redirect_uri, redirected) {
@@ -121,15 +144,7 @@ pub fn process_redirect(flow: &AuthCodeFlow, redirected: &Url) -> Result<Authori
             "the sign-in ended at an unexpected address".into(),
         ));
     }
-    // response_mode=query; some providers answer in the fragment anyway.
-    let mut params: Vec<(String, String)> = redirected.query_pairs().into_owned().collect();
-    if params.is_empty() {
-        if let Some(f) = redirected.fragment() {
-            params = url::form_urlencoded::parse(f.as_bytes())
-                .into_owned()
-                .collect();
-        }
-    }
+    let params = response_params(redirected);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match get("state") {
         Some(s) if s == flow.state.secret() => {}
@@ -267,6 +282,35 @@ mod tests {
         assert_eq!(q(u, "client_info").as_deref(), Some("1"));
         assert!(q(u, "domain_hint").is_none());
         assert!(!format!("{f:?}").contains(f.verifier.secret().as_str()));
+    }
+
+    #[test]
+    fn only_the_redirect_uri_with_this_flows_state_is_its_response() {
+        let f = flow();
+        let state = f.state.secret().clone();
+        let u = |s: &str| Url::parse(s).unwrap();
+        for ours in [
+            format!("http://localhost:8400/callback?code=c&state={state}"),
+            format!("http://localhost:8400/callback?state={state}&error=access_denied"),
+            format!("http://localhost:8400/callback#code=c&state={state}"),
+            format!("http://localhost:8400/callback?state={state}&state=forged"),
+        ] {
+            assert!(is_response_to(&f, &u(&ours)), "{ours}");
+        }
+        for not_ours in [
+            "http://localhost:8400/callback?code=c&state=forged".to_string(),
+            "http://localhost:8400/callback?code=c".to_string(),
+            "http://localhost:8400/callback?code=c&state=".to_string(),
+            "http://localhost:8400/callback".to_string(),
+            format!("http://localhost:8400/callback?state=forged&state={state}"),
+            format!("http://localhost:8400/callback?code=c#state={state}"),
+            format!("http://localhost:8400/callback?code=c&STATE={state}"),
+            format!("http://localhost:8400/callback/x?code=c&state={state}"),
+            format!("http://localhost:8401/callback?code=c&state={state}"),
+            format!("http://evil.example/callback?code=c&state={state}"),
+        ] {
+            assert!(!is_response_to(&f, &u(&not_ours)), "{not_ours}");
+        }
     }
 
     #[test]

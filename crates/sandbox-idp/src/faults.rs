@@ -57,11 +57,13 @@ pub struct Faults {
     /// Tauri commands and plugins from inside its sign-in window, and reports what
     /// happened to `POST /_sandbox/probe` (read back with `GET /_sandbox/probe`).
     pub ipc_probe_page: bool,
-    /// The authorize endpoint answers with a page that offers downloads, tries to take the
-    /// sign-in window to places a sign-in page has no business with (remote http, file:,
-    /// data:, about:config, an app scheme), reports after each try whether it is still
-    /// shown (`POST /_sandbox/probe`, kind `navigation`), then goes to a page of another
-    /// origin (`localhost` instead of `127.0.0.1`).
+    /// The authorize endpoint answers with a page that offers downloads, goes to the
+    /// redirect URI with a forged `state` and with none, tries to take the sign-in window to
+    /// places a sign-in page has no business with (remote http, file:, data:, about:config,
+    /// an app scheme), reports after each try whether it is still shown (`POST
+    /// /_sandbox/probe`, kind `navigation`), asks for Enter on a `target=_blank` link that
+    /// also calls `window.open` (report `new window: press Enter`), then goes to a page of
+    /// another origin (`localhost` instead of `127.0.0.1`).
     pub hostile_navigation_page: bool,
     /// Authorization responses (codes and errors) carry a wrong `iss` (RFC 9207), or none,
     /// although discovery says they always carry the issuer's.
