@@ -22,6 +22,8 @@ mod device;
 mod discovery;
 mod errors;
 mod faults;
+#[cfg(feature = "client")]
+pub mod html;
 mod jwt;
 mod misc;
 mod pages;
