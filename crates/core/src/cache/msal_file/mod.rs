@@ -18,6 +18,7 @@
 //! - A big file gets a sidecar index (`index`) so that other processes can answer
 //!   lookups without parsing it.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-
-use std::collections::HashSet;
 
 use super::memory::MemoryStore;
 use super::msal_json::MsalCacheDocument;
