@@ -143,11 +143,6 @@ impl SandboxHandle {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// The key id of the signing key.
-    pub fn signing_kid(&self) -> String {
-        self.state.keys.kid().to_string()
-    }
-
     /// Stops the server and waits (up to 5 s) for it to finish.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
