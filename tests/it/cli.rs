@@ -941,7 +941,7 @@ async fn cli_against_oidc_provider_with_an_inline_issuer() {
 /// store is a warning and a refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_trusts_a_private_ca_in_ssl_cert_file_or_the_os_store_and_refuses_it_otherwise() {
-    let ca = TestCa::generate().expect("a test CA (openssl)");
+    let ca = TestCa::generate().expect("a test CA");
     let args = ca.provider_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let op = OidcProvider::start_with_args(&args)

@@ -170,7 +170,7 @@ impl Interop {
     async fn start() -> Interop {
         python();
         let turn = ONE_AT_A_TIME.lock().await;
-        let ca = TestCa::generate().expect("a test CA (openssl)");
+        let ca = TestCa::generate().expect("a test CA");
         let mut args = ca.provider_args();
         args.extend(["--issuer-path".to_string(), ISSUER_PATH.to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -408,11 +408,7 @@ impl ScriptedBrowser {
                 .map_err(|e| format!("reading {} failed: {e}", without_query(&url)))?;
             let title = html::title(&page).unwrap_or_default();
             if title.contains("something went wrong") {
-                let details = html::elements_with(&page, "pre", "")
-                    .iter()
-                    .map(|p| html::text(p))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let details = html::texts(&page, "pre").join("; ");
                 return Err(format!(
                     "provider error page at {} ({status}): {details}",
                     without_query(&url)
@@ -425,10 +421,7 @@ impl ScriptedBrowser {
                     truncate(&html::text(&page), 300)
                 ));
             }
-            let red: Vec<String> = html::elements_with(&page, "p", "class=\"red\"")
-                .iter()
-                .map(|p| html::text(p))
-                .collect();
+            let red = html::texts(&page, "p.red");
             if !red.is_empty() {
                 return Err(format!("provider says: {}", red.join("; ")));
             }

@@ -1,5 +1,5 @@
 //! A throwaway test CA and a server certificate for `127.0.0.1` and `localhost`, made
-//! with the `openssl` command line tool in a temporary directory (deleted on drop).
+//! with `rcgen` and written to a temporary directory (deleted on drop).
 //!
 //! Serve https with [`TestCa::cert_file`] / [`TestCa::key_file`] (e.g.
 //! `OidcProvider::start_with_args(&ca.provider_args())`), and trust
@@ -10,10 +10,15 @@
 //! The certificates follow what strict verifiers (rustls/webpki, Python 3.13's
 //! `VERIFY_X509_STRICT`) demand: a CA with critical basic constraints and key usage, a
 //! leaf with subject alternative names, key identifiers and `serverAuth`. Keys are
-//! ECDSA P-256 (fast to make), valid for two days from their making.
+//! ECDSA P-256, valid from a day before their making to two days after.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 /// A CA and a leaf certificate signed by it, in a temporary directory.
 #[derive(Debug)]
@@ -21,102 +26,49 @@ pub struct TestCa {
     dir: tempfile::TempDir,
 }
 
-const CA_CONFIG: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-x509_extensions = v3_ca
-[dn]
-CN = Tessera test CA (throwaway)
-[v3_ca]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
-
-const LEAF_CONFIG: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = 127.0.0.1
-[leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
-
-fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| {
-            format!("cannot run openssl (needed to make a test CA; apt-get install openssl): {e}")
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "openssl {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 impl TestCa {
     /// Makes a fresh CA and a leaf certificate for `127.0.0.1` / `localhost`.
     pub fn generate() -> Result<TestCa, String> {
+        let fail = |e: rcgen::Error| format!("cannot make the test CA: {e}");
+        let now = time::OffsetDateTime::now_utc();
+        let (not_before, not_after) =
+            (now - time::Duration::days(1), now + time::Duration::days(2));
+
+        let ca_key = KeyPair::generate().map_err(fail)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "Tessera test CA (throwaway)");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (ca.not_before, ca.not_after) = (not_before, not_after);
+        let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+        let issuer = Issuer::new(ca, ca_key);
+
+        let leaf_key = KeyPair::generate().map_err(fail)?;
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(fail)?;
+        leaf.subject_alt_names
+            .insert(0, SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        leaf.distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.use_authority_key_identifier_extension = true;
+        (leaf.not_before, leaf.not_after) = (not_before, not_after);
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(fail)?;
+
         let dir = tempfile::Builder::new()
             .prefix("tessera-test-ca-")
             .tempdir()
             .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
         let d = dir.path();
-        std::fs::write(d.join("ca.cnf"), CA_CONFIG).map_err(|e| e.to_string())?;
-        std::fs::write(d.join("leaf.cnf"), LEAF_CONFIG).map_err(|e| e.to_string())?;
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca_args = vec!["req", "-x509", "-config", "ca.cnf"];
-        ca_args.extend(ec);
-        ca_args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-        openssl(d, &ca_args)?;
-        let mut csr_args = vec!["req", "-new", "-config", "leaf.cnf"];
-        csr_args.extend(ec);
-        csr_args.extend(["-keyout", "leaf.key", "-out", "leaf.csr"]);
-        openssl(d, &csr_args)?;
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "leaf.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "2",
-                "-days",
-                "2",
-                "-extfile",
-                "leaf.cnf",
-                "-extensions",
-                "leaf",
-                "-out",
-                "leaf.pem",
-            ],
-        )?;
+        for (name, pem) in [
+            ("ca.pem", ca_cert.pem()),
+            ("leaf.pem", leaf_cert.pem()),
+            ("leaf.key", leaf_key.serialize_pem()),
+        ] {
+            std::fs::write(d.join(name), pem).map_err(|e| format!("cannot write {name}: {e}"))?;
+        }
         Ok(TestCa { dir })
     }
 

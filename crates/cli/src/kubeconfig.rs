@@ -85,7 +85,7 @@ pub fn run(args: &KubeconfigArgs, inv: &Invocation) -> CliResult {
         &command,
         &exec_args,
     )?;
-    tessera_core::paths::write_private_file(&path, updated.as_bytes())
+    tessera_core::fsutil::replace_file(&path, updated.as_bytes())
         .map_err(|e| config(format!("cannot write {}: {e}", path.display())))?;
     eprintln!(
         "Updated {}: context {} now uses user {} (kubectl runs {} {}).",

@@ -414,7 +414,7 @@ mod tests {
     fn open_creates_the_home_and_the_store() {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let keys = Arc::new(crate::keystore::tests::MemoryKeys::default());
+        let keys = Arc::new(crate::keystore::MemoryKeys::default());
         let options = StoreOptions {
             allow_plaintext: false,
             keystore: Some(keys.clone() as Arc<dyn crate::keystore::KeyStore>),

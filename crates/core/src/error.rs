@@ -30,7 +30,8 @@ pub enum Error {
     Transport(#[from] TransportError),
 
     /// The provider answered with something that is not a valid protocol response
-    /// (an HTML error page, a 5xx, malformed JSON, missing fields).
+    /// (an HTML error page, a 5xx, malformed JSON, missing fields). The body is not kept:
+    /// `detail` says what came back (a JSON parse error may quote one value of it).
     #[error("{what}: {detail}")]
     BadResponse {
         what: &'static str,
@@ -125,7 +126,8 @@ impl fmt::Display for InteractionReason {
 }
 
 /// An OAuth 2.0 error response, with Entra's extra fields: the fields named here are
-/// kept; the rest of the body is not (a hostile body could be megabytes).
+/// kept as the provider sent them, the rest of the body is dropped. (Bodies are capped by
+/// the HTTP client, 4 MiB.)
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProviderError {
     pub error: String,

@@ -113,11 +113,6 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-
-    pub fn is_json(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.contains("json"))
-    }
 }
 
 /// What went wrong below HTTP: the provider could not be reached or did not answer in time.

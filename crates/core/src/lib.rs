@@ -1,6 +1,6 @@
 //! Tessera's engine: sign-in flows with MSAL's semantics, the token store, and token
 //! decoding. No GUI, no global state: I/O ([`http::HttpClient`], [`cache::TokenStore`]),
-//! the clock and randomness ([`env`]) are injected, so every protocol rule is a plain
+//! the clock and randomness ([`env`](mod@env)) are injected, so every protocol rule is a plain
 //! function that can be unit-tested.
 //!
 //! Map of the crate (see ARCHITECTURE.md for the invariants):
@@ -13,6 +13,8 @@
 //! - [`loopback`]: the system browser and a loopback listener (RFC 8252), a user agent.
 //! - [`decode`]: human-readable token decoding.
 //! - [`profile`], [`paths`]: profiles.toml and where things live.
+//! - [`keystore`]: the store's key in the OS keyring and how a store is opened.
+//! - [`fsutil`]: private folders and files, atomic replacement, moving a file aside.
 
 pub mod app;
 pub mod authcode;
@@ -24,6 +26,7 @@ pub mod device;
 pub mod discovery;
 pub mod env;
 pub mod error;
+pub mod fsutil;
 pub mod http;
 pub mod id_token;
 pub mod jwt;

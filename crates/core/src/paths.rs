@@ -90,13 +90,10 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     let fail =
         |e: std::io::Error| Error::Config(format!("cannot create folder {}: {e}", dir.display()));
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
+    crate::fsutil::create_private_dir(dir).map_err(fail)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        builder.mode(0o700);
-        builder.create(dir).map_err(fail)?;
+        use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(dir).map_err(fail)?;
         if meta.permissions().mode() & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
@@ -107,49 +104,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
             })?;
         }
     }
-    #[cfg(not(unix))]
-    builder.create(dir).map_err(fail)?;
     Ok(())
-}
-
-/// Replace `path` with `bytes` atomically: a new file (mode 0600) in the same folder,
-/// synced, then renamed over it; a symlink's target is replaced, not the link. On failure
-/// the old file is left as it was and the temporary file is removed.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
-        _ => path.to_path_buf(),
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = target.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -240,29 +195,5 @@ mod tests {
         std::fs::write(tmp.path().join("a/cfg/x"), b"file").unwrap();
         let err = blocked.ensure().unwrap_err().to_string();
         assert!(err.contains("cannot create folder"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn private_files_are_replaced_atomically_through_symlinks() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real.yaml");
-        std::fs::write(&real, b"old").unwrap();
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let link = tmp.path().join("link.yaml");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        write_private_file(&link, b"new").unwrap();
-        assert!(std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink());
-        assert_eq!(std::fs::read(&real).unwrap(), b"new");
-        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
-        assert_eq!(names.len(), 2, "no temporary file is left behind");
-        let missing_dir = tmp.path().join("nope/file");
-        assert!(write_private_file(&missing_dir, b"x").is_err());
     }
 }

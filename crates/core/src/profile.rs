@@ -356,7 +356,7 @@ impl Profiles {
     }
 
     /// Write the user's profiles (not the built-ins) to `path`, atomically
-    /// ([`crate::paths::write_private_file`]).
+    /// ([`crate::fsutil::replace_file`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let out = FileOut {
             profile: self.list.iter().filter(|p| !p.builtin).collect(),
@@ -366,7 +366,8 @@ impl Profiles {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::paths::create_private_dir(dir)?;
         }
-        crate::paths::write_private_file(path, format!("{FILE_HEADER}{body}").as_bytes())
+        crate::fsutil::replace_file(path, format!("{FILE_HEADER}{body}").as_bytes())
+            .map(drop)
             .map_err(|e| Error::Config(format!("cannot save {}: {e}", path.display())))
     }
 

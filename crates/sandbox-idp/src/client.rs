@@ -2,6 +2,8 @@
 
 use url::Url;
 
+use crate::html;
+
 /// Signs in through the authorize URL as `login`/`password`, accepts the consent, and returns
 /// the URL the sandbox finally redirects to (not requested: nothing listens there). Its query
 /// (or fragment) carries `code` and `state`, or `error`. For `response_mode=form_post`, the
@@ -198,7 +200,7 @@ impl ScriptedUserAgent {
         } else {
             "Sign-in cancelled"
         };
-        if unescape(&html).contains(expected) {
+        if html::text(&html).contains(expected) {
             Ok(())
         } else {
             Err(page_error(&html))
@@ -207,24 +209,14 @@ impl ScriptedUserAgent {
 }
 
 /// The text of the page's `id="error"` element, or a summary of its heading.
-fn page_error(html: &str) -> String {
-    if let Some(i) = html.find("id=\"error\"") {
-        let rest = &html[i..];
-        if let (Some(s), Some(e)) = (rest.find('>'), rest.find("</")) {
-            if s < e {
-                return unescape(&rest[s + 1..e]);
-            }
-        }
+fn page_error(page: &str) -> String {
+    if let Some(error) = html::texts(page, "#error").into_iter().next() {
+        return error;
     }
-    if let Some(i) = html.find("<h1") {
-        let rest = &html[i..];
-        if let (Some(s), Some(e)) = (rest.find('>'), rest.find("</h1>")) {
-            if s < e {
-                return format!("unexpected page: {}", unescape(&rest[s + 1..e]));
-            }
-        }
+    match html::texts(page, "h1").into_iter().next() {
+        Some(heading) => format!("unexpected page: {heading}"),
+        None => "unexpected page from the sandbox".into(),
     }
-    "unexpected page from the sandbox".into()
 }
 
 /// For a `form_post` response page, the action URL with the posted fields as its query.
@@ -238,43 +230,14 @@ fn form_post_result(page_url: &Url, html: &str) -> Result<Option<Url>, String> {
 }
 
 /// The first form's action (resolved) and its hidden fields.
-fn parse_form(page_url: &Url, html: &str) -> Result<(Url, Vec<(String, String)>), String> {
-    let start = html.find("<form").ok_or_else(|| page_error(html))?;
-    let form = &html[start..];
-    let end = form.find("</form>").unwrap_or(form.len());
-    let form = &form[..end];
-    let tag_end = form.find('>').ok_or("malformed form tag")?;
-    let action = attr(&form[..tag_end], "action").unwrap_or_default();
+fn parse_form(page_url: &Url, page: &str) -> Result<(Url, Vec<(String, String)>), String> {
+    let form = html::forms(page)
+        .into_iter()
+        .next()
+        .ok_or_else(|| page_error(page))?;
+    let action = form.action.clone().unwrap_or_default();
     let action = page_url
         .join(&action)
         .map_err(|e| format!("bad form action '{action}': {e}"))?;
-    let mut fields = Vec::new();
-    let mut rest = form;
-    while let Some(i) = rest.find("<input") {
-        rest = &rest[i..];
-        let close = rest.find('>').unwrap_or(rest.len());
-        let tag = &rest[..close];
-        if attr(tag, "type").as_deref() == Some("hidden") {
-            if let Some(name) = attr(tag, "name") {
-                fields.push((name, attr(tag, "value").unwrap_or_default()));
-            }
-        }
-        rest = &rest[close..];
-    }
-    Ok((action, fields))
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let needle = format!(" {name}=\"");
-    let i = tag.find(&needle)? + needle.len();
-    let len = tag[i..].find('"')?;
-    Some(unescape(&tag[i..i + len]))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    Ok((action, form.hidden_fields()))
 }

@@ -22,6 +22,8 @@ mod device;
 mod discovery;
 mod errors;
 mod faults;
+#[cfg(feature = "client")]
+pub mod html;
 mod jwt;
 mod misc;
 mod pages;
@@ -139,11 +141,6 @@ impl SandboxHandle {
         self.state
             .token_requests
             .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// The key id of the signing key.
-    pub fn signing_kid(&self) -> String {
-        self.state.keys.kid().to_string()
     }
 
     /// Stops the server and waits (up to 5 s) for it to finish.

@@ -444,6 +444,9 @@ pub fn target_covers(target: &str, requested: &ScopeSet) -> bool {
 pub(crate) mod conformance {
     use std::sync::Arc;
 
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
     use serde_json::{Map, Value};
 
     use super::msal_json::MsalEntity;
@@ -452,27 +455,6 @@ pub(crate) mod conformance {
     use crate::secret::{AccessToken, IdTokenString, RefreshToken};
 
     pub const NOW: i64 = 1_700_000_000;
-
-    pub struct Rng(pub u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            // xorshift64*
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        pub fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-            &v[self.below(v.len())]
-        }
-        pub fn chance(&mut self, one_in: usize) -> bool {
-            self.below(one_in) == 0
-        }
-    }
 
     // "Alice.T" and "alice.t" differ, but their keys (lower-cased) collide.
     const HOMES: [&str; 4] = ["alice.t", "Alice.T", "bob.t", "carol.t"];
@@ -493,19 +475,26 @@ pub(crate) mod conformance {
         "offline_access",
     ];
 
-    fn random_target(r: &mut Rng) -> String {
-        let picked: Vec<&str> = SCOPES.iter().copied().filter(|_| r.chance(3)).collect();
+    fn random_target(r: &mut StdRng) -> String {
+        let picked: Vec<&str> = SCOPES
+            .iter()
+            .copied()
+            .filter(|_| r.gen_ratio(1, 3))
+            .collect();
         if picked.is_empty() {
-            r.pick(&SCOPES).to_string()
+            SCOPES.choose(r).unwrap().to_string()
         } else {
             msal_target(picked)
         }
     }
 
-    fn random_extra(r: &mut Rng) -> Map<String, Value> {
+    fn random_extra(r: &mut StdRng) -> Map<String, Value> {
         let mut m = Map::new();
-        if r.chance(6) {
-            m.insert("future_field".into(), serde_json::json!({"n": r.below(3)}));
+        if r.gen_ratio(1, 6) {
+            m.insert(
+                "future_field".into(),
+                serde_json::json!({"n": r.gen_range(0..3)}),
+            );
         }
         m
     }
@@ -520,16 +509,16 @@ pub(crate) mod conformance {
             .collect()
     }
 
-    pub fn random_write(r: &mut Rng, n: usize, now: i64, rt_keys: &[String]) -> TokenWrite {
-        let home = *r.pick(&HOMES);
-        let env = *r.pick(&ENVS);
-        let client = *r.pick(&CLIENTS);
-        let realm = *r.pick(&REALMS);
+    pub fn random_write(r: &mut StdRng, n: usize, now: i64, rt_keys: &[String]) -> TokenWrite {
+        let home = *HOMES.choose(r).unwrap();
+        let env = *ENVS.choose(r).unwrap();
+        let client = *CLIENTS.choose(r).unwrap();
+        let realm = *REALMS.choose(r).unwrap();
         let mut w = TokenWrite::default();
-        if r.chance(2) {
-            let expires_on = now + r.below(20_000) as i64 - 500;
+        if r.gen_ratio(1, 2) {
+            let expires_on = now + r.gen_range(0..20_000) as i64 - 500;
             let mut extra = random_extra(r);
-            if r.chance(8) {
+            if r.gen_ratio(1, 8) {
                 extra.insert("ext_cache_key".into(), "ext1".into());
             }
             w.access_token = Some(AccessTokenEntry {
@@ -542,25 +531,30 @@ pub(crate) mod conformance {
                 token_type: "Bearer".into(),
                 cached_at: now,
                 // Ties in expiry happen (the lookup must break them the same way).
-                expires_on: if r.chance(4) { now + 5000 } else { expires_on },
+                expires_on: if r.gen_ratio(1, 4) {
+                    now + 5000
+                } else {
+                    expires_on
+                },
                 extended_expires_on: Some(expires_on),
-                refresh_on: r.chance(2).then_some(now + 100),
+                refresh_on: r.gen_ratio(1, 2).then_some(now + 100),
                 extra,
             });
         }
-        if r.chance(2) {
+        if r.gen_ratio(1, 2) {
             w.refresh_token = Some(RefreshTokenEntry {
                 home_account_id: home.into(),
                 environment: env.into(),
                 client_id: client.into(),
                 target: random_target(r),
                 secret: RefreshToken::new(format!("rt-{n}")),
-                family_id: r.chance(2).then(|| "1".into()),
-                last_modification_time: (!r.chance(5)).then_some(now - r.below(1000) as i64),
+                family_id: r.gen_ratio(1, 2).then(|| "1".into()),
+                last_modification_time: (!r.gen_ratio(1, 5))
+                    .then_some(now - r.gen_range(0..1000) as i64),
                 extra: random_extra(r),
             });
         }
-        if r.chance(3) {
+        if r.gen_ratio(1, 3) {
             w.id_token = Some(IdTokenEntry {
                 home_account_id: home.into(),
                 environment: env.into(),
@@ -570,7 +564,7 @@ pub(crate) mod conformance {
                 extra: Map::new(),
             });
         }
-        if r.chance(3) {
+        if r.gen_ratio(1, 3) {
             w.account = Some(AccountEntry {
                 home_account_id: home.into(),
                 environment: env.into(),
@@ -579,21 +573,21 @@ pub(crate) mod conformance {
                 username: format!("user-{n}"),
                 authority_type: "MSSTS".into(),
                 account_source: Some("authorization_code".into()),
-                name: r.chance(2).then(|| format!("Name {n}")),
+                name: r.gen_ratio(1, 2).then(|| format!("Name {n}")),
                 extra: random_extra(r),
             });
         }
-        if r.chance(3) {
+        if r.gen_ratio(1, 3) {
             w.app_metadata = Some(AppMetadataEntry {
                 client_id: client.into(),
                 environment: env.into(),
-                family_id: r.chance(2).then(|| "1".into()),
+                family_id: r.gen_ratio(1, 2).then(|| "1".into()),
                 extra: Map::new(),
             });
         }
-        if r.chance(3) {
-            let key = if !rt_keys.is_empty() && !r.chance(4) {
-                r.pick(rt_keys).clone()
+        if r.gen_ratio(1, 3) {
+            let key = if !rt_keys.is_empty() && !r.gen_ratio(1, 4) {
+                rt_keys.choose(r).unwrap().clone()
             } else {
                 "no-such-key".into()
             };
@@ -602,16 +596,16 @@ pub(crate) mod conformance {
         w
     }
 
-    fn random_envs(r: &mut Rng) -> Vec<String> {
+    fn random_envs(r: &mut StdRng) -> Vec<String> {
         let mut v: Vec<String> = ENVS
             .iter()
-            .filter(|_| r.chance(2))
+            .filter(|_| r.gen_ratio(1, 2))
             .map(|s| s.to_string())
             .collect();
         if v.is_empty() {
-            v.push(r.pick(&ENVS).to_string());
+            v.push(ENVS.choose(r).unwrap().to_string());
         }
-        if r.chance(2) {
+        if r.gen_ratio(1, 2) {
             v.reverse();
         }
         v
@@ -668,17 +662,17 @@ pub(crate) mod conformance {
 
     /// Every lookup, once with random arguments, on `reference` and `store`.
     pub fn compare_queries(
-        r: &mut Rng,
+        r: &mut StdRng,
         reference: &dyn TokenStore,
         store: &dyn TokenStore,
         now: i64,
         ctx: &str,
     ) {
-        let home = *r.pick(&HOMES);
-        let client = *r.pick(&CLIENTS);
+        let home = *HOMES.choose(r).unwrap();
+        let client = *CLIENTS.choose(r).unwrap();
         let e = random_envs(r);
-        let realm = r.chance(2).then(|| *r.pick(&REALMS));
-        let family = r.chance(2).then_some("1");
+        let realm = r.gen_ratio(1, 2).then(|| *REALMS.choose(r).unwrap());
+        let family = r.gen_ratio(1, 2).then_some("1");
         let q = CredentialQuery {
             home_account_id: home,
             environments: &e,
@@ -705,9 +699,12 @@ pub(crate) mod conformance {
             json(store.app_metadata(&e, client).unwrap()),
             "{ctx}: app_metadata"
         );
-        let scopes: crate::scopes::ScopeSet =
-            SCOPES.iter().copied().filter(|_| r.chance(4)).collect();
-        let valid_after = now + r.below(6000) as i64 - 1000;
+        let scopes: crate::scopes::ScopeSet = SCOPES
+            .iter()
+            .copied()
+            .filter(|_| r.gen_ratio(1, 4))
+            .collect();
+        let valid_after = now + r.gen_range(0..6000) as i64 - 1000;
         let found = json(store.find_access_token(&q, &scopes, valid_after).unwrap());
         assert_eq!(
             json(
@@ -774,14 +771,14 @@ pub(crate) mod conformance {
             let clock = Arc::new(FixedClock::new(NOW));
             let reference = MemoryStore::new().with_clock(clock.clone());
             let store = make(&clock, seed);
-            let mut r = Rng(seed);
+            let mut r = StdRng::seed_from_u64(seed);
             let (mut holders_seen, mut writes, mut removed) = (0, 0, 0);
             for n in 0..steps {
                 let ctx = format!("seed {seed} step {n}");
                 let now = clock.now();
-                match r.below(10) {
+                match r.gen_range(0..10) {
                     0 => {
-                        let home = *r.pick(&HOMES);
+                        let home = *HOMES.choose(&mut r).unwrap();
                         let e = random_envs(&mut r);
                         let count = reference.remove_account(home, &e).unwrap();
                         assert_eq!(
@@ -791,7 +788,7 @@ pub(crate) mod conformance {
                         );
                         removed += count;
                     }
-                    1 => clock.advance(r.below(1500) as i64),
+                    1 => clock.advance(r.gen_range(0..1500) as i64),
                     _ => {
                         let w = random_write(&mut r, n, now, &refresh_token_keys(&reference));
                         reference.write(w.clone()).unwrap();

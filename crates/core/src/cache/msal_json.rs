@@ -571,14 +571,6 @@ impl<T: MsalEntity> Section<T> {
         })
     }
 
-    /// The entries kept verbatim, with their keys.
-    pub fn raw_entries(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.iter().filter_map(|(k, s)| match s {
-            Slot::Raw(v) => Some((k.as_str(), v)),
-            Slot::Typed { .. } => None,
-        })
-    }
-
     /// MSAL's `modify(type, entry, entry)`: puts the entry under its key, replacing
     /// whatever was there (in place, keeping the position). Returns the key.
     pub fn insert(&mut self, entry: T) -> String {

@@ -40,6 +40,7 @@ use super::{
 };
 use crate::env::{Clock, SystemClock, UnixTime};
 use crate::error::StoreError;
+use crate::fsutil;
 use crate::scopes::ScopeSet;
 use crate::secret::RefreshToken;
 
@@ -205,24 +206,15 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
         reason: format!("{what}: {e}"),
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(parent)
+        fsutil::create_private_dir(parent)
             .map_err(|e| open_err("cannot create its directory", e))?;
     }
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true).write(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
-        .map_err(|e| open_err("cannot create the file", e))?;
+    fsutil::open_private_file(path).map_err(|e| open_err("cannot create the file", e))?;
     #[cfg(unix)]
     for p in [
         path.to_path_buf(),
-        sibling(path, "-wal"),
-        sibling(path, "-shm"),
+        fsutil::sibling(path, "-wal"),
+        fsutil::sibling(path, "-shm"),
     ] {
         use std::os::unix::fs::PermissionsExt;
         let Ok(meta) = std::fs::metadata(&p) else {
@@ -237,28 +229,6 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// Moves `from` to `to` without ever replacing an existing `to`.
-fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
-    match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::AlreadyExists
-                || e.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Err(e)
-        }
-        // No hard links on this file system: check, then rename.
-        Err(_) if to.exists() => Err(std::io::ErrorKind::AlreadyExists.into()),
-        Err(_) => std::fs::rename(from, to),
-    }
-}
-
 /// Moves the store and its `-wal`/`-shm`/`-journal` files to `<name>.corrupt-<UTC time>`.
 fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let target = move_store_aside(path, "corrupt").map_err(|e| StoreError::Open {
@@ -270,33 +240,9 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// Moves a store file and its `-wal`/`-shm`/`-journal` files to `<name>.<why>-<UTC time>`
-/// (with `.1`, `.2`... when that exists): never deletes, never replaces a file.
+/// ([`fsutil::move_aside`]: never deletes, never replaces a file).
 pub(crate) fn move_store_aside(path: &Path, why: &str) -> std::io::Result<PathBuf> {
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_else(|_| "unknown-time".into());
-    let mut n = 0;
-    let target = loop {
-        let candidate = if n == 0 {
-            sibling(path, &format!(".{why}-{stamp}"))
-        } else {
-            sibling(path, &format!(".{why}-{stamp}.{n}"))
-        };
-        match move_no_clobber(path, &candidate) {
-            Ok(()) => break candidate,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(e),
-        }
-    };
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let from = sibling(path, suffix);
-        if from.exists() {
-            move_no_clobber(&from, &sibling(&target, suffix))?;
-        }
-    }
-    Ok(target)
+    fsutil::move_aside(path, why, &["-wal", "-shm", "-journal"])
 }
 
 /// The environments of a query, lower-cased, as a JSON array for `json_each`.
@@ -812,8 +758,8 @@ impl SqliteStore {
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(db_err)? {
             let fields = text(r, 1)?;
-            // The fields were written from a typed entry, so the typed form reads them
-            // (about twice as fast); anything it does not take goes the general way.
+            // The fields were written from a typed entry, so the typed form (faster) reads
+            // them; anything it does not take goes the general way.
             out.push(match serde_json::from_str::<AccountEntry>(fields) {
                 Ok(a) => a,
                 Err(_) => self.entry(text(r, 0)?, fields, None)?,

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: a plain OAuth client written against the wire
 //! format (not against the sandbox's internals).
-#![allow(dead_code)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

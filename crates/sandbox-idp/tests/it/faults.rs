@@ -1,8 +1,6 @@
 //! Every fault switch, observed from the outside.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tessera_sandbox_idp::{Faults, ResponseIss, ScriptedUserAgent, SANDBOX_CLIENT_ID};

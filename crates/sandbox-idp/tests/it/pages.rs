@@ -1,8 +1,6 @@
 //! The authorize endpoint as a user agent sees it: pages, errors, SSO, prompts, logout.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tessera_sandbox_idp::{scripted_sign_in, ScriptedUserAgent, CONTOSO};
 use url::Url;
 
