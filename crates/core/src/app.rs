@@ -316,6 +316,14 @@ impl PublicClientApplication {
             }
             out.push(account_from_entry(entry));
         }
+        // By name, then tenant, so the CLI and the app list accounts alike.
+        out.sort_by_cached_key(|a| {
+            (
+                a.name.clone().unwrap_or_default().to_lowercase(),
+                a.username.to_lowercase(),
+                a.realm.clone(),
+            )
+        });
         Ok(out)
     }
 
