@@ -307,6 +307,8 @@ impl PublicClientApplication {
         for entry in entries {
             if !self.of_this_cloud(&entry.environment, &envs)
                 || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
+                || (self.authority().is_entra_like()
+                    && !realm_fits(&self.authority().realm(), &entry.realm))
                 || !holders.contains(&entry.home_account_id)
                 || !seen.insert(entry.home_account_id.clone())
             {
@@ -314,6 +316,14 @@ impl PublicClientApplication {
             }
             out.push(account_from_entry(entry));
         }
+        // By name, then tenant, so the CLI and the app list accounts alike.
+        out.sort_by_cached_key(|a| {
+            (
+                a.name.clone().unwrap_or_default().to_lowercase(),
+                a.username.to_lowercase(),
+                a.realm.clone(),
+            )
+        });
         Ok(out)
     }
 
@@ -1274,5 +1284,43 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(app.aliases().await, vec!["login.contoso.example"]);
         assert!(started.elapsed() <= INSTANCE_DISCOVERY_TIMEOUT);
+    }
+}
+
+/// The Microsoft account (consumer) tenant.
+pub const MSA_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// Whether an account entry of tenant `realm` can use an Entra authority of tenant
+/// `authority`: `common` fits all, `organizations` work accounts, `consumers` the MSA
+/// tenant, a tenant id that tenant. A domain name cannot be compared offline: it fits.
+pub fn realm_fits(authority: &str, realm: &str) -> bool {
+    let (a, r) = (authority.to_ascii_lowercase(), realm.to_ascii_lowercase());
+    match a.as_str() {
+        "common" | "" => true,
+        "organizations" => r != MSA_TENANT,
+        "consumers" => r == MSA_TENANT,
+        _ if uuid_like(&a) => r == a || !uuid_like(&r),
+        _ => true,
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+#[cfg(test)]
+mod realm_tests {
+    use super::*;
+
+    #[test]
+    fn an_account_is_listed_only_under_authorities_it_can_use() {
+        let contoso = "aaaaaaaa-0000-0000-0000-000000000001";
+        let fabrikam = "bbbbbbbb-0000-0000-0000-000000000002";
+        assert!(realm_fits("common", fabrikam) && realm_fits("common", MSA_TENANT));
+        assert!(realm_fits("organizations", fabrikam));
+        assert!(!realm_fits("organizations", MSA_TENANT));
+        assert!(realm_fits("consumers", MSA_TENANT) && !realm_fits("consumers", contoso));
+        assert!(realm_fits(contoso, contoso));
+        assert!(!realm_fits(contoso, fabrikam) && !realm_fits(contoso, MSA_TENANT));
     }
 }

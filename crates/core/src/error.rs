@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The user has to sign in (again): no account, no usable refresh token, consent or a
     /// claims challenge. Refresh tokens are kept, as MSAL does.
-    #[error("interaction required: {reason}")]
+    #[error("interaction required: {reason}{}", provider_suffix(provider.as_deref()))]
     InteractionRequired {
         reason: InteractionReason,
         provider: Option<Box<ProviderError>>,
@@ -86,6 +86,23 @@ impl Error {
     }
 }
 
+/// The provider's own code and first description line, so an error is never re-labelled
+/// (e.g. AADSTS50020 "user not in tenant" must not read as "token expired").
+fn provider_suffix(p: Option<&ProviderError>) -> String {
+    let Some(p) = p else { return String::new() };
+    let first = p
+        .error_description
+        .as_deref()
+        .and_then(|d| d.lines().next())
+        .map(str::trim)
+        .unwrap_or_default();
+    if first.is_empty() {
+        format!(" (the provider said {})", p.error)
+    } else {
+        format!(" (the provider said {}: {first})", p.error)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionReason {
@@ -110,9 +127,7 @@ impl fmt::Display for InteractionReason {
         f.write_str(match self {
             InteractionReason::NoAccount => "no signed-in account matches",
             InteractionReason::NoRefreshToken => "no refresh token is cached for this account",
-            InteractionReason::InvalidGrant => {
-                "the refresh token was rejected (expired or revoked)"
-            }
+            InteractionReason::InvalidGrant => "the provider refused the refresh token",
             InteractionReason::InteractionRequired => {
                 "the identity provider requires the user to sign in again"
             }
@@ -186,4 +201,31 @@ pub enum StoreError {
     Crypto(String),
     #[error("{0}")]
     Format(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_grant_keeps_the_providers_code_and_description() {
+        let e = Error::InteractionRequired {
+            reason: InteractionReason::InvalidGrant,
+            provider: Some(Box::new(ProviderError {
+                error: "invalid_grant".into(),
+                error_description: Some(
+                    "AADSTS50020: User account carol from identity provider x does not exist in tenant Contoso.\r\nTrace ID: t".into(),
+                ),
+                ..Default::default()
+            })),
+        };
+        let m = e.to_string();
+        assert!(m.contains("the provider refused the refresh token"), "{m}");
+        assert!(
+            m.contains("invalid_grant: AADSTS50020: User account carol"),
+            "{m}"
+        );
+        assert!(!m.contains("expired or revoked"), "{m}");
+        assert!(!m.contains("Trace ID"), "{m}");
+    }
 }

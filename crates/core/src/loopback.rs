@@ -199,8 +199,12 @@ pub enum OpenError {
 impl From<std::io::Error> for OpenError {
     /// The desktop opener's error.
     fn from(e: std::io::Error) -> OpenError {
+        // A missing program can surface as a bare "No such file or directory (os error 2)"
+        // with another kind (a launcher that exits on ENOENT): it still means "no browser".
+        let enoent = e.raw_os_error() == Some(2) || e.to_string().contains("os error 2");
         match e.kind() {
             std::io::ErrorKind::NotFound => OpenError::NoBrowser,
+            _ if enoent => OpenError::NoBrowser,
             _ => OpenError::Failed(e.to_string()),
         }
     }
@@ -718,6 +722,8 @@ mod tests {
         ));
         assert!(matches!(e, OpenError::NoBrowser));
         assert_eq!(e.to_string(), "no web browser was found");
+        let e = OpenError::from(std::io::Error::from_raw_os_error(2));
+        assert!(matches!(e, OpenError::NoBrowser));
         let e = OpenError::from(std::io::Error::other("xdg-open failed"));
         assert_eq!(
             e.to_string(),

@@ -102,8 +102,17 @@ pub fn unexpected_response(what: &'static str, response: &HttpResponse) -> Error
     let retry_after = response
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let kind = if looks_like_html(response) {
-        "an HTML page"
+    // A 5xx with an OAuth JSON body (Entra's 503 "temporarily_unavailable"): say what
+    // the provider said instead of "an unexpected body".
+    let provider = serde_json::from_slice::<ProviderError>(&response.body)
+        .ok()
+        .filter(|e| !e.error.is_empty());
+    let said;
+    let kind = if let Some(p) = &provider {
+        said = format!("an error: {}", ProviderSaid(p));
+        said.as_str()
+    } else if looks_like_html(response) {
+        "an HTML page instead of JSON"
     } else if response.body.is_empty() {
         "an empty body"
     } else {
@@ -121,6 +130,21 @@ pub fn unexpected_response(what: &'static str, response: &HttpResponse) -> Error
         detail,
         status: Some(response.status),
         retry_after,
+    }
+}
+
+struct ProviderSaid<'a>(&'a ProviderError);
+
+impl std::fmt::Display for ProviderSaid<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.error)?;
+        if let Some(d) = &self.0.error_description {
+            let first = d.lines().next().unwrap_or_default().trim();
+            if !first.is_empty() {
+                write!(f, ": {first}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -182,6 +206,23 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "the identity provider returned invalid_grant: AADSTS70008: The provided authorization code or refresh token has expired. (correlation id c)"
+        );
+    }
+
+    #[test]
+    fn json_503_says_what_the_provider_said_and_when_to_retry() {
+        let mut r = resp(
+            503,
+            "application/json",
+            r#"{"error":"temporarily_unavailable","error_description":"AADSTS90033: A transient error has occurred. Please try again."}"#,
+        );
+        r.headers.push(("Retry-After".into(), "30".into()));
+        let e = process_token_response(&r).unwrap_err();
+        let m = e.to_string();
+        assert!(!m.contains("unexpected body"), "{m}");
+        assert!(
+            m.contains("temporarily_unavailable: AADSTS90033") && m.contains("retry after 30 s"),
+            "{m}"
         );
     }
 
