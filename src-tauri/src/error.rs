@@ -84,18 +84,7 @@ impl From<CoreError> for AppError {
             CoreError::InteractionRequired { reason, provider } => {
                 let mut message = format!("Sign-in needed: {reason}");
                 if let Some(p) = provider {
-                    if let Some(first) = p
-                        .error_description
-                        .as_deref()
-                        .and_then(|d| d.lines().next())
-                    {
-                        let first = first.trim();
-                        if !first.is_empty() {
-                            message.push_str(&format!(" ({}: {first})", p.error));
-                        }
-                    } else {
-                        message.push_str(&format!(" ({})", p.error));
-                    }
+                    message.push_str(&format!(" (the provider said {})", p.summary()));
                 }
                 AppError::InteractionRequired {
                     reason: *reason,
@@ -153,7 +142,7 @@ mod tests {
         assert_eq!(v["reason"], "invalid_grant");
         assert_eq!(
             v["message"],
-            "Sign-in needed: the refresh token was rejected (expired or revoked) (invalid_grant: AADSTS70043: The refresh token has expired.)"
+            "Sign-in needed: the provider refused the refresh token (the provider said invalid_grant: AADSTS70043: The refresh token has expired.)"
         );
     }
 

@@ -89,18 +89,8 @@ impl Error {
 /// The provider's own code and first description line, so an error is never re-labelled
 /// (e.g. AADSTS50020 "user not in tenant" must not read as "token expired").
 fn provider_suffix(p: Option<&ProviderError>) -> String {
-    let Some(p) = p else { return String::new() };
-    let first = p
-        .error_description
-        .as_deref()
-        .and_then(|d| d.lines().next())
-        .map(str::trim)
-        .unwrap_or_default();
-    if first.is_empty() {
-        format!(" (the provider said {})", p.error)
-    } else {
-        format!(" (the provider said {}: {first})", p.error)
-    }
+    p.map(|p| format!(" (the provider said {})", p.summary()))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -165,6 +155,24 @@ pub struct ProviderError {
     pub error_uri: Option<String>,
     #[serde(skip)]
     pub status: Option<u16>,
+}
+
+impl ProviderError {
+    /// The provider's code and the first line of its description ("invalid_grant:
+    /// AADSTS50020: ..."), without Entra's trace lines.
+    pub fn summary(&self) -> String {
+        let first = self
+            .error_description
+            .as_deref()
+            .and_then(|d| d.lines().next())
+            .map(str::trim)
+            .unwrap_or_default();
+        if first.is_empty() {
+            self.error.clone()
+        } else {
+            format!("{}: {first}", self.error)
+        }
+    }
 }
 
 impl fmt::Display for ProviderError {
