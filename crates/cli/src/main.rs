@@ -331,18 +331,9 @@ fn inline_profile(profile: &Option<String>, t: &InlineTarget) -> CliResult<Optio
 }
 
 fn requested_scopes(flags: &[String], profile: &Profile) -> CliResult<ScopeSet> {
-    let scopes = if flags.is_empty() {
-        ScopeSet::parse_user_input(&profile.scopes.join(" "))
-    } else {
-        ScopeSet::parse_user_input(&flags.join(" "))
-    };
-    if scopes.is_empty() {
-        return Err(Failure::Usage(format!(
-            "no scopes to ask for: profile {:?} has none; pass --scope SCOPE",
-            profile.name
-        )));
-    }
-    Ok(scopes)
+    let typed = flags.join(" ");
+    tessera_core::scopes::resolve(&profile.name, &profile.scopes, Some(&typed))
+        .map_err(|e| Failure::Usage(format!("{e} (--scope SCOPE)")))
 }
 
 /// The account a command acts on: `--account` (user name or home_account_id) within the
@@ -413,11 +404,10 @@ async fn login(
     login_hint: Option<String>,
     json: bool,
 ) -> CliResult {
-    let scopes = if scopes.is_empty() {
-        ScopeSet::parse_user_input(&profile.scopes.join(" "))
-    } else {
-        ScopeSet::parse_user_input(&scopes.join(" "))
-    };
+    let typed = scopes.join(" ");
+    let scopes =
+        tessera_core::scopes::resolve_for_sign_in(&profile.name, &profile.scopes, Some(&typed))
+            .map_err(|e| Failure::Usage(format!("{e} (--scope SCOPE)")))?;
     let app = ctx.app(profile)?;
     let use_device_code = device_code || (!browser && profile.sign_in == SignInMethod::DeviceCode);
     let result = if use_device_code {

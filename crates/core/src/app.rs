@@ -80,6 +80,15 @@ pub struct AuthResult {
     pub id_token_claims: Option<Map<String, Value>>,
 }
 
+/// An account's tokens as the store knows them ([`PublicClientApplication::token_state`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenState {
+    /// When the freshest cached access token for the scopes expires (it may be past).
+    pub expires_on: Option<UnixTime>,
+    /// Whether a new access token can be had silently (a refresh token is cached).
+    pub has_refresh_token: bool,
+}
+
 /// Options of [`PublicClientApplication::acquire_token_silent`].
 #[derive(Debug, Clone)]
 pub struct SilentOptions {
@@ -334,6 +343,27 @@ impl PublicClientApplication {
             .await?
             .into_iter()
             .next())
+    }
+
+    /// What the store says about `account`'s tokens for `scopes`, for a list to show: when
+    /// the covering access token that expires last expires, and whether a refresh token
+    /// (this client's, or its family's by the rule [`Self::acquire_token_silent`] follows)
+    /// is cached. No network request (but instance discovery, once) and, in an indexed
+    /// store, no secret opened.
+    pub async fn token_state(&self, account: &Account, scopes: &ScopeSet) -> Result<TokenState> {
+        let envs = self.aliases().await;
+        let family = self.family_lookup(&envs)?;
+        let q = CredentialQuery {
+            home_account_id: &account.home_account_id,
+            environments: &envs,
+            client_id: &self.config.client_id,
+            realm: None,
+        };
+        let store = &self.deps.store;
+        Ok(TokenState {
+            expires_on: store.access_token_expiry(&q, &scopes.without_reserved())?,
+            has_refresh_token: store.holds_refresh_token(&q, family.as_deref())?,
+        })
     }
 
     /// MSAL's `acquire_token_silent`: a cached access token whose target covers the

@@ -54,6 +54,57 @@ pub fn default_scope_for_git_host(host: &str) -> Option<&'static str> {
     azure_devops.then_some(SCOPE_ALIASES[1].1)
 }
 
+/// Why the scopes a user asked for cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A scope holds a character no scope can have (a control character, a quote, `<`,
+    /// `>` or `\`): a paste gone wrong, not something to send to the provider.
+    #[error("{0:?} is not a valid scope")]
+    Invalid(String),
+    /// Nothing was asked for and the profile names no default scope.
+    #[error("no scopes to ask for: profile {0:?} has none; name a scope")]
+    Empty(String),
+}
+
+/// The scopes to ask for, one rule for the app and the command line: what the user typed
+/// (`requested`, space-separated, aliases expanded) when it holds anything, else the
+/// profile's default scopes. Refuses a scope with a forbidden character and an empty set.
+pub fn resolve(
+    profile: &str,
+    defaults: &[String],
+    requested: Option<&str>,
+) -> Result<ScopeSet, ScopeError> {
+    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
+    let words: Vec<&str> = match requested {
+        Some(s) => s.split_whitespace().collect(),
+        None => defaults.iter().flat_map(|d| d.split_whitespace()).collect(),
+    };
+    if let Some(bad) = words.iter().find(|w| {
+        w.chars()
+            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\'))
+    }) {
+        return Err(ScopeError::Invalid((*bad).to_string()));
+    }
+    let scopes = ScopeSet::from_iter(words.into_iter().map(expand_alias));
+    if scopes.is_empty() {
+        return Err(ScopeError::Empty(profile.to_string()));
+    }
+    Ok(scopes)
+}
+
+/// The scopes of an interactive sign-in: as [`resolve`], but a sign-in may ask for no API
+/// scope at all (the OpenID Connect scopes, which every request carries, then suffice).
+pub fn resolve_for_sign_in(
+    profile: &str,
+    defaults: &[String],
+    requested: Option<&str>,
+) -> Result<ScopeSet, ScopeError> {
+    match resolve(profile, defaults, requested) {
+        Err(ScopeError::Empty(_)) => Ok(ScopeSet::default()),
+        other => other,
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeSet(Vec<String>);
 
@@ -140,6 +191,36 @@ impl fmt::Display for ScopeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_takes_what_was_typed_else_the_defaults_and_refuses_bad_or_empty_sets() {
+        let defaults = vec!["User.Read".to_string()];
+        let r = |req| resolve("Sandbox", &defaults, req);
+        assert_eq!(r(None).unwrap().to_param(), "User.Read");
+        assert_eq!(r(Some("  ")).unwrap().to_param(), "User.Read");
+        assert_eq!(r(Some("a b\tc")).unwrap().to_param(), "a b c");
+        assert_eq!(
+            r(Some("AKS")).unwrap().to_param(),
+            "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
+        );
+        for bad in ["x\"y", "<script>", "a\u{7}", "it's", "back\\slash"] {
+            assert_eq!(
+                r(Some(bad)),
+                Err(ScopeError::Invalid(
+                    bad.split_whitespace().next().unwrap().into()
+                )),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            resolve("Bare", &[], None).unwrap_err().to_string(),
+            "no scopes to ask for: profile \"Bare\" has none; name a scope"
+        );
+        assert_eq!(
+            resolve("Bare", &[], Some("openid")).unwrap().to_param(),
+            "openid"
+        );
+    }
 
     #[test]
     fn subset_is_case_insensitive_and_ignores_order() {

@@ -368,6 +368,33 @@ pub trait TokenStore: Send + Sync {
             || self.id_token(&any_realm)?.is_some())
     }
 
+    /// When the access token of `q` that covers `scopes` and expires last expires
+    /// (expired ones count): what an account list shows. Stores with an index override it
+    /// to answer without opening any secret.
+    fn access_token_expiry(
+        &self,
+        q: &CredentialQuery<'_>,
+        scopes: &ScopeSet,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        Ok(self
+            .access_tokens(q)?
+            .into_iter()
+            .filter(|at| target_covers(&at.target, scopes))
+            .map(|at| at.expires_on)
+            .max())
+    }
+
+    /// Whether the account holds, in one of `q.environments`, a refresh token of
+    /// `q.client_id` or of the family `family_id` (any realm). Stores with an index
+    /// override it to answer without opening any secret.
+    fn holds_refresh_token(
+        &self,
+        q: &CredentialQuery<'_>,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Ok(!self.refresh_tokens(q, family_id)?.is_empty())
+    }
+
     /// The account entries whose `home_account_id` is `username_or_id`, or whose
     /// username is, ignoring ASCII case (MSAL's `get_accounts(username=...)`), ordered by
     /// key. Stores with an index override it to read those entries only.
@@ -723,6 +750,16 @@ pub(crate) mod conformance {
             ),
             found,
             "{ctx}: find_access_token against the default method"
+        );
+        assert_eq!(
+            reference.access_token_expiry(&q, &scopes).unwrap(),
+            store.access_token_expiry(&q, &scopes).unwrap(),
+            "{ctx}: access_token_expiry {q:?} {scopes:?}"
+        );
+        assert_eq!(
+            reference.holds_refresh_token(&q, family).unwrap(),
+            store.holds_refresh_token(&q, family).unwrap(),
+            "{ctx}: holds_refresh_token {q:?} {family:?}"
         );
         // Every home (with an account entry or not), with the random realm (not looked at).
         for home_account_id in HOMES {

@@ -278,23 +278,49 @@ pub(super) fn holds_credentials_in(
     family_id: Option<&str>,
     db_err: fn(rusqlite::Error) -> StoreError,
 ) -> Result<bool, StoreError> {
-    // Whether one of the rows' environments (the first column) is one of q.environments.
-    let any = |sql: &str, arg: &str| -> Result<bool, StoreError> {
-        let mut s = conn.prepare_cached(sql).map_err(db_err)?;
-        let mut rows = s.query([q.home_account_id, arg]).map_err(db_err)?;
-        while let Some(r) = rows.next().map_err(db_err)? {
-            if env_rank(column(r, 0, db_err)?, q.environments).is_some() {
-                return Ok(true);
-            }
+    Ok(holds_refresh_token_in(conn, queries, q, family_id, db_err)?
+        || any_environment_of(conn, queries.account_id_by_client, q, q.client_id, db_err)?)
+}
+
+/// [`TokenStore::holds_refresh_token`] answered from index tables alone, no secret read.
+pub(super) fn holds_refresh_token_in(
+    conn: &Connection,
+    queries: &HolderQueries,
+    q: &CredentialQuery<'_>,
+    family_id: Option<&str>,
+    db_err: fn(rusqlite::Error) -> StoreError,
+) -> Result<bool, StoreError> {
+    Ok(any_environment_of(
+        conn,
+        queries.account_refresh_by_client,
+        q,
+        q.client_id,
+        db_err,
+    )? || match family_id {
+        Some(family) => {
+            any_environment_of(conn, queries.account_refresh_by_family, q, family, db_err)?
         }
-        Ok(false)
-    };
-    Ok(any(queries.account_refresh_by_client, q.client_id)?
-        || match family_id {
-            Some(family) => any(queries.account_refresh_by_family, family)?,
-            None => false,
+        None => false,
+    })
+}
+
+/// Whether one of the environments `sql` selects (for the account `q.home_account_id`
+/// and `arg`) is one of `q.environments`.
+fn any_environment_of(
+    conn: &Connection,
+    sql: &str,
+    q: &CredentialQuery<'_>,
+    arg: &str,
+    db_err: fn(rusqlite::Error) -> StoreError,
+) -> Result<bool, StoreError> {
+    let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = s.query([q.home_account_id, arg]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        if env_rank(column(r, 0, db_err)?, q.environments).is_some() {
+            return Ok(true);
         }
-        || any(queries.account_id_by_client, q.client_id)?)
+    }
+    Ok(false)
 }
 
 /// A text column of a row, borrowed.
@@ -931,6 +957,39 @@ impl TokenStore for SqliteStore {
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         holds_credentials_in(&self.lock(), &HOLDER_QUERIES, q, family_id, db_err)
+    }
+
+    /// The covering index of the silent lookup: no row, JSON or secret is read.
+    fn access_token_expiry(
+        &self,
+        q: &CredentialQuery<'_>,
+        scopes: &ScopeSet,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let conn = self.lock();
+        let mut s = conn.prepare_cached(SILENT_CANDIDATES).map_err(db_err)?;
+        let mut rows = s
+            .query(params![q.home_account_id, q.client_id, q.realm, i64::MIN])
+            .map_err(db_err)?;
+        let mut latest: Option<UnixTime> = None;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let expires_on: i64 = r.get(3).map_err(db_err)?;
+            if env_rank(text(r, 1)?, q.environments).is_some()
+                && target_covers(text(r, 2)?, scopes)
+                && latest.is_none_or(|l| expires_on > l)
+            {
+                latest = Some(expires_on);
+            }
+        }
+        Ok(latest)
+    }
+
+    /// Scans of covering indexes: no row, JSON or secret is read.
+    fn holds_refresh_token(
+        &self,
+        q: &CredentialQuery<'_>,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        holds_refresh_token_in(&self.lock(), &HOLDER_QUERIES, q, family_id, db_err)
     }
 
     fn refresh_tokens(
