@@ -14,9 +14,15 @@ use std::time::Duration;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 
+use crate::base::lock;
 use crate::error::{AppError, AppResult};
-use crate::state::{lock, AppState};
 use crate::views::EVENT_CLIPBOARD_CLEARED;
+
+/// The clipboard feature's state (managed by Tauri as its own value).
+#[derive(Debug, Default)]
+pub struct ClipboardState {
+    mark: Mutex<ClipboardMark>,
+}
 
 /// The system clipboard as copying and clearing use it: the clipboard plugin in the app,
 /// an in-memory one in unit tests.
@@ -109,9 +115,9 @@ pub fn copy_secret<R: Runtime>(
     text: &str,
     clear_after_secs: u64,
 ) -> AppResult<()> {
-    let state = app.state::<AppState>();
+    let state = app.state::<ClipboardState>();
     let delay = (clear_after_secs > 0).then(|| Duration::from_secs(clear_after_secs));
-    let generation = copy_with(&state.clipboard, app.clipboard(), text, true, delay)?;
+    let generation = copy_with(&state.mark, app.clipboard(), text, true, delay)?;
     if let (Some(generation), Some(delay)) = (generation, delay) {
         let app = app.clone();
         tauri::async_runtime::spawn(async move {
@@ -125,15 +131,15 @@ pub fn copy_secret<R: Runtime>(
 /// Put non-secret text (a device code) on the clipboard; it is not cleared, and a token
 /// copied earlier is no longer there to clear.
 pub fn copy_plain<R: Runtime>(app: &AppHandle<R>, text: &str) -> AppResult<()> {
-    let state = app.state::<AppState>();
-    copy_with(&state.clipboard, app.clipboard(), text, false, None).map(|_| ())
+    let state = app.state::<ClipboardState>();
+    copy_with(&state.mark, app.clipboard(), text, false, None).map(|_| ())
 }
 
 /// Clear the clipboard if copy `generation` is still the last one and its text is still
 /// there. Returns whether it cleared.
 pub fn clear_if_ours<R: Runtime>(app: &AppHandle<R>, generation: u64) -> bool {
-    let state = app.state::<AppState>();
-    let cleared = clear_with(&state.clipboard, app.clipboard(), Some(generation));
+    let state = app.state::<ClipboardState>();
+    let cleared = clear_with(&state.mark, app.clipboard(), Some(generation));
     if cleared {
         tracing::info!("clipboard cleared");
         let _ = app.emit(EVENT_CLIPBOARD_CLEARED, ());
@@ -155,8 +161,8 @@ pub fn clear_on_exit<R: Runtime>(app: &AppHandle<R>) {
     let spawned = std::thread::Builder::new()
         .name("clipboard-exit".into())
         .spawn(move || {
-            let state = app.state::<AppState>();
-            let _ = tx.send(clear_with(&state.clipboard, app.clipboard(), None));
+            let state = app.state::<ClipboardState>();
+            let _ = tx.send(clear_with(&state.mark, app.clipboard(), None));
         });
     match spawned.map(|_| rx.recv_timeout(EXIT_WAIT)) {
         Ok(Ok(true)) => tracing::info!("clipboard cleared on exit"),

@@ -9,41 +9,28 @@ use tauri::{AppHandle, Emitter, Manager, Runtime, State};
 use tessera_core::app::SilentOptions;
 use tessera_core::decode::decode;
 use tessera_core::profile::{Profile, SignInMethod};
-use tessera_core::scopes::ScopeSet;
+use tessera_core::scopes::{resolve, ScopeSet};
 
 use crate::clipboard;
 use crate::error::{AppError, AppResult};
-use crate::signin;
-use crate::state::{lock, AppState, NeedsSignIn, Settings};
+use crate::signin::{self, SignInState};
+use crate::state::{azure_cli_cache_path, AppState, NeedsSignIn};
 use crate::views::{
-    AccountRef, AccountView, AppInfo, CopyView, DeviceCodeView, MsalCacheView, ProfileInput,
-    ProfileView, SignInStarted, SignOutView, StoreProtectionView, TokenView,
-    EVENT_ACCOUNTS_CHANGED, TESSERA_SOURCE,
+    AccountRef, AccountView, AppInfo, CopyFormat, CopyView, DeviceCodeView, MsalCacheView,
+    MsalCachesView, ProfileInput, ProfileKind, ProfileView, Settings, SettingsView, SignInStarted,
+    SignOutView, StoreProtectionView, TokenView, EVENT_ACCOUNTS_CHANGED, TESSERA_SOURCE,
 };
 
-/// The scopes to ask for: `requested` (space-separated) if given, else the profile's
-/// default scopes.
-pub fn scopes_for(profile: &Profile, requested: Option<&str>) -> AppResult<ScopeSet> {
-    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
-    let scopes = match requested {
-        Some(s) => {
-            if let Some(bad) = s.split_whitespace().find(|w| {
-                w.chars()
-                    .any(|c| c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\'))
-            }) {
-                return Err(AppError::Invalid(format!("{bad:?} is not a valid scope.")));
-            }
-            ScopeSet::parse(s)
-        }
-        None => profile.scopes.iter().map(String::as_str).collect(),
-    };
-    Ok(scopes)
+/// The scopes of a token request: those typed, else the profile's
+/// ([`tessera_core::scopes::resolve`], the rule the command line follows too).
+fn token_scopes(profile: &Profile, typed: Option<&str>) -> AppResult<ScopeSet> {
+    resolve(&profile.name, &profile.scopes, typed).map_err(|e| AppError::Invalid(format!("{e}.")))
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
     tracing::debug!(
-        since_launch_ms = crate::since_launch().as_millis() as u64,
+        since_launch_ms = crate::base::since_launch().as_millis() as u64,
         "start-up: the main window's first call"
     );
     let (home, store, protection) = state
@@ -70,7 +57,7 @@ pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
 pub fn ui_ready(accounts: usize) {
     tracing::info!(
         accounts,
-        since_launch_ms = crate::since_launch().as_millis() as u64,
+        since_launch_ms = crate::base::since_launch().as_millis() as u64,
         "main window ready: account list painted"
     );
 }
@@ -92,15 +79,7 @@ fn profile_from_input(input: ProfileInput) -> AppResult<Profile> {
             "Enter the authority (or issuer) URL.".into(),
         ));
     }
-    let oidc = match input.kind.as_deref().map(str::trim) {
-        None | Some("") | Some("entra") => false,
-        Some("oidc") => true,
-        Some(other) => {
-            return Err(AppError::Invalid(format!(
-                "Unknown profile kind {other:?}: use entra or oidc."
-            )))
-        }
-    };
+    let oidc = input.kind == ProfileKind::Oidc;
     let scopes: Vec<String> = input
         .default_scopes
         .split_whitespace()
@@ -235,7 +214,7 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
     }
     tracing::debug!(
         accounts = out.len(),
-        since_launch_ms = crate::since_launch().as_millis() as u64,
+        since_launch_ms = crate::base::since_launch().as_millis() as u64,
         "accounts listed"
     );
     Ok(out)
@@ -250,7 +229,7 @@ async fn acquire(
     force_refresh: bool,
 ) -> AppResult<(AccountView, ScopeSet, tessera_core::app::AuthResult)> {
     let (profile, app, acc) = state.resolve(account).await?;
-    let scopes = scopes_for(&profile, scopes)?;
+    let scopes = token_scopes(&profile, scopes)?;
     let options = SilentOptions {
         force_refresh,
         ..SilentOptions::default()
@@ -308,21 +287,12 @@ pub async fn copy_token<R: Runtime>(
     state: State<'_, AppState>,
     account: AccountRef,
     scopes: Option<String>,
-    format: String,
+    format: CopyFormat,
 ) -> AppResult<CopyView> {
-    let header = match format.as_str() {
-        "raw" => false,
-        "header" => true,
-        other => {
-            return Err(AppError::Invalid(format!(
-                "Unknown copy format {other:?}: use raw or header."
-            )))
-        }
-    };
     let (view, _, result) = acquire(&state, &account, scopes.as_deref(), false).await?;
     let clear_after_secs = state.settings().clipboard_clear_secs;
     let secret = result.access_token.secret();
-    if header {
+    if format == CopyFormat::Header {
         clipboard::copy_secret(
             &app,
             &format!("Authorization: {} {secret}", result.token_type),
@@ -331,7 +301,7 @@ pub async fn copy_token<R: Runtime>(
     } else {
         clipboard::copy_secret(&app, secret, clear_after_secs)?;
     }
-    tracing::info!(format = %format, "access token copied to the clipboard");
+    tracing::info!(?format, "access token copied to the clipboard");
     Ok(CopyView {
         account: view,
         format,
@@ -402,11 +372,11 @@ pub async fn cancel_device_code<R: Runtime>(app: AppHandle<R>) -> AppResult<bool
 #[tauri::command(rename_all = "snake_case")]
 pub async fn copy_user_code<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    sign_in: State<'_, SignInState>,
 ) -> AppResult<()> {
-    let code = lock(&state.device).as_ref().map(|d| d.user_code.clone());
-    let code =
-        code.ok_or_else(|| AppError::NotFound("No device code sign-in is in progress.".into()))?;
+    let code = sign_in
+        .user_code()
+        .ok_or_else(|| AppError::NotFound("No device code sign-in is in progress.".into()))?;
     clipboard::copy_plain(&app, &code)
 }
 
@@ -480,17 +450,10 @@ pub async fn sign_out_all<R: Runtime>(
 
 // ------------------------------------------------------------------ MSAL caches
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MsalCachesView {
-    /// Azure CLI's cache file (`~/.azure/msal_token_cache.json`), the dialog's default.
-    pub default_path: Option<String>,
-    pub caches: Vec<MsalCacheView>,
-}
-
 #[tauri::command(rename_all = "snake_case")]
 pub async fn list_msal_caches(state: State<'_, AppState>) -> AppResult<MsalCachesView> {
     Ok(MsalCachesView {
-        default_path: crate::state::azure_cli_cache_path().map(|p| p.display().to_string()),
+        default_path: azure_cli_cache_path().map(|p| p.display().to_string()),
         caches: state.msal_caches().await,
     })
 }
@@ -517,7 +480,7 @@ pub async fn open_msal_cache<R: Runtime>(
     path: Option<String>,
     label: Option<String>,
 ) -> AppResult<MsalCacheView> {
-    let default = crate::state::azure_cli_cache_path();
+    let default = azure_cli_cache_path();
     let path = match path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
         Some(p) => expand_home(p),
         None => default
@@ -563,14 +526,6 @@ pub async fn close_msal_cache<R: Runtime>(
 }
 
 // ------------------------------------------------------------------ settings
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SettingsView {
-    #[serde(flatten)]
-    pub settings: Settings,
-    /// Where Tessera keeps its files.
-    pub home: Option<String>,
-}
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {

@@ -1,20 +1,24 @@
 //! Tessera's desktop app (Tauri v2): the main window (`ui/`) lists the accounts of every
 //! profile, shows the selected account's access token decoded, copies tokens, adds
 //! accounts through a sign-in window and signs them out. All protocol work is done by
-//! `tessera-core`; this crate is the shell around it.
+//! `tessera-core`; this crate is the shell around it, a stack in which each module uses
+//! only those below it:
 //!
+//! - `base`, [`error`], [`views`]: locking and the time since launch; the one error type,
+//!   serialized as `{ kind, message }`; what the window receives (never a raw token).
+//! - [`state`]: the engine, the opened MSAL caches, the settings.
+//! - [`clipboard`], [`signin`]: copying tokens and clearing them again; the sign-in
+//!   window, the browser and the device code flows. Each keeps its own state
+//!   ([`clipboard::ClipboardState`], [`signin::SignInState`]).
 //! - [`commands`]: what the main window may call (one permission per command).
-//! - [`views`]: what it receives (never a raw token).
-//! - [`signin`]: the sign-in window, the browser and the device code flows.
-//! - [`clipboard`]: copying tokens and clearing them again.
-//! - [`error`]: the one error type, serialized as `{ kind, message }`.
+//! - [`run`] (this file): the app.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tauri::webview::PageLoadEvent;
 use tauri::{Manager, Runtime};
 
+mod base;
 pub mod clipboard;
 pub mod commands;
 pub mod error;
@@ -41,6 +45,8 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
         )
         .plugin(tauri_plugin_clipboard_manager::init())
         .manage(state)
+        .manage(signin::SignInState::default())
+        .manage(clipboard::ClipboardState::default())
         .setup(|app| {
             create_main_window(app.handle())?;
             let handle = app.handle().clone();
@@ -155,12 +161,7 @@ fn show_hidden<R: Runtime>(window: &tauri::WebviewWindow<R>, why: &str) {
     );
 }
 
-static LAUNCHED: OnceLock<Instant> = OnceLock::new();
-
-/// Time since [`run`] began (since the first call, under the mock runtime).
-pub fn since_launch() -> Duration {
-    LAUNCHED.get_or_init(Instant::now).elapsed()
-}
+pub use base::since_launch;
 
 /// On Linux, WebKitGTK's DMA-BUF renderer (its default since 2.42) costs the web process
 /// about 85 MB more at rest and slows the first paint (measured under Xvfb: 311 MB PSS

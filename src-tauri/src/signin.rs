@@ -15,6 +15,7 @@
 //!
 //! Each sign-in ends with one `signin:finished` event (`added`, `cancelled`, `failed`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,14 +27,16 @@ use tessera_core::authority::is_loopback_host;
 use tessera_core::http::redact_query;
 use tessera_core::loopback::{Browser, LoopbackListener, OpenError, Opener};
 use tessera_core::profile::{Profile, SignInMethod};
+use tessera_core::scopes::{resolve_for_sign_in, ScopeSet};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::base::lock;
 use crate::error::{AppError, AppResult};
-use crate::state::{lock, AppState};
+use crate::state::AppState;
 use crate::views::{
-    AccountRef, DeviceCodeView, SignInOrigin, SignInOutcome, SignInProgress, SignInStarted,
-    EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
+    AccountRef, DeviceCodeView, SignInOrigin, SignInOutcome, SignInProgress, SignInStage,
+    SignInStarted, SignInStatus, EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
 };
 
 /// The sign-in window's label. No capability names it.
@@ -59,11 +62,32 @@ pub struct PendingSignIn {
 /// A device code sign-in in progress.
 pub struct DeviceSession {
     id: u64,
-    pub(crate) user_code: String,
+    user_code: String,
     cancel: CancellationToken,
 }
 
-fn emit_progress<R: Runtime>(app: &AppHandle<R>, stage: &'static str, message: String) {
+/// The sign-in feature's state (managed by Tauri as its own value): the interactive
+/// sign-in and the device code sign-in in progress, one of each at most.
+#[derive(Default)]
+pub struct SignInState {
+    sign_in: Mutex<Option<PendingSignIn>>,
+    device: Mutex<Option<DeviceSession>>,
+    next_id: AtomicU64,
+}
+
+impl SignInState {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The user code of the device code sign-in in progress (not a secret: the user
+    /// types it).
+    pub fn user_code(&self) -> Option<String> {
+        lock(&self.device).as_ref().map(|d| d.user_code.clone())
+    }
+}
+
+fn emit_progress<R: Runtime>(app: &AppHandle<R>, stage: SignInStage, message: String) {
     let _ = app.emit_to(
         "main",
         EVENT_SIGNIN_PROGRESS,
@@ -72,20 +96,20 @@ fn emit_progress<R: Runtime>(app: &AppHandle<R>, stage: &'static str, message: S
 }
 
 fn emit_finished<R: Runtime>(app: &AppHandle<R>, outcome: SignInOutcome) {
-    tracing::info!(status = outcome.status, "sign-in finished");
+    tracing::info!(status = ?outcome.status, "sign-in finished");
     let _ = app.emit_to("main", EVENT_SIGNIN_FINISHED, outcome);
 }
 
 fn cancelled() -> SignInOutcome {
     SignInOutcome {
-        status: "cancelled",
+        status: SignInStatus::Cancelled,
         account: None,
         message: Some("Sign-in cancelled.".into()),
     }
 }
 
 /// Refuse a second sign-in while one runs (and bring its window forward).
-fn ensure_idle<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> AppResult<()> {
+fn ensure_idle<R: Runtime>(app: &AppHandle<R>, state: &SignInState) -> AppResult<()> {
     if lock(&state.sign_in).is_some() {
         if let Some(w) = app.get_webview_window(SIGNIN_WINDOW) {
             let _ = w.set_focus();
@@ -119,19 +143,25 @@ async fn report<R: Runtime>(
                 Err(_) => None,
             };
             SignInOutcome {
-                status: "added",
+                status: SignInStatus::Added,
                 account: view,
                 message: None,
             }
         }
         Err(tessera_core::Error::Cancelled) => cancelled(),
         Err(e) => SignInOutcome {
-            status: "failed",
+            status: SignInStatus::Failed,
             account: None,
             message: Some(AppError::from(e).to_string()),
         },
     };
     emit_finished(app, outcome);
+}
+
+/// The scopes of a sign-in: those typed, else the profile's ([`resolve_for_sign_in`]).
+fn sign_in_scopes(profile: &Profile, typed: Option<&str>) -> AppResult<ScopeSet> {
+    resolve_for_sign_in(&profile.name, &profile.scopes, typed)
+        .map_err(|e| AppError::Invalid(format!("{e}.")))
 }
 
 /// The parameters of an interactive sign-in. Adding an account asks the provider to
@@ -141,7 +171,7 @@ pub fn params(
     scopes: Option<&str>,
     login_hint: Option<String>,
 ) -> AppResult<InteractiveParams> {
-    let scopes = crate::commands::scopes_for(profile, scopes)?;
+    let scopes = sign_in_scopes(profile, scopes)?;
     let login_hint = login_hint
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty());
@@ -162,7 +192,7 @@ pub async fn start_embedded<R: Runtime>(
     pca: Arc<PublicClientApplication>,
     params: InteractiveParams,
 ) -> AppResult<SignInStarted> {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     ensure_idle(app, &state)?;
     let flow = pca.start_interactive(params).await?;
     let authorize = flow.authorize_url().clone();
@@ -205,7 +235,7 @@ pub async fn start_embedded<R: Runtime>(
             .incognito(true)
             .on_navigation(move |url| {
                 if redirect_matches(&redirect, url) {
-                    if !is_current_response(&nav_app.state::<AppState>(), id, url) {
+                    if !is_current_response(&nav_app.state::<SignInState>(), id, url) {
                         tracing::warn!(
                             "sign-in window: a redirect without this sign-in's state ignored"
                         );
@@ -253,7 +283,7 @@ pub async fn start_embedded<R: Runtime>(
                 PageLoadEvent::Finished => {
                     let message =
                         format!("Sign in to {} in the sign-in window…", load_title.profile);
-                    emit_progress(&load_app, "page", message);
+                    emit_progress(&load_app, SignInStage::Page, message);
                 }
             })
             .on_document_title_changed(move |_window, text| page_title.set_page(&text))
@@ -273,7 +303,7 @@ pub async fn start_embedded<R: Runtime>(
         return Err(e);
     }
     let message = format!("Sign in to {} in the sign-in window…", profile.name);
-    emit_progress(app, "opened", message.clone());
+    emit_progress(app, SignInStage::Opened, message.clone());
     Ok(SignInStarted {
         method: SignInMethod::Embedded,
         message,
@@ -405,7 +435,7 @@ pub fn signin_title(profile: &str, page_title: Option<&str>) -> String {
 
 /// Is `url` the authorization response of sign-in `id`, still waiting (its `state`)? Read
 /// under the lock; the flow stays in its slot.
-fn is_current_response(state: &AppState, id: u64, url: &Url) -> bool {
+fn is_current_response(state: &SignInState, id: u64, url: &Url) -> bool {
     match lock(&state.sign_in).as_ref() {
         Some(p) if p.id == id => p.flow.as_ref().is_some_and(|f| is_response_to(f, url)),
         _ => false,
@@ -414,7 +444,7 @@ fn is_current_response(state: &AppState, id: u64, url: &Url) -> bool {
 
 /// Take the flow of sign-in `id` if it is still waiting.
 fn take_flow(
-    state: &AppState,
+    state: &SignInState,
     id: u64,
 ) -> Option<(AuthCodeFlow, Arc<PublicClientApplication>, String)> {
     let mut slot = lock(&state.sign_in);
@@ -427,7 +457,7 @@ fn take_flow(
     }
 }
 
-fn clear_slot(state: &AppState, id: u64) {
+fn clear_slot(state: &SignInState, id: u64) {
     let mut slot = lock(&state.sign_in);
     if slot.as_ref().is_some_and(|p| p.id == id) {
         *slot = None;
@@ -435,14 +465,18 @@ fn clear_slot(state: &AppState, id: u64) {
 }
 
 async fn finish_redirect<R: Runtime>(app: AppHandle<R>, id: u64, url: Url) {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     let Some((flow, pca, profile)) = take_flow(&state, id) else {
         return;
     };
     if let Some(w) = app.get_webview_window(SIGNIN_WINDOW) {
         let _ = w.close();
     }
-    emit_progress(&app, "finishing", "Finishing the sign-in…".into());
+    emit_progress(
+        &app,
+        SignInStage::Finishing,
+        "Finishing the sign-in…".into(),
+    );
     let result = pca.finish_interactive(flow, &url).await;
     clear_slot(&state, id);
     report(&app, &profile, &pca, result).await;
@@ -450,7 +484,7 @@ async fn finish_redirect<R: Runtime>(app: AppHandle<R>, id: u64, url: Url) {
 
 /// The sign-in window is gone: if it had not finished, the sign-in is cancelled.
 fn window_closed<R: Runtime>(app: &AppHandle<R>, id: u64) {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     if take_flow(&state, id).is_some() {
         clear_slot(&state, id);
         emit_finished(app, cancelled());
@@ -459,7 +493,7 @@ fn window_closed<R: Runtime>(app: &AppHandle<R>, id: u64) {
 
 /// Cancel the sign-in in progress (window or browser). Returns whether there was one.
 pub fn cancel<R: Runtime>(app: &AppHandle<R>) -> bool {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     let (id, browser_cancel) = {
         let slot = lock(&state.sign_in);
         match slot.as_ref() {
@@ -496,7 +530,7 @@ pub async fn start_browser<R: Runtime>(
     pca: Arc<PublicClientApplication>,
     mut params: InteractiveParams,
 ) -> AppResult<SignInStarted> {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     ensure_idle(app, &state)?;
     let listener = LoopbackListener::bind(&profile.redirect_url()?).await?;
     params.redirect_uri = Some(listener.redirect_uri().clone());
@@ -541,13 +575,17 @@ pub async fn start_browser<R: Runtime>(
             .wait(&expected_state, &mut browser, &cancel, BROWSER_TIMEOUT)
             .await;
         browser.close().await;
-        let state = task_app.state::<AppState>();
+        let state = task_app.state::<SignInState>();
         match caught {
             Ok(url) => {
                 let Some((flow, pca, profile)) = take_flow(&state, id) else {
                     return;
                 };
-                emit_progress(&task_app, "finishing", "Finishing the sign-in…".into());
+                emit_progress(
+                    &task_app,
+                    SignInStage::Finishing,
+                    "Finishing the sign-in…".into(),
+                );
                 let result = pca.finish_interactive(flow, &url).await;
                 clear_slot(&state, id);
                 report(&task_app, &profile, &pca, result).await;
@@ -562,7 +600,7 @@ pub async fn start_browser<R: Runtime>(
         }
     });
     let message = format!("Sign in to {} in your browser…", profile.name);
-    emit_progress(app, "opened", message.clone());
+    emit_progress(app, SignInStage::Opened, message.clone());
     Ok(SignInStarted {
         method: SignInMethod::Browser,
         message,
@@ -577,9 +615,9 @@ pub async fn start_device<R: Runtime>(
     pca: Arc<PublicClientApplication>,
     scopes: Option<&str>,
 ) -> AppResult<DeviceCodeView> {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     ensure_idle(app, &state)?;
-    let scopes = crate::commands::scopes_for(&profile, scopes)?;
+    let scopes = sign_in_scopes(&profile, scopes)?;
     let flow = pca.initiate_device_flow(&scopes).await?;
     let view = DeviceCodeView {
         user_code: flow.user_code.clone(),
@@ -607,7 +645,7 @@ pub async fn start_device<R: Runtime>(
     let profile_name = profile.name.clone();
     tauri::async_runtime::spawn(async move {
         let result = pca.acquire_token_by_device_flow(flow, cancel).await;
-        let state = task_app.state::<AppState>();
+        let state = task_app.state::<SignInState>();
         {
             let mut slot = lock(&state.device);
             if slot.as_ref().is_some_and(|d| d.id == id) {
@@ -620,7 +658,7 @@ pub async fn start_device<R: Runtime>(
 }
 
 pub fn cancel_device<R: Runtime>(app: &AppHandle<R>) -> bool {
-    let state = app.state::<AppState>();
+    let state = app.state::<SignInState>();
     let slot = lock(&state.device);
     match slot.as_ref() {
         Some(d) => {

@@ -1,57 +1,30 @@
-//! The app's shared state: the engine ([`Tessera`]), settings, the sign-in in progress,
-//! what Tessera last put on the clipboard, and which accounts need a new sign-in.
+//! The app's shared state: the engine ([`Tessera`]), the opened MSAL caches, the
+//! settings, and which accounts need a new sign-in. (The sign-in in progress and the
+//! clipboard's mark are their features' own state: `signin::SignInState`,
+//! `clipboard::ClipboardState`.)
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 use tessera_core::app::{Account, PublicClientApplication};
 use tessera_core::cache::msal_file::MsalFileStore;
-use tessera_core::cache::{target_covers, CredentialQuery, TokenStore};
 use tessera_core::context::Tessera;
 use tessera_core::env::{Clock, SystemClock};
+use tessera_core::fsutil::replace_file;
 use tessera_core::profile::Profile;
 use tessera_core::scopes::ScopeSet;
 use tokio::sync::RwLock;
 
-use crate::clipboard::ClipboardMark;
+use crate::base::lock;
 use crate::error::{AppError, AppResult};
-use crate::signin::{DeviceSession, PendingSignIn};
-use crate::views::{AccountRef, AccountView, MsalCacheView, TokenStateView, TESSERA_SOURCE};
-
-/// User settings of the desktop app (`app-settings.json` next to `profiles.toml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    /// Clear the clipboard this long after copying a token, if it still holds it (0: never).
-    pub clipboard_clear_secs: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            clipboard_clear_secs: 30,
-        }
-    }
-}
+use crate::views::{
+    AccountRef, AccountView, MsalCacheView, Settings, TokenStateView, TESSERA_SOURCE,
+};
 
 pub const SETTINGS_FILE: &str = "app-settings.json";
 /// The MSAL cache files the user opened (`[{id, label, path}]`), next to `profiles.toml`.
 pub const MSAL_CACHES_FILE: &str = "msal_caches.json";
-pub const MAX_CLIPBOARD_CLEAR_SECS: u64 = 3600;
-
-impl Settings {
-    pub fn validate(&self) -> AppResult<()> {
-        if self.clipboard_clear_secs > MAX_CLIPBOARD_CLEAR_SECS {
-            return Err(AppError::Invalid(format!(
-                "The clipboard can be cleared after at most {MAX_CLIPBOARD_CLEAR_SECS} seconds (0 turns clearing off)."
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// Why an account needs an interactive sign-in (from its last silent attempt).
 #[derive(Debug, Clone)]
@@ -59,11 +32,6 @@ pub struct NeedsSignIn {
     pub message: String,
     /// The provider's claims challenge (JSON), if it sent one.
     pub claims: Option<String>,
-}
-
-/// Lock a std mutex, ignoring poisoning (a panicked holder left plain data behind).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An MSAL cache file opened as a second engine (sharing the profiles and HTTP client),
@@ -141,13 +109,9 @@ pub struct AppState {
     caches: RwLock<Vec<OpenedCache>>,
     caches_file: Option<PathBuf>,
     settings_file: Option<PathBuf>,
-    pub(crate) settings: Mutex<Settings>,
-    pub(crate) sign_in: Mutex<Option<PendingSignIn>>,
-    pub(crate) device: Mutex<Option<DeviceSession>>,
-    pub(crate) clipboard: Mutex<ClipboardMark>,
+    settings: Mutex<Settings>,
     /// Account id → why the last silent attempt needed interaction.
     needs_sign_in: Mutex<HashMap<String, NeedsSignIn>>,
-    next_id: AtomicU64,
 }
 
 impl AppState {
@@ -199,21 +163,13 @@ impl AppState {
             caches_file,
             settings_file,
             settings: Mutex::new(settings),
-            sign_in: Mutex::new(None),
-            device: Mutex::new(None),
-            clipboard: Mutex::new(ClipboardMark::default()),
             needs_sign_in: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
         }
     }
 
     /// Open Tessera's home (`TESSERA_HOME`, else the XDG folders).
     pub fn open_default() -> Self {
         Self::new(Tessera::open(None))
-    }
-
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn now(&self) -> i64 {
@@ -292,18 +248,6 @@ impl AppState {
                     .unwrap_or_else(|| "That MSAL cache could not be opened.".into()),
             )
         })
-    }
-
-    /// The store `source` names.
-    async fn store_of(&self, source: &str) -> Option<Arc<dyn TokenStore>> {
-        if source == TESSERA_SOURCE {
-            let guard = self.tessera.read().await;
-            return guard.as_ref().ok().map(|t| Arc::clone(t.store()));
-        }
-        let caches = self.caches.read().await;
-        Self::cache_engine(&caches, source)
-            .ok()
-            .map(|t| Arc::clone(t.store()))
     }
 
     /// The opened MSAL caches.
@@ -426,15 +370,12 @@ impl AppState {
             })
             .collect();
         let body = serde_json::to_vec_pretty(&views).map_err(|e| AppError::Store(e.to_string()))?;
-        let tmp = file.with_extension("json.tmp");
-        std::fs::write(&tmp, body)
-            .and_then(|()| std::fs::rename(&tmp, file))
-            .map_err(|e| {
-                AppError::Store(format!(
-                    "Cannot save the list of MSAL caches to {}: {e}",
-                    file.display()
-                ))
-            })
+        replace_file(file, &body).map(drop).map_err(|e| {
+            AppError::Store(format!(
+                "Cannot save the list of MSAL caches to {}: {e}",
+                file.display()
+            ))
+        })
     }
 
     /// Give the opened MSAL caches the current profiles (after an edit).
@@ -506,15 +447,12 @@ impl AppState {
         if let Some(file) = &self.settings_file {
             let body =
                 serde_json::to_vec_pretty(&settings).map_err(|e| AppError::Store(e.to_string()))?;
-            let tmp = file.with_extension("json.tmp");
-            std::fs::write(&tmp, body)
-                .and_then(|()| std::fs::rename(&tmp, file))
-                .map_err(|e| {
-                    AppError::Store(format!(
-                        "Cannot save the settings to {}: {e}",
-                        file.display()
-                    ))
-                })?;
+            replace_file(file, &body).map_err(|e| {
+                AppError::Store(format!(
+                    "Cannot save the settings to {}: {e}",
+                    file.display()
+                ))
+            })?;
         }
         *lock(&self.settings) = settings.clone();
         Ok(settings)
@@ -541,7 +479,8 @@ impl AppState {
     }
 
     /// What the store says about `account`'s token for the profile's default scopes
-    /// (no network except, once per profile, Entra instance discovery).
+    /// (the engine answers from its indexes: no secret is opened, and no network request
+    /// is made except, once per profile, Entra instance discovery).
     pub async fn token_state(
         &self,
         source: &str,
@@ -558,34 +497,11 @@ impl AppState {
         let needs_sign_in = lock(&self.needs_sign_in)
             .get(&id)
             .map(|n| n.message.clone());
-        let envs = app.aliases().await;
-        let wanted =
-            ScopeSet::from_iter(profile.scopes.iter().map(String::as_str)).without_reserved();
-        let Some(store) = self.store_of(source).await else {
-            return TokenStateView {
-                needs_sign_in,
-                ..Default::default()
-            };
-        };
-        let q = CredentialQuery {
-            home_account_id: &account.home_account_id,
-            environments: &envs,
-            client_id: &app.config().client_id,
-            realm: None,
-        };
-        let expires_on = store.access_tokens(&q).ok().and_then(|ats| {
-            ats.into_iter()
-                .filter(|at| target_covers(&at.target, &wanted))
-                .map(|at| at.expires_on)
-                .max()
-        });
-        let has_refresh_token = store
-            .refresh_tokens(&q, Some("1"))
-            .map(|rts| !rts.is_empty())
-            .unwrap_or(false);
+        let wanted = ScopeSet::from_iter(profile.scopes.iter().map(String::as_str));
+        let known = app.token_state(account, &wanted).await.unwrap_or_default();
         TokenStateView {
-            expires_on,
-            has_refresh_token,
+            expires_on: known.expires_on,
+            has_refresh_token: known.has_refresh_token,
             needs_sign_in,
         }
     }

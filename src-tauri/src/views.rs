@@ -14,6 +14,8 @@ use tessera_core::keystore::{StoreInfo, StoreProtection};
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::ScopeSet;
 
+use crate::error::{AppError, AppResult};
+
 /// The [`AccountRef::source`] of Tessera's own store.
 pub const TESSERA_SOURCE: &str = "tessera";
 
@@ -281,8 +283,7 @@ impl TokenView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CopyView {
     pub account: AccountView,
-    /// `raw` or `header`.
-    pub format: String,
+    pub format: CopyFormat,
     pub expires_on: UnixTime,
     /// 0 when the clipboard is not cleared automatically.
     pub clear_after_secs: u64,
@@ -291,8 +292,7 @@ pub struct CopyView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProfileView {
     pub name: String,
-    /// `entra` or `oidc`.
-    pub kind: String,
+    pub kind: ProfileKind,
     /// The authority or issuer URL.
     pub authority: String,
     pub client_id: String,
@@ -308,7 +308,11 @@ impl From<&Profile> for ProfileView {
     fn from(p: &Profile) -> Self {
         ProfileView {
             name: p.name.clone(),
-            kind: p.kind().to_string(),
+            kind: if p.kind() == "oidc" {
+                ProfileKind::Oidc
+            } else {
+                ProfileKind::Entra
+            },
             authority: p.target().to_string(),
             client_id: p.client_id.clone(),
             redirect_uri: p.redirect_uri.clone(),
@@ -324,9 +328,8 @@ impl From<&Profile> for ProfileView {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProfileInput {
     pub name: String,
-    /// `entra` (default) or `oidc`.
     #[serde(default)]
-    pub kind: Option<String>,
+    pub kind: ProfileKind,
     pub authority: String,
     pub client_id: String,
     #[serde(default)]
@@ -361,8 +364,7 @@ pub struct DeviceCodeView {
 /// Payload of the `signin:finished` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignInOutcome {
-    /// `added`, `cancelled` or `failed`.
-    pub status: &'static str,
+    pub status: SignInStatus,
     pub account: Option<AccountView>,
     pub message: Option<String>,
 }
@@ -370,8 +372,7 @@ pub struct SignInOutcome {
 /// Payload of the `signin:progress` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignInProgress {
-    /// `opened`, `page`, `finishing`.
-    pub stage: &'static str,
+    pub stage: SignInStage,
     pub message: String,
 }
 
@@ -445,8 +446,98 @@ pub struct MsalCacheView {
     pub error: Option<String>,
 }
 
+// ------------------------------------------------------------------ names shared with ui/js/ipc.js
+// (`tests/ipc_names.rs` checks that the page uses the same ones.)
+
 pub const EVENT_SIGNIN_FINISHED: &str = "signin:finished";
 pub const EVENT_SIGNIN_PROGRESS: &str = "signin:progress";
 pub const EVENT_SIGNIN_ORIGIN: &str = "signin:origin";
 pub const EVENT_CLIPBOARD_CLEARED: &str = "clipboard:cleared";
 pub const EVENT_ACCOUNTS_CHANGED: &str = "accounts:changed";
+
+/// What `copy_token` puts on the clipboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyFormat {
+    /// The access token alone.
+    Raw,
+    /// An `Authorization: Bearer ...` header line.
+    Header,
+}
+
+/// How a sign-in ended (`signin:finished`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInStatus {
+    Added,
+    Cancelled,
+    Failed,
+}
+
+/// Where a sign-in is (`signin:progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInStage {
+    /// The sign-in window or the browser was opened.
+    Opened,
+    /// The sign-in window finished loading a page.
+    Page,
+    /// The code is being redeemed.
+    Finishing,
+}
+
+/// A profile's kind: an Entra(-like) authority or a generic OpenID Connect issuer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileKind {
+    #[default]
+    Entra,
+    Oidc,
+}
+
+// ------------------------------------------------------------------ settings
+
+/// User settings of the desktop app (`app-settings.json` next to `profiles.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Clear the clipboard this long after copying a token, if it still holds it (0: never).
+    pub clipboard_clear_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            clipboard_clear_secs: 30,
+        }
+    }
+}
+
+pub const MAX_CLIPBOARD_CLEAR_SECS: u64 = 3600;
+
+impl Settings {
+    pub fn validate(&self) -> AppResult<()> {
+        if self.clipboard_clear_secs > MAX_CLIPBOARD_CLEAR_SECS {
+            return Err(AppError::Invalid(format!(
+                "The clipboard can be cleared after at most {MAX_CLIPBOARD_CLEAR_SECS} seconds (0 turns clearing off)."
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The settings and where Tessera keeps its files.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub home: Option<String>,
+}
+
+/// The opened MSAL caches, and the file the "open" dialog proposes.
+#[derive(Debug, Clone, Serialize)]
+pub struct MsalCachesView {
+    /// Azure CLI's cache file (`~/.azure/msal_token_cache.json`), the dialog's default.
+    pub default_path: Option<String>,
+    pub caches: Vec<MsalCacheView>,
+}

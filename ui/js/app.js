@@ -1,7 +1,7 @@
 // Tessera's main window: account list, selected account's token, sign-in and sign-out.
 // All work happens in Rust (src-tauri/src/commands.rs); this file only shows results.
 
-import { invoke, listen, errorMessage } from "./ipc.js";
+import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE } from "./ipc.js";
 import { $, el, nowSecs, tokenState } from "./util.js";
 import { renderToken } from "./token.js";
 import { confirmDialog, openMsalCacheDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
@@ -23,7 +23,7 @@ const state = {
 // ---------------------------------------------------------------- toasts
 
 let toastTimer = null;
-export function toast(message, { error = false, ms = 4000 } = {}) {
+function toast(message, { error = false, ms = 4000 } = {}) {
   const t = $("toast");
   t.textContent = message;
   t.classList.toggle("error", error);
@@ -47,7 +47,7 @@ function visibleAccounts() {
   );
 }
 
-export async function refreshAccounts({ select } = {}) {
+async function refreshAccounts({ select } = {}) {
   try {
     state.caches = (await invoke("list_msal_caches")).caches;
   } catch (e) {
@@ -91,7 +91,7 @@ function renderList() {
       el("span", { class: "acc-provider" }, `${a.provider} · tenant ${a.tenant_id}`),
     );
     li.addEventListener("click", () => select(a.id));
-    li.addEventListener("dblclick", () => copy("raw"));
+    li.addEventListener("dblclick", () => copy(COPY_FORMAT.raw));
     return li;
   };
   // Tessera's own accounts first, then each opened MSAL cache under a header of its own.
@@ -237,7 +237,7 @@ async function copy(format) {
   if (!a) return;
   try {
     const r = await invoke("copy_token", { account: accountRef(a), scopes: currentScopes(), format });
-    const what = format === "header" ? "Authorization header" : "Access token";
+    const what = format === COPY_FORMAT.header ? "Authorization header" : "Access token";
     const clear = r.clear_after_secs > 0 ? ` The clipboard will be cleared in ${r.clear_after_secs} s.` : "";
     toast(`${what} copied for ${a.username}.${clear}`, { ms: 5000 });
     a.token = r.account.token;
@@ -290,10 +290,10 @@ function onSignInProgress(p) {
   setSignInBanner(p.message);
   // How many pages the sign-in window has shown (sign-in page, consent, ...).
   const banner = $("signin-banner");
-  if (p.stage === "page") banner.dataset.pages = String(Number(banner.dataset.pages ?? 0) + 1);
+  if (p.stage === SIGNIN_STAGE.page) banner.dataset.pages = String(Number(banner.dataset.pages ?? 0) + 1);
 }
 
-export async function startSignIn({ profile, method, account = null, scopes = null }) {
+async function startSignIn({ profile, method, account = null, scopes = null }) {
   if (method === "device-code") {
     try {
       const flow = await invoke("start_device_code", { profile, scopes });
@@ -322,11 +322,11 @@ async function onSignInFinished(p) {
   state.signIn = null;
   setSignInBanner(null);
   if (wasDevice) closeDeviceDialog();
-  if (p.status === "added") {
+  if (p.status === SIGNIN_STATUS.added) {
     state.scopesEdited = false;
     await refreshAccounts({ select: p.account?.id });
     toast(`Signed in as ${p.account?.username ?? "the new account"}.`);
-  } else if (p.status === "cancelled") {
+  } else if (p.status === SIGNIN_STATUS.cancelled) {
     toast("Sign-in cancelled.");
     if (wasDevice) setDeviceStatus("Sign-in cancelled.");
   } else {
@@ -402,7 +402,7 @@ async function signOutAll() {
 
 // ---------------------------------------------------------------- profiles
 
-export async function refreshProfiles() {
+async function refreshProfiles() {
   try {
     state.profiles = await invoke("list_profiles");
   } catch (e) {
@@ -425,8 +425,8 @@ function wire() {
   $("open-msal-cache").addEventListener("click", openMsalCache);
   $("sign-out-all").addEventListener("click", signOutAll);
   $("sign-out").addEventListener("click", signOut);
-  $("copy-token").addEventListener("click", () => copy("raw"));
-  $("copy-header").addEventListener("click", () => copy("header"));
+  $("copy-token").addEventListener("click", () => copy(COPY_FORMAT.raw));
+  $("copy-header").addEventListener("click", () => copy(COPY_FORMAT.header));
   $("sign-in-again").addEventListener("click", signInAgain);
   $("signin-banner-cancel").addEventListener("click", () => invoke("cancel_sign_in").catch(() => {}));
   $("scope-form").addEventListener("submit", (ev) => {
@@ -451,7 +451,7 @@ function wire() {
     else if (ev.key === "ArrowUp") moveSelection(-1);
     else if (ev.key === "Home") moveSelection(-Infinity);
     else if (ev.key === "End") moveSelection(Infinity);
-    else if (ev.key === "Enter") copy("raw");
+    else if (ev.key === "Enter") copy(COPY_FORMAT.raw);
     else return;
     ev.preventDefault();
   });
@@ -466,7 +466,7 @@ function wire() {
     if (ev.key === "ArrowDown" || ev.key === "Enter") {
       ev.preventDefault();
       list.focus();
-      if (ev.key === "Enter") copy("raw");
+      if (ev.key === "Enter") copy(COPY_FORMAT.raw);
     } else if (ev.key === "Escape") {
       filter.value = "";
       state.filter = "";
@@ -525,11 +525,11 @@ function showStoreProtection(info) {
 async function main() {
   wire();
   await Promise.all([
-    listen("signin:finished", onSignInFinished),
-    listen("signin:progress", onSignInProgress),
-    listen("signin:origin", onSignInOrigin),
-    listen("clipboard:cleared", () => toast("Clipboard cleared.")),
-    listen("accounts:changed", () => refreshAccounts()),
+    listen(EVENT.signInFinished, onSignInFinished),
+    listen(EVENT.signInProgress, onSignInProgress),
+    listen(EVENT.signInOrigin, onSignInOrigin),
+    listen(EVENT.clipboardCleared, () => toast("Clipboard cleared.")),
+    listen(EVENT.accountsChanged, () => refreshAccounts()),
   ]);
   try {
     showStoreProtection(await invoke("app_info"));

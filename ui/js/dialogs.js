@@ -1,7 +1,7 @@
 // In-page modal dialogs (<dialog>): confirmations, add account, device code, profiles,
 // settings. `window.confirm` is not used: it can be blocked in a webview.
 
-import { invoke, errorMessage } from "./ipc.js";
+import { invoke, errorMessage, PROFILE_KIND } from "./ipc.js";
 import { $, el } from "./util.js";
 
 /** Resolves with the `value` of the button that closed `dialog` ("" for Escape). */
@@ -222,7 +222,7 @@ async function editProfile(p, existing = Boolean(p)) {
   $("pf-redirect").value = p?.redirect_uri ?? "";
   $("pf-scopes").value = (p?.default_scopes ?? []).join(" ");
   $("pf-signin").value = p?.sign_in ?? "embedded";
-  $("pf-kind").value = p?.kind ?? "entra";
+  $("pf-kind").value = p?.kind ?? PROFILE_KIND.entra;
   showError($("pf-error"), null);
   const d = $("profile-edit-dialog");
   const result = run(d, {

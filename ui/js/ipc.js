@@ -1,38 +1,46 @@
-// The only module that talks to Tauri. It uses `window.__TAURI_INTERNALS__`, which Tauri
-// injects into every webview, instead of `@tauri-apps/api`: without a bundler that package
-// would have to be vendored (or exposed globally with `withGlobalTauri`), and Tessera needs
-// only two of its functions. The protocol used here is the one `@tauri-apps/api/core`
-// `invoke` and `@tauri-apps/api/event` `listen` speak (Tauri 2).
+// The only module that talks to Tauri, through its public API (`@tauri-apps/api`, vendored
+// as ES modules in ui/vendor/tauri-api at the version of the `tauri` crate; a Rust test
+// checks the two agree). It also holds every name the page shares with Rust: commands,
+// events and the values of the enums they carry. `src-tauri/tests/ipc_names.rs` checks
+// each against its Rust definition (`src-tauri/src/views.rs`).
 //
 // Commands reject with `{ kind, message, reason? }` (see src-tauri/src/error.rs).
 
-const internals = () => {
-  const t = window.__TAURI_INTERNALS__;
-  if (!t) throw new Error("Tessera's window must be opened by the Tessera app.");
-  return t;
-};
+import { invoke as tauriInvoke } from "../vendor/tauri-api/core.js";
+import { listen as tauriListen } from "../vendor/tauri-api/event.js";
+
+/** The app's events (`EVENT_*` in views.rs). */
+export const EVENT = Object.freeze({
+  signInFinished: "signin:finished",
+  signInProgress: "signin:progress",
+  signInOrigin: "signin:origin",
+  clipboardCleared: "clipboard:cleared",
+  accountsChanged: "accounts:changed",
+});
+
+/** `copy_token`'s `format` (`CopyFormat`). */
+export const COPY_FORMAT = Object.freeze({ raw: "raw", header: "header" });
+
+/** `signin:finished`'s `status` (`SignInStatus`). */
+export const SIGNIN_STATUS = Object.freeze({ added: "added", cancelled: "cancelled", failed: "failed" });
+
+/** `signin:progress`'s `stage` (`SignInStage`). */
+export const SIGNIN_STAGE = Object.freeze({ opened: "opened", page: "page", finishing: "finishing" });
+
+/** A profile's `kind` (`ProfileKind`). */
+export const PROFILE_KIND = Object.freeze({ entra: "entra", oidc: "oidc" });
 
 /** Call one of Tessera's commands. Argument names are snake_case. */
 export function invoke(command, args = {}) {
-  return internals().invoke(command, args);
+  return tauriInvoke(command, args);
 }
 
 /**
  * Listen to an app event. `handler` gets the payload. Returns a function that stops
  * listening.
  */
-export async function listen(event, handler) {
-  const t = internals();
-  const callback = t.transformCallback((message) => handler(message.payload));
-  const eventId = await t.invoke("plugin:event|listen", {
-    event,
-    target: { kind: "Any" },
-    handler: callback,
-  });
-  return async () => {
-    window.__TAURI_EVENT_PLUGIN_INTERNALS__?.unregisterListener(event, eventId);
-    await t.invoke("plugin:event|unlisten", { event, eventId });
-  };
+export function listen(event, handler) {
+  return tauriListen(event, (message) => handler(message.payload));
 }
 
 /** The message of a rejected command (or of any thrown value). */

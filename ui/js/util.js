@@ -24,7 +24,7 @@ export const nowSecs = () => Math.floor(Date.now() / 1000);
 const pad = (n) => String(n).padStart(2, "0");
 
 /** `14:05` in local time. */
-export function localTime(t) {
+function localTime(t) {
   const d = new Date(t * 1000);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
