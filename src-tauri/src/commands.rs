@@ -6,7 +6,7 @@
 //! `capabilities/main.json`.
 
 use tauri::{AppHandle, Emitter, Manager, Runtime, State};
-use tessera_core::app::SilentOptions;
+use tessera_core::app::{PublicClientApplication, SilentOptions};
 use tessera_core::decode::decode;
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::{resolve, ScopeSet};
@@ -33,6 +33,17 @@ pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
         since_launch_ms = crate::base::since_launch().as_millis() as u64,
         "start-up: the main window's first call"
     );
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    if state.is_opening() {
+        // Answered at once: the window says it waits for the keyring, `store:opened` follows.
+        return Ok(AppInfo {
+            version,
+            opening: true,
+            home: String::new(),
+            store: String::new(),
+            protection: None,
+        });
+    }
     let (home, store, protection) = state
         .with(|t| {
             Ok((
@@ -43,7 +54,8 @@ pub async fn app_info(state: State<'_, AppState>) -> AppResult<AppInfo> {
         })
         .await?;
     Ok(AppInfo {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version,
+        opening: false,
         home,
         store,
         protection,
@@ -237,7 +249,7 @@ async fn acquire(
     let id = account.id();
     match app.acquire_token_silent(&scopes, &acc, &options).await {
         Ok(result) => {
-            state.mark_needs_sign_in(&id, None);
+            state.mark_needs_sign_in(&id, &scopes, None);
             let view = state
                 .account_view_in(&account.source, &profile, &app, &acc)
                 .await;
@@ -249,6 +261,7 @@ async fn acquire(
             if let AppError::InteractionRequired { message, .. } = &e {
                 state.mark_needs_sign_in(
                     &id,
+                    &scopes,
                     Some(NeedsSignIn {
                         message: message.clone(),
                         claims,
@@ -328,13 +341,14 @@ pub async fn sign_in<R: Runtime>(
 ) -> AppResult<SignInStarted> {
     let (profile, pca) = state.profile_app(&profile).await?;
     let mut params = signin::params(&profile, scopes.as_deref(), None)?;
+    reachable(&profile, &pca).await?;
     if let Some(r) = account {
         // An account that is gone (signed out meanwhile) simply signs in anew.
         if let Ok((_, _, acc)) = state.resolve(&r).await {
             params.login_hint = Some(acc.username);
             params.prompt = None;
         }
-        params.claims = state.claims_challenge(&r.id());
+        params.claims = state.claims_challenge(&r.id(), &params.scopes);
     }
     match method.unwrap_or(profile.sign_in) {
         SignInMethod::Embedded => signin::start_embedded(&app, profile, pca, params).await,
@@ -343,6 +357,19 @@ pub async fn sign_in<R: Runtime>(
             "Use start_device_code for the device code sign-in.".into(),
         )),
     }
+}
+
+/// Refuse to start a sign-in when the provider does not answer now (a sign-in window
+/// would show the webview's bare error page).
+async fn reachable(profile: &Profile, pca: &PublicClientApplication) -> AppResult<()> {
+    pca.check_reachable().await.map_err(|e| {
+        AppError::Unreachable(format!(
+            "The identity provider of {} ({}) does not answer: {}. Check that it is running and that you are online, then try again.",
+            profile.name,
+            profile.target(),
+            AppError::from(e).to_string().trim_end_matches('.')
+        ))
+    })
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -360,6 +387,7 @@ pub async fn start_device_code<R: Runtime>(
     scopes: Option<String>,
 ) -> AppResult<DeviceCodeView> {
     let (profile, pca) = state.profile_app(&profile).await?;
+    reachable(&profile, &pca).await?;
     signin::start_device(&app, profile, pca, scopes.as_deref()).await
 }
 
@@ -388,13 +416,13 @@ async fn sign_out_one(state: &AppState, account: &AccountRef) -> AppResult<usize
         let removed = state
             .remove_unmatched(&account.source, &account.home_account_id)
             .await?;
-        state.mark_needs_sign_in(&account.id(), None);
+        state.clear_needs_sign_in(&account.id());
         tracing::info!(source = %account.source, removed, "signed out");
         return Ok(removed);
     }
     let (profile, pca, acc) = state.resolve(account).await?;
     let out = pca.remove_account(&acc).await?;
-    state.mark_needs_sign_in(&account.id(), None);
+    state.clear_needs_sign_in(&account.id());
     tracing::info!(profile = %profile.name, source = %account.source, removed = out.removed, "signed out");
     Ok(out.removed)
 }
@@ -529,6 +557,7 @@ pub async fn close_msal_cache<R: Runtime>(
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {
+    state.wait_opened().await;
     Ok(SettingsView {
         settings: state.settings(),
         home: state.home_description().map(|p| p.display().to_string()),
@@ -540,6 +569,7 @@ pub async fn save_settings(
     state: State<'_, AppState>,
     settings: Settings,
 ) -> AppResult<SettingsView> {
+    state.wait_opened().await;
     let settings = state.save_settings(settings)?;
     Ok(SettingsView {
         settings,

@@ -40,6 +40,13 @@ pub enum AppError {
     /// The desktop environment failed us (window, clipboard, browser).
     #[error("{0}")]
     Desktop(String),
+    /// A browser sign-in was asked for and no web browser was found (the window offers
+    /// the sign-in window or a device code instead).
+    #[error("{0}")]
+    NoBrowser(String),
+    /// The identity provider does not answer (checked before a sign-in starts).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl AppError {
@@ -54,6 +61,8 @@ impl AppError {
             AppError::Busy(_) => "busy",
             AppError::Store(_) => "store",
             AppError::Desktop(_) => "desktop",
+            AppError::NoBrowser(_) => "no_browser",
+            AppError::Unreachable(_) => "unreachable",
         }
     }
 

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use tauri::webview::PageLoadEvent;
-use tauri::{Manager, Runtime};
+use tauri::{Emitter, Manager, Runtime};
 
 mod base;
 pub mod clipboard;
@@ -52,6 +52,14 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let state = handle.state::<AppState>();
+                // The store may wait on the keyring: the window is up meanwhile and says so.
+                if state.open_in_background().await {
+                    tracing::debug!(
+                        since_launch_ms = since_launch().as_millis() as u64,
+                        "start-up: token store opened"
+                    );
+                    let _ = handle.emit_to("main", views::EVENT_STORE_OPENED, ());
+                }
                 if let Ok(data_dir) = state.with(|t| Ok(t.paths().data_dir.clone())).await {
                     let _ = tauri::async_runtime::spawn_blocking(move || {
                         signin::forget_legacy_web_data(&data_dir)
@@ -194,10 +202,6 @@ pub fn run() {
     webkit_without_dmabuf_renderer_by_default();
     init_logging();
     let state = AppState::open_default();
-    tracing::debug!(
-        since_launch_ms = since_launch().as_millis() as u64,
-        "start-up: engine opened"
-    );
     // The single-instance plugin goes first, so that a second launch hands over to the
     // first (which comes to the front) before anything else starts.
     let single =

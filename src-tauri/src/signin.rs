@@ -137,7 +137,7 @@ async fn report<R: Runtime>(
     let outcome = match result {
         Ok(r) => {
             let id = AccountRef::tessera(profile, &r.account.home_account_id).id();
-            state.mark_needs_sign_in(&id, None);
+            state.clear_needs_sign_in(&id);
             let view = match state.with(|t| Ok(t.profile(profile)?.clone())).await {
                 Ok(p) => Some(state.account_view(&p, pca, &r.account).await),
                 Err(_) => None,
@@ -561,7 +561,7 @@ pub async fn start_browser<R: Runtime>(
         Err(e) => {
             clear_slot(&state, id);
             return Err(match e {
-                OpenError::NoBrowser => AppError::Desktop(
+                OpenError::NoBrowser => AppError::NoBrowser(
                     "No web browser was found: sign in with the Tessera sign-in window or a device code instead."
                         .into(),
                 ),

@@ -103,20 +103,17 @@ fn open_cache_engine(main: &Tessera, path: &std::path::Path) -> AppResult<Tesser
     ))
 }
 
-pub struct AppState {
-    tessera: RwLock<Result<Tessera, String>>,
-    /// The opened MSAL cache files, in the order they were opened.
-    caches: RwLock<Vec<OpenedCache>>,
-    caches_file: Option<PathBuf>,
+/// What opening Tessera's home gives: the engine (or why it failed), the remembered MSAL
+/// caches, the settings and where they are kept. Made off the main thread: opening the
+/// store may wait on the keyring.
+pub struct Opened {
+    tessera: Result<Tessera, String>,
+    caches: Vec<OpenedCache>,
+    settings: Settings,
     settings_file: Option<PathBuf>,
-    settings: Mutex<Settings>,
-    /// Account id → why the last silent attempt needed interaction.
-    needs_sign_in: Mutex<HashMap<String, NeedsSignIn>>,
 }
 
-impl AppState {
-    /// Wrap an opened engine (or the reason it could not be opened: the window still
-    /// starts and says why).
+impl Opened {
     pub fn new(tessera: tessera_core::Result<Tessera>) -> Self {
         let (tessera, settings_file) = match tessera {
             Ok(t) => {
@@ -125,12 +122,7 @@ impl AppState {
             }
             Err(e) => (Err(format!("Tessera could not open its data: {e}")), None),
         };
-        let caches_file = settings_file
-            .as_deref()
-            .and_then(|f| f.parent())
-            .map(|d| d.join(MSAL_CACHES_FILE));
-        let remembered: Vec<MsalCacheView> = caches_file
-            .as_deref()
+        let remembered: Vec<MsalCacheView> = caches_file_of(settings_file.as_deref())
             .and_then(|f| std::fs::read(f).ok())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
@@ -157,19 +149,143 @@ impl AppState {
             .and_then(|bytes| serde_json::from_slice::<Settings>(&bytes).ok())
             .filter(|s| s.validate().is_ok())
             .unwrap_or_default();
-        AppState {
-            tessera: RwLock::new(tessera),
-            caches: RwLock::new(caches),
-            caches_file,
+        Opened {
+            tessera,
+            caches,
+            settings,
             settings_file,
-            settings: Mutex::new(settings),
+        }
+    }
+}
+
+/// The key of an account's "needs sign-in" for a scope set: the account's id, a newline,
+/// then the scopes (without OpenID Connect's), lower-cased and sorted.
+fn needs_key(id: &str, scopes: &ScopeSet) -> String {
+    let mut s: Vec<String> = scopes
+        .without_reserved()
+        .iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    s.sort();
+    format!("{id}\n{}", s.join(" "))
+}
+
+/// A profile's default scopes (what the account list's token state is about).
+pub fn default_scopes(profile: &Profile) -> ScopeSet {
+    tessera_core::scopes::resolve_for_sign_in(&profile.name, &profile.scopes, None)
+        .unwrap_or_default()
+}
+
+/// `msal_caches.json`, next to the settings file.
+fn caches_file_of(settings_file: Option<&std::path::Path>) -> Option<PathBuf> {
+    settings_file
+        .and_then(|f| f.parent())
+        .map(|d| d.join(MSAL_CACHES_FILE))
+}
+
+type Opener = Box<dyn FnOnce() -> tessera_core::Result<Tessera> + Send>;
+
+pub struct AppState {
+    tessera: RwLock<Result<Tessera, String>>,
+    /// The opened MSAL cache files, in the order they were opened.
+    caches: RwLock<Vec<OpenedCache>>,
+    settings_file: std::sync::OnceLock<PathBuf>,
+    settings: Mutex<Settings>,
+    /// Account id → why the last silent attempt needed interaction.
+    needs_sign_in: Mutex<HashMap<String, NeedsSignIn>>,
+    /// False until the home is opened; what needs the engine waits for it.
+    opened: tokio::sync::watch::Sender<bool>,
+    /// How to open the home, until [`Self::open_in_background`] runs it.
+    opener: Mutex<Option<Opener>>,
+}
+
+impl AppState {
+    /// Wrap an opened engine (or the reason it could not be opened: the window still
+    /// starts and says why).
+    pub fn new(tessera: tessera_core::Result<Tessera>) -> Self {
+        let state = Self::empty(None);
+        let opened = Opened::new(tessera);
+        {
+            // Nothing else can hold the locks of a state being made.
+            let mut t = state
+                .tessera
+                .try_write()
+                .expect("a new state's lock is free");
+            let mut c = state
+                .caches
+                .try_write()
+                .expect("a new state's lock is free");
+            state.install(opened, &mut t, &mut c);
+        }
+        state
+    }
+
+    /// A state whose home `open` opens later, off the main thread
+    /// ([`Self::open_in_background`]): the window shows at once, even when the keyring
+    /// makes the store wait.
+    pub fn opening_with(
+        open: impl FnOnce() -> tessera_core::Result<Tessera> + Send + 'static,
+    ) -> Self {
+        Self::empty(Some(Box::new(open)))
+    }
+
+    /// Tessera's home (`TESSERA_HOME`, else the XDG folders), opened in the background.
+    pub fn open_default() -> Self {
+        Self::opening_with(|| Tessera::open(None))
+    }
+
+    fn empty(opener: Option<Opener>) -> Self {
+        AppState {
+            tessera: RwLock::new(Err("Tessera is still opening its token store.".into())),
+            caches: RwLock::new(Vec::new()),
+            settings_file: std::sync::OnceLock::new(),
+            settings: Mutex::new(Settings::default()),
             needs_sign_in: Mutex::new(HashMap::new()),
+            opened: tokio::sync::watch::Sender::new(false),
+            opener: Mutex::new(opener),
         }
     }
 
-    /// Open Tessera's home (`TESSERA_HOME`, else the XDG folders).
-    pub fn open_default() -> Self {
-        Self::new(Tessera::open(None))
+    /// Put what opening gave in place (the locks are given, held) and wake what waits.
+    fn install(
+        &self,
+        opened: Opened,
+        tessera: &mut Result<Tessera, String>,
+        caches: &mut Vec<OpenedCache>,
+    ) {
+        if let Some(f) = opened.settings_file {
+            let _ = self.settings_file.set(f);
+        }
+        *lock(&self.settings) = opened.settings;
+        *caches = opened.caches;
+        *tessera = opened.tessera;
+        self.opened.send_replace(true);
+    }
+
+    /// Open the home with the opener given to [`Self::opening_with`], on a blocking
+    /// thread. Returns whether it did (false: already open).
+    pub async fn open_in_background(&self) -> bool {
+        let Some(open) = lock(&self.opener).take() else {
+            return false;
+        };
+        let opened = tauri::async_runtime::spawn_blocking(move || Opened::new(open()))
+            .await
+            .unwrap_or_else(|e| Opened::new(Err(tessera_core::Error::Config(e.to_string()))));
+        let mut t = self.tessera.write().await;
+        let mut c = self.caches.write().await;
+        self.install(opened, &mut t, &mut c);
+        true
+    }
+
+    /// Whether the home is still being opened (the store waits on the keyring).
+    pub fn is_opening(&self) -> bool {
+        !*self.opened.borrow()
+    }
+
+    /// Wait until the home is opened (or failed to open).
+    pub async fn wait_opened(&self) {
+        let mut rx = self.opened.subscribe();
+        let _ = rx.wait_for(|o| *o).await;
     }
 
     pub fn now(&self) -> i64 {
@@ -178,6 +294,7 @@ impl AppState {
 
     /// Run `f` with the engine.
     pub async fn with<T>(&self, f: impl FnOnce(&Tessera) -> AppResult<T>) -> AppResult<T> {
+        self.wait_opened().await;
         let guard = self.tessera.read().await;
         match &*guard {
             Ok(t) => f(t),
@@ -187,6 +304,7 @@ impl AppState {
 
     /// Run `f` with the engine, mutably (profile edits).
     pub async fn with_mut<T>(&self, f: impl FnOnce(&mut Tessera) -> AppResult<T>) -> AppResult<T> {
+        self.wait_opened().await;
         let mut guard = self.tessera.write().await;
         match &mut *guard {
             Ok(t) => f(t),
@@ -198,6 +316,7 @@ impl AppState {
     pub async fn read(
         &self,
     ) -> AppResult<tokio::sync::RwLockReadGuard<'_, Result<Tessera, String>>> {
+        self.wait_opened().await;
         let guard = self.tessera.read().await;
         if let Err(e) = &*guard {
             return Err(AppError::Store(e.clone()));
@@ -252,6 +371,7 @@ impl AppState {
 
     /// The opened MSAL caches.
     pub async fn msal_caches(&self) -> Vec<MsalCacheView> {
+        self.wait_opened().await;
         self.caches
             .read()
             .await
@@ -263,6 +383,7 @@ impl AppState {
     /// The accounts of each opened MSAL cache, per profile (as `Tessera::accounts`), and
     /// those no profile matches (listed all the same).
     pub async fn cache_accounts(&self) -> Vec<CacheAccounts> {
+        self.wait_opened().await;
         let caches = self.caches.read().await;
         let mut out = Vec::with_capacity(caches.len());
         for c in caches.iter() {
@@ -347,6 +468,7 @@ impl AppState {
 
     /// Close (forget) an opened MSAL cache; its file is left as it is.
     pub async fn close_cache(&self, id: &str) -> AppResult<()> {
+        self.wait_opened().await;
         let mut caches = self.caches.write().await;
         let before = caches.len();
         caches.retain(|c| c.view.id != id);
@@ -359,7 +481,7 @@ impl AppState {
     }
 
     fn save_caches(&self, caches: &[OpenedCache]) -> AppResult<()> {
-        let Some(file) = &self.caches_file else {
+        let Some(file) = caches_file_of(self.settings_file.get().map(PathBuf::as_path)) else {
             return Ok(());
         };
         let views: Vec<MsalCacheView> = caches
@@ -370,7 +492,7 @@ impl AppState {
             })
             .collect();
         let body = serde_json::to_vec_pretty(&views).map_err(|e| AppError::Store(e.to_string()))?;
-        replace_file(file, &body).map(drop).map_err(|e| {
+        replace_file(&file, &body).map(drop).map_err(|e| {
             AppError::Store(format!(
                 "Cannot save the list of MSAL caches to {}: {e}",
                 file.display()
@@ -438,13 +560,13 @@ impl AppState {
 
     pub fn home_description(&self) -> Option<PathBuf> {
         self.settings_file
-            .as_ref()
+            .get()
             .and_then(|f| f.parent().map(PathBuf::from))
     }
 
     pub fn save_settings(&self, settings: Settings) -> AppResult<Settings> {
         settings.validate()?;
-        if let Some(file) = &self.settings_file {
+        if let Some(file) = self.settings_file.get() {
             let body =
                 serde_json::to_vec_pretty(&settings).map_err(|e| AppError::Store(e.to_string()))?;
             replace_file(file, &body).map_err(|e| {
@@ -458,23 +580,33 @@ impl AppState {
         Ok(settings)
     }
 
-    pub fn mark_needs_sign_in(&self, id: &str, reason: Option<NeedsSignIn>) {
+    /// Remember (or, with `None`, forget) that a silent token for `scopes` of account `id`
+    /// needs an interactive sign-in. Kept per scope set: a scope that needs consent does
+    /// not mark the account's default token.
+    pub fn mark_needs_sign_in(&self, id: &str, scopes: &ScopeSet, reason: Option<NeedsSignIn>) {
+        let key = needs_key(id, scopes);
         let mut map = lock(&self.needs_sign_in);
         match reason {
             Some(r) => {
-                map.insert(id.to_string(), r);
+                map.insert(key, r);
             }
             None => {
-                map.remove(id);
+                map.remove(&key);
             }
         }
     }
 
-    /// The claims challenge the provider sent with the account's last "interaction
-    /// required", to pass on to the interactive sign-in.
-    pub fn claims_challenge(&self, id: &str) -> Option<String> {
+    /// Forget every scope set's "needs sign-in" of account `id` (it signed in or out).
+    pub fn clear_needs_sign_in(&self, id: &str) {
+        let prefix = needs_key(id, &ScopeSet::default());
+        lock(&self.needs_sign_in).retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// The claims challenge the provider sent with the last "interaction required" of
+    /// `scopes` for account `id`, to pass on to the interactive sign-in.
+    pub fn claims_challenge(&self, id: &str, scopes: &ScopeSet) -> Option<String> {
         lock(&self.needs_sign_in)
-            .get(id)
+            .get(&needs_key(id, scopes))
             .and_then(|n| n.claims.clone())
     }
 
@@ -494,10 +626,10 @@ impl AppState {
             home_account_id: account.home_account_id.clone(),
         }
         .id();
+        let wanted = default_scopes(profile);
         let needs_sign_in = lock(&self.needs_sign_in)
-            .get(&id)
+            .get(&needs_key(&id, &wanted))
             .map(|n| n.message.clone());
-        let wanted = ScopeSet::from_iter(profile.scopes.iter().map(String::as_str));
         let known = app.token_state(account, &wanted).await.unwrap_or_default();
         TokenStateView {
             expires_on: known.expires_on,

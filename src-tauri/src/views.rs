@@ -396,6 +396,9 @@ pub struct SignOutView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppInfo {
     pub version: String,
+    /// True while the token store is being opened (waiting on the keyring): the other
+    /// fields are empty then, and `store:opened` follows.
+    pub opening: bool,
     pub home: String,
     pub store: String,
     /// How the store keeps its secrets (`None` when unknown: a store handed in whole).
@@ -454,6 +457,8 @@ pub const EVENT_SIGNIN_PROGRESS: &str = "signin:progress";
 pub const EVENT_SIGNIN_ORIGIN: &str = "signin:origin";
 pub const EVENT_CLIPBOARD_CLEARED: &str = "clipboard:cleared";
 pub const EVENT_ACCOUNTS_CHANGED: &str = "accounts:changed";
+/// The token store is open (or failed to open) after start-up.
+pub const EVENT_STORE_OPENED: &str = "store:opened";
 
 /// What `copy_token` puts on the clipboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -299,7 +299,20 @@ fn other_scopes_need_interaction_when_the_provider_requires_it() {
         "the provider's description is shown: {message}"
     );
     let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
-    assert_eq!(list[0]["token"]["needs_sign_in"], message);
+    assert_eq!(
+        list[0]["token"]["needs_sign_in"],
+        Value::Null,
+        "only Mail.Read needs a sign-in: the account's default token is still valid"
+    );
+    // The default scopes, refreshed by force, are refused too: now the list marks it.
+    let err = invoke(
+        &h.main,
+        "token_view",
+        json!({ "account": alice, "force_refresh": true }),
+    )
+    .unwrap_err();
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    assert_eq!(list[0]["token"]["needs_sign_in"], err["message"]);
     // The cached token for the default scopes still serves, and clears the mark.
     h.sandbox.set_faults(Faults::default());
     invoke(&h.main, "token_view", json!({ "account": alice })).unwrap();
@@ -1123,4 +1136,48 @@ fn a_profile_on_a_host_claiming_microsofts_cloud_gets_no_account_and_no_secret()
     for row in &victim_rows {
         assert_eq!(row["profile"], "Microsoft", "{list}");
     }
+}
+
+#[test]
+fn the_window_answers_while_the_store_waits_on_the_keyring() {
+    let home = tempfile::tempdir().unwrap();
+    let sandbox = block_on(tessera_sandbox_idp::start(SandboxConfig::default())).unwrap();
+    let t = tessera(home.path(), &sandbox);
+    // The store "waits on the keyring" until the test lets it go.
+    let (release, keyring) = std::sync::mpsc::channel::<()>();
+    let state = AppState::opening_with(move || {
+        keyring.recv().ok();
+        Ok(t)
+    });
+    let (app, main) = mock_app(state);
+
+    let info = invoke(&main, "app_info", json!({})).unwrap();
+    assert_eq!(info["opening"], true, "app_info answers at once: {info}");
+    let waiting = main.clone();
+    let listing = std::thread::spawn(move || invoke(&waiting, "list_profiles", json!({})));
+    let handle = app.handle().clone();
+    let opening =
+        std::thread::spawn(move || block_on(handle.state::<AppState>().open_in_background()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !listing.is_finished(),
+        "a command that needs the store waits for it"
+    );
+    release.send(()).unwrap();
+    assert!(
+        opening.join().unwrap(),
+        "the store was opened in the background"
+    );
+    let profiles = listing.join().unwrap().unwrap();
+    assert!(
+        profiles
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Sandbox"),
+        "{profiles}"
+    );
+    let info = invoke(&main, "app_info", json!({})).unwrap();
+    assert_eq!(info["opening"], false, "{info}");
+    assert!(!info["store"].as_str().unwrap().is_empty(), "{info}");
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tessera_lib::views::{
     CopyFormat, ProfileKind, SignInStage, SignInStatus, EVENT_ACCOUNTS_CHANGED,
     EVENT_CLIPBOARD_CLEARED, EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
+    EVENT_STORE_OPENED,
 };
 
 fn read(rel: &str) -> String {
@@ -160,6 +161,7 @@ fn the_page_uses_the_event_names_and_enum_values_rust_defines() {
         EVENT_SIGNIN_ORIGIN,
         EVENT_CLIPBOARD_CLEARED,
         EVENT_ACCOUNTS_CHANGED,
+        EVENT_STORE_OPENED,
     ];
     assert_eq!(js_values("EVENT"), set(events.map(String::from)));
 

@@ -547,6 +547,41 @@ async fn desktop_journey() {
     assert_eq!(account_count(&s).await, 2);
     marks.push(("bob signed in", started.elapsed()));
 
+    // 7a. No browser on the machine ($TESSERA_BROWSER names a program that is gone): the
+    // main window says so and offers the sign-in window or a device code instead.
+    let browser = std::env::var("TESSERA_E2E_BROWSER_LINK").expect("run.sh sets it");
+    let target = std::fs::read_link(&browser).expect("the browser link");
+    std::fs::remove_file(&browser).expect("remove the browser");
+    s.click("#add-account").await.step("Add account");
+    s.click(r#"#add-form input[name="method"][value="browser"]"#)
+        .await
+        .step("choose the system browser");
+    s.click("#add-go").await.step("Continue");
+    let problem = s
+        .wait_text("#signin-problem-text", "No web browser was found")
+        .await
+        .step("the window says no browser was found");
+    assert!(!problem.contains("os error"), "{problem}");
+    assert!(s.visible("#signin-problem-embedded").await.unwrap());
+    assert!(s.visible("#signin-problem-device").await.unwrap());
+    shot(&e, "16-no-browser.png").await;
+    s.click("#signin-problem-embedded")
+        .await
+        .step("Use the sign-in window");
+    desktop::wait_window(SIGNIN_PAGE)
+        .await
+        .step("the sign-in window opens instead");
+    s.wait_hidden("#signin-problem")
+        .await
+        .step("the problem is gone");
+    s.click("#signin-banner-cancel")
+        .await
+        .step("Cancel sign-in");
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the window is gone");
+    std::os::unix::fs::symlink(&target, &browser).expect("the browser is back");
+
     // 7b. In the system browser ($TESSERA_BROWSER: a scripted browser signing in as
     // carol) with the loopback redirect.
     s.click("#add-account").await.step("Add account");
@@ -659,9 +694,12 @@ async fn desktop_journey() {
         reason.starts_with("Sign-in needed") && reason.contains("AADSTS50076"),
         "{reason}"
     );
-    s.wait_text(&bob, "Needs sign-in")
-        .await
-        .step("the list marks bob");
+    // Only Mail.Read needs it: bob's default token is still valid, and the list says so.
+    let listed = s.text(&bob).await.unwrap();
+    assert!(
+        listed.contains("Valid until") && !listed.contains("Needs sign-in"),
+        "{listed}"
+    );
     shot(&e, "08-needs-sign-in.png").await;
     s.click("#sign-in-again").await.step("Sign in again");
     desktop::wait_window(SIGNIN_PAGE)
@@ -682,6 +720,21 @@ async fn desktop_journey() {
         .await
         .step("the window is gone");
     set_faults(&e, None).await;
+    // Sign in again for Mail.Read, through the consent page: the panel keeps the scope the
+    // user asked for and shows its token.
+    s.click("#sign-in-again").await.step("Sign in again");
+    sign_in_through_window(&s, &e, "bob@contoso.example", true, true, None).await;
+    s.wait_text("#toast", "Signed in as bob@contoso.example")
+        .await
+        .step("signed in again");
+    s.wait_text("#t-scp", "Mail.Read")
+        .await
+        .step("the panel shows the Mail.Read token");
+    let scopes = s
+        .script("return document.getElementById('scopes').value", json!([]))
+        .await
+        .unwrap();
+    assert_eq!(scopes, "Mail.Read", "the scope asked for is kept");
     s.click("#scopes-reset").await.step("Default scopes");
     s.wait_text(
         r#"#t-claims tr[data-claim="preferred_username"]"#,
@@ -690,6 +743,76 @@ async fn desktop_journey() {
     .await
     .step("bob's token again");
     marks.push(("interaction required handled", started.elapsed()));
+
+    // 9b. The provider fails (a 503 with Retry-After, an HTML page, malformed JSON):
+    // "Refresh now" keeps the cached token shown and says, beside it, what went wrong.
+    for (faults, says) in [
+        (
+            json!({ "http_status": 503, "retry_after_secs": 30 }),
+            "retry after 30 s",
+        ),
+        (json!({ "html_error_page": true }), "HTML page"),
+        (json!({ "malformed_json": true }), "JSON"),
+    ] {
+        set_faults(&e, Some(faults)).await;
+        s.click("#token-refresh").await.step("Refresh now");
+        let error = s
+            .wait_text("#token-error", says)
+            .await
+            .step("the error says what the provider said");
+        assert!(error.contains("still the cached one"), "{error}");
+        assert!(
+            s.visible("#t-claims").await.unwrap(),
+            "the token stays shown under {says}"
+        );
+        s.wait_text(
+            r#"#t-claims tr[data-claim="preferred_username"]"#,
+            "bob@contoso.example",
+        )
+        .await
+        .step("bob's claims stay");
+        if says == "retry after 30 s" {
+            shot(&e, "15-provider-error-beside-token.png").await;
+        }
+    }
+    set_faults(&e, None).await;
+    s.click("#token-refresh")
+        .await
+        .step("Refresh now, provider back");
+    s.wait_text("#toast", "New access token for bob@contoso.example")
+        .await
+        .step("refreshed");
+    s.wait_hidden("#token-error")
+        .await
+        .step("the error is gone");
+    marks.push(("provider errors beside the token", started.elapsed()));
+
+    // 9c. The provider is down: "Add account" says so in the main window instead of
+    // opening the sign-in window on an error page, and "Try again" goes on once it is back.
+    set_faults(&e, Some(json!({ "unavailable": true }))).await;
+    s.click("#add-account").await.step("Add account");
+    s.click("#add-go").await.step("Continue");
+    s.wait_text("#signin-problem-text", "does not answer")
+        .await
+        .step("the main window says the provider does not answer");
+    assert!(s.visible("#signin-problem-retry").await.unwrap());
+    assert!(
+        desktop::windows(SIGNIN_TITLE).is_empty(),
+        "no sign-in window on an error page"
+    );
+    shot(&e, "17-provider-down.png").await;
+    set_faults(&e, None).await;
+    s.click("#signin-problem-retry").await.step("Try again");
+    desktop::wait_window(SIGNIN_PAGE)
+        .await
+        .step("the sign-in window opens once the provider answers");
+    s.click("#signin-banner-cancel")
+        .await
+        .step("Cancel sign-in");
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the window is gone");
+    marks.push(("provider down reported", started.elapsed()));
 
     // 10. Quit (closing the main window) with a token on the clipboard, 30 s before its
     // clearing: the app clears it as it exits. (Under Xvfb the selection would go with its
@@ -713,10 +836,37 @@ async fn desktop_journey() {
         "the app cleared the clipboard as it quit"
     );
 
-    // Relaunch: the remaining accounts are still there.
-    let s = Session::start(&e.driver, &e.app)
-        .await
-        .step("relaunch the app");
+    // Relaunch while the keyring does not answer (its daemon stopped, as a keyring prompt
+    // nobody answers or a hung session would leave it): the window shows at once and says
+    // it waits; once the keyring answers, the accounts appear.
+    let keyring = std::env::var("TESSERA_E2E_KEYRING_PID").expect("run.sh sets it");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &keyring])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {keyring}");
+    };
+    signal("-STOP");
+    let relaunch = Instant::now();
+    let s = Session::start(&e.driver, &e.app).await;
+    let waiting = match &s {
+        Ok(s) => s
+            .wait_text("#loading-text", "Waiting for the keyring")
+            .await
+            .map(|_| relaunch.elapsed()),
+        Err(e) => Err(e.clone()),
+    };
+    if waiting.is_ok() {
+        shot(&e, "14-waiting-for-keyring.png").await;
+    }
+    signal("-CONT");
+    let s = s.step("relaunch the app while the keyring does not answer");
+    let waiting = waiting.step("the window says it waits for the keyring");
+    assert!(
+        waiting < Duration::from_secs(10),
+        "the window took {waiting:?} (D-Bus gives up after 25 s)"
+    );
     for user in [&bob, &carol, &account_item("dave@outlook.example")] {
         s.wait_visible(user)
             .await

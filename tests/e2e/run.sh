@@ -139,6 +139,7 @@ cleanup_inside() {
   fi
   stop_driver
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -CONT "${pids[$i]}" 2>/dev/null || true # (a keyring the suite stopped)
     kill "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
@@ -157,6 +158,8 @@ unset XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME
 # An unlocked Secret Service.
 printf pw | HOME="$APP_HOME" gnome-keyring-daemon --foreground --unlock --components=secrets >"$WORK/keyring.log" 2>&1 &
 pids+=($!)
+# The suite stops and continues it (a keyring that does not answer).
+export TESSERA_E2E_KEYRING_PID=$!
 
 # The sandbox identity provider on a free port.
 "$ROOT/target/debug/tessera-sandbox-idp" --port 0 >"$WORK/sandbox.out" 2>"$WORK/sandbox.log" &
@@ -168,7 +171,10 @@ say "sandbox at $TESSERA_SANDBOX_URL"
 
 # The "system browser" of the browser sign-in: signs in as carol through the sandbox's
 # pages and delivers the redirect to the app's loopback listener.
-export TESSERA_BROWSER="$ROOT/target/debug/scripted-browser --provider sandbox --login carol@fabrikam.example"
+# (Through a link the suite removes for a while: a machine without a browser.)
+ln -s "$ROOT/target/debug/scripted-browser" "$WORK/browser"
+export TESSERA_E2E_BROWSER_LINK="$WORK/browser"
+export TESSERA_BROWSER="$WORK/browser --provider sandbox --login carol@fabrikam.example"
 
 # tauri-driver (it starts WebKitWebDriver on the native port, which starts the app with this
 # environment). The app logs at trace level: the suites check that no secret reaches that

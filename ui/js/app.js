@@ -18,6 +18,7 @@ const state = {
   scopesEdited: false,
   signIn: null, // { kind: "embedded" | "browser" | "device", profile }
   panelAccount: null, // whose token the panel shows
+  panelScopes: null, // for which scopes (null: the profile's default ones)
 };
 
 // ---------------------------------------------------------------- toasts
@@ -193,14 +194,20 @@ async function loadToken({ forceRefresh = false } = {}) {
     if (request !== state.tokenRequest) return false;
     renderToken(view);
     state.panelAccount = a.id;
+    state.panelScopes = currentScopes();
     a.token = view.account.token;
     renderList();
     return true;
   } catch (e) {
     if (request !== state.tokenRequest) return false;
-    renderToken(null);
-    state.panelAccount = null;
-    showTokenError(a, e);
+    // An error must not hide what still works: a token of this account already shown (for
+    // the same scopes) stays, with the error beside it. A new sign-in need replaces it.
+    const keep = state.panelAccount === a.id && state.panelScopes === currentScopes() && e?.kind !== "interaction_required";
+    if (!keep) {
+      renderToken(null);
+      state.panelAccount = null;
+    }
+    showTokenError(a, e, { kept: keep });
     return false;
   } finally {
     clearTimeout(slow);
@@ -211,7 +218,15 @@ async function loadToken({ forceRefresh = false } = {}) {
   }
 }
 
-function showTokenError(account, e) {
+/// Whether `scopes` (the scope field's value, null when empty) are the account's default
+/// scopes: the list's token state is about those.
+function isDefaultScopes(account, scopes) {
+  const norm = (list) => [...new Set(list.map((x) => x.toLowerCase()))].sort().join(" ");
+  const defaults = profileOf(account.profile)?.default_scopes ?? [];
+  return scopes === null || norm(scopes.split(/\s+/)) === norm(defaults);
+}
+
+function showTokenError(account, e, { kept = false } = {}) {
   if (e && e.kind === "interaction_required") {
     // An MSAL cache's account signs in again with the application that uses the file
     // (a sign-in here would add it to Tessera's own store).
@@ -221,11 +236,15 @@ function showTokenError(account, e) {
       : e.message;
     $("sign-in-again").hidden = Boolean(cache);
     $("needs-signin").hidden = false;
-    account.token = { ...(account.token ?? {}), needs_sign_in: e.message };
-    renderList();
+    // Only the scopes asked for need it: the list marks the account when its default
+    // token does.
+    if (isDefaultScopes(account, currentScopes())) {
+      account.token = { ...(account.token ?? {}), needs_sign_in: e.message };
+      renderList();
+    }
   } else {
     const t = $("token-error");
-    t.textContent = errorMessage(e);
+    t.textContent = kept ? `${errorMessage(e)} The token shown is still the cached one.` : errorMessage(e);
     t.hidden = false;
   }
 }
@@ -293,37 +312,65 @@ function onSignInProgress(p) {
   if (p.stage === SIGNIN_STAGE.page) banner.dataset.pages = String(Number(banner.dataset.pages ?? 0) + 1);
 }
 
-async function startSignIn({ profile, method, account = null, scopes = null }) {
+async function startSignIn(request) {
+  const { profile, method, account = null, scopes = null, keepScopes = null } = request;
+  showSignInProblem(null);
   if (method === "device-code") {
     try {
       const flow = await invoke("start_device_code", { profile, scopes });
-      state.signIn = { kind: "device", profile };
+      state.signIn = { kind: "device", profile, keepScopes };
       openDeviceDialog(flow, async () => {
         await invoke("cancel_device_code").catch(() => {});
       });
     } catch (e) {
-      toast(`Could not start the device code sign-in: ${errorMessage(e)}`, { error: true, ms: 9000 });
+      showSignInProblem(e, request, "Could not start the device code sign-in");
     }
     return;
   }
-  state.signIn = { kind: method, profile };
+  state.signIn = { kind: method, profile, keepScopes };
   setSignInBanner(null);
   try {
     const started = await invoke("sign_in", { profile, method, account, scopes });
     if (state.signIn && $("signin-banner").hidden) setSignInBanner(started.message);
   } catch (e) {
     state.signIn = null;
-    toast(`Could not start the sign-in: ${errorMessage(e)}`, { error: true, ms: 9000 });
+    showSignInProblem(e, request, "Could not start the sign-in");
   }
+}
+
+// Why a sign-in could not start, in the main window, with what the user can do next: try
+// again (the provider did not answer), or another way to sign in (no browser was found).
+let problemRequest = null;
+function showSignInProblem(e, request = null, what = "") {
+  const box = $("signin-problem");
+  problemRequest = e ? request : null;
+  if (!e) {
+    box.hidden = true;
+    return;
+  }
+  $("signin-problem-text").textContent = `${what}: ${errorMessage(e)}`;
+  const noBrowser = e?.kind === "no_browser";
+  $("signin-problem-retry").hidden = noBrowser;
+  $("signin-problem-embedded").hidden = !noBrowser;
+  $("signin-problem-device").hidden = !noBrowser;
+  box.hidden = false;
+  (noBrowser ? $("signin-problem-embedded") : $("signin-problem-retry")).focus();
+}
+
+function retrySignIn(method) {
+  const request = problemRequest;
+  showSignInProblem(null);
+  if (request) startSignIn(method ? { ...request, method } : request);
 }
 
 async function onSignInFinished(p) {
   const wasDevice = state.signIn?.kind === "device";
+  const keepScopes = state.signIn?.keepScopes ?? null;
   state.signIn = null;
   setSignInBanner(null);
   if (wasDevice) closeDeviceDialog();
   if (p.status === SIGNIN_STATUS.added) {
-    state.scopesEdited = false;
+    state.scopesEdited = keepScopes !== null;
     await refreshAccounts({ select: p.account?.id });
     toast(`Signed in as ${p.account?.username ?? "the new account"}.`);
   } else if (p.status === SIGNIN_STATUS.cancelled) {
@@ -339,7 +386,8 @@ function signInAgain() {
   if (!a) return;
   const profile = profileOf(a.profile);
   const method = profile?.sign_in ?? "embedded";
-  startSignIn({ profile: a.profile, method, account: accountRef(a), scopes: currentScopes() });
+  // The panel keeps the scopes asked for once the sign-in is done.
+  startSignIn({ profile: a.profile, method, account: accountRef(a), scopes: currentScopes(), keepScopes: currentScopes() });
 }
 
 // ---------------------------------------------------------------- sign-out
@@ -429,6 +477,10 @@ function wire() {
   $("copy-header").addEventListener("click", () => copy(COPY_FORMAT.header));
   $("sign-in-again").addEventListener("click", signInAgain);
   $("signin-banner-cancel").addEventListener("click", () => invoke("cancel_sign_in").catch(() => {}));
+  $("signin-problem-retry").addEventListener("click", () => retrySignIn(null));
+  $("signin-problem-embedded").addEventListener("click", () => retrySignIn("embedded"));
+  $("signin-problem-device").addEventListener("click", () => retrySignIn("device-code"));
+  $("signin-problem-close").addEventListener("click", () => showSignInProblem(null));
   $("scope-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.scopesEdited = true;
@@ -531,8 +583,18 @@ async function main() {
     listen(EVENT.clipboardCleared, () => toast("Clipboard cleared.")),
     listen(EVENT.accountsChanged, () => refreshAccounts()),
   ]);
+  // The store opens in the background (it may wait on the keyring): the window says so.
+  let storeOpened;
+  const opened = new Promise((resolve) => (storeOpened = resolve));
+  await listen(EVENT.storeOpened, () => storeOpened());
   try {
-    showStoreProtection(await invoke("app_info"));
+    let info = await invoke("app_info");
+    if (info.opening) {
+      $("loading-text").textContent = "Waiting for the keyring to unlock the token store…";
+      await opened;
+      info = await invoke("app_info");
+    }
+    showStoreProtection(info);
   } catch (e) {
     // The engine could not open the home (store, keyring, profiles.toml): say why.
     $("loading").hidden = true;

@@ -16,6 +16,7 @@ export const EVENT = Object.freeze({
   signInOrigin: "signin:origin",
   clipboardCleared: "clipboard:cleared",
   accountsChanged: "accounts:changed",
+  storeOpened: "store:opened",
 });
 
 /** `copy_token`'s `format` (`CopyFormat`). */

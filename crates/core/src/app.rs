@@ -168,6 +168,8 @@ pub struct PublicClientApplication {
 /// How long instance discovery at Microsoft may take before the host is used alone
 /// (offline, a dropped connection must not delay every command by the HTTP timeout).
 const INSTANCE_DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long [`PublicClientApplication::check_reachable`] waits for the provider.
+pub const REACHABILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The grant a token response came from (MSAL's `account_source`).
 const GRANT_AUTH_CODE: &str = "authorization_code";
@@ -217,6 +219,25 @@ impl PublicClientApplication {
             })
             .await
             .cloned()
+    }
+
+    /// Whether the provider answers now: its discovery document is fetched afresh (the
+    /// cached metadata may be from before it went down), within
+    /// [`REACHABILITY_TIMEOUT`]. Run before a sign-in window is opened on its pages, so
+    /// that an unreachable provider is reported in words, not by a browser's error page.
+    pub async fn check_reachable(&self) -> Result<()> {
+        let request = discovery::discovery_request(self.authority());
+        let response = tokio::time::timeout(REACHABILITY_TIMEOUT, self.deps.http.execute(request))
+            .await
+            .map_err(|_| {
+                crate::http::TransportError(format!(
+                    "no answer from {} within {} s",
+                    self.authority().environment(),
+                    REACHABILITY_TIMEOUT.as_secs()
+                ))
+            })??;
+        discovery::process_discovery_response(self.authority(), &response)?;
+        Ok(())
     }
 
     /// The hosts that count as this authority's cloud ([`authority::aliases_of`]: the

@@ -222,6 +222,9 @@ impl Browser {
         match opener {
             Opener::None => Ok(Browser::default()),
             Opener::Command(cmd) => {
+                if program_missing(cmd) {
+                    return Err(OpenError::NoBrowser);
+                }
                 let mut command = shell_command(cmd, url.as_str());
                 // The browser's output must not mix with ours (the CLI prints tokens).
                 command
@@ -272,6 +275,24 @@ impl Browser {
             }
         }
     }
+}
+
+/// Whether the program a `$TESSERA_BROWSER` command line starts with is missing: a path
+/// that is not there, or a name found in no folder of `PATH`. (The shell would only say
+/// so by exiting 127 once the sign-in has begun.) A first word the shell would read
+/// otherwise (a variable, an assignment, quotes) is left to the shell.
+fn program_missing(cmd: &str) -> bool {
+    let Some(first) = cmd.split_whitespace().next() else {
+        return true;
+    };
+    if first.contains(['$', '=', '\'', '"', '`', '(', ';', '|', '&', '<', '>']) {
+        return false;
+    }
+    if first.contains('/') {
+        return !std::path::Path::new(first).exists();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    !std::env::split_paths(&path).any(|dir| dir.join(first).is_file())
 }
 
 #[cfg(unix)]
@@ -699,14 +720,22 @@ mod tests {
         assert!(matches!(r, Err(Interrupted::BrowserExited(_))), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         failing.close().await;
-        let mut missing = Browser::open(
+        // A program that is not there is "no browser" at once, before any wait.
+        let missing = Browser::open(
             &Opener::Command("/nonexistent/tessera-test-browser".into()),
+            &url,
+        )
+        .await;
+        assert!(matches!(missing, Err(OpenError::NoBrowser)), "{missing:?}");
+        // One the shell cannot find (a script's own name not on PATH) still ends the wait.
+        let mut not_found = Browser::open(
+            &Opener::Command("sh -c 'exec /nonexistent/tessera-test-browser'".into()),
             &url,
         )
         .await
         .unwrap();
         let r = l
-            .wait(&s, &mut missing, &CancellationToken::new(), LONG)
+            .wait(&s, &mut not_found, &CancellationToken::new(), LONG)
             .await;
         let Err(Interrupted::BrowserExited(why)) = r else {
             panic!("{r:?}")
@@ -730,4 +759,15 @@ mod tests {
             "cannot open the web browser: xdg-open failed"
         );
     }
+
+    #[test]
+    fn a_browser_command_whose_program_is_missing_means_no_browser() {
+        assert!(program_missing("/nonexistent/browser --login x"));
+        assert!(program_missing("no-such-browser-anywhere %s"));
+        assert!(program_missing("   "));
+        assert!(!program_missing("sh -c true"));
+        assert!(!program_missing("/bin/sh"));
+        assert!(!program_missing("$BROWSER"), "left to the shell");
+    }
+
 }

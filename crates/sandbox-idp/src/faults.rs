@@ -13,6 +13,9 @@ use std::sync::Mutex;
 pub struct Faults {
     /// Delay every response (except `/_sandbox/faults`) by this many milliseconds.
     pub latency_ms: u64,
+    /// The provider is down: every endpoint but `/_sandbox/*` answers 503 with a plain
+    /// text body, as a load balancer with no backend does.
+    pub unavailable: bool,
     /// The token endpoint answers with this status (e.g. 500 or 503), a `Retry-After` header
     /// and a short Entra-style JSON body.
     pub http_status: Option<u16>,

@@ -45,7 +45,7 @@ pub use jwt::decode_unverified;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use state::AppState;
@@ -265,17 +265,27 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Applies `latency_ms` (not to `/_sandbox/faults`, so tests can always reset quickly) and logs
+/// Applies `latency_ms` (not to `/_sandbox/faults`, so tests can always reset quickly) and
+/// `unavailable` (not to `/_sandbox/*`), and logs
 /// each request's method, path (never the query, which may carry codes) and status.
 async fn latency_and_log(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let latency = st.faults().latency_ms;
-    if latency > 0 && path != "/_sandbox/faults" {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+    let faults = st.faults();
+    if faults.latency_ms > 0 && path != "/_sandbox/faults" {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let resp = next.run(req).await;
+    let resp = if faults.unavailable && !path.starts_with("/_sandbox/") {
+        tracing::warn!("fault: unavailable");
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy upstream",
+        )
+            .into_response()
+    } else {
+        next.run(req).await
+    };
     tracing::debug!(
         %method,
         %path,

@@ -109,6 +109,7 @@ async fn main() {
         extra_claims: None,
         ipc_probe_page: false,
         hostile_navigation_page: false,
+        unavailable: false,
     };
     let family_client_ids = if a.family_client_ids.is_empty() {
         DEFAULT_FAMILY_CLIENT_IDS
