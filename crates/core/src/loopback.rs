@@ -769,5 +769,4 @@ mod tests {
         assert!(!program_missing("/bin/sh"));
         assert!(!program_missing("$BROWSER"), "left to the shell");
     }
-
 }
