@@ -18,6 +18,8 @@ fn tessera_commands() -> &'static [&'static str] {
         "list_accounts",
         "token_view",
         "copy_token",
+        "tool_lines",
+        "copy_tool_line",
         "sign_in",
         "cancel_sign_in",
         "start_device_code",

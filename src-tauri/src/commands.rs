@@ -18,7 +18,8 @@ use crate::state::{azure_cli_cache_path, AppState, NeedsSignIn};
 use crate::views::{
     AccountRef, AccountView, AppInfo, CopyFormat, CopyView, DeviceCodeView, MsalCacheView,
     MsalCachesView, ProfileInput, ProfileKind, ProfileView, Settings, SettingsView, SignInStarted,
-    SignOutView, StoreProtectionView, TokenView, EVENT_ACCOUNTS_CHANGED, TESSERA_SOURCE,
+    SignOutView, StoreProtectionView, TokenView, ToolKind, ToolLinesView, EVENT_ACCOUNTS_CHANGED,
+    TESSERA_SOURCE,
 };
 
 /// The scopes of a token request: those typed, else the profile's
@@ -321,6 +322,78 @@ pub async fn copy_token<R: Runtime>(
         expires_on: result.expires_on,
         clear_after_secs,
     })
+}
+
+// ------------------------------------------------------------------ use with tools
+
+/// `tessera-cli` beside the app's own executable (an install, a build folder), else the
+/// one on `PATH`.
+fn cli_program() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("tessera-cli")))
+        .filter(|cli| cli.is_file())
+        .map(|cli| cli.display().to_string())
+        .unwrap_or_else(|| "tessera-cli".to_string())
+}
+
+async fn lines_for(
+    state: &AppState,
+    account: &AccountRef,
+    scopes: Option<&str>,
+) -> AppResult<tessera_core::tools::ToolLines> {
+    if account.source != TESSERA_SOURCE {
+        return Err(AppError::Invalid(
+            "Tools get their tokens from Tessera's own store: sign this account in with Tessera to use it with them.".into(),
+        ));
+    }
+    let (profile, _, acc) = state.resolve(account).await?;
+    let scopes = token_scopes(&profile, scopes)?;
+    let home = state
+        .with(|t| {
+            let p = t.paths();
+            Ok((p.config_dir == p.data_dir).then(|| p.data_dir.clone()))
+        })
+        .await?;
+    let cli = cli_program();
+    Ok(tessera_core::tools::tool_lines(
+        &tessera_core::tools::ToolTarget {
+            cli: &cli,
+            home: home.as_deref(),
+            profile: &profile.name,
+            account: &acc.username,
+            scopes: &scopes,
+        },
+    ))
+}
+
+/// The "Use with tools" lines for `account` and `scopes` (default: the profile's).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn tool_lines(
+    state: State<'_, AppState>,
+    account: AccountRef,
+    scopes: Option<String>,
+) -> AppResult<ToolLinesView> {
+    Ok(lines_for(&state, &account, scopes.as_deref()).await?.into())
+}
+
+/// Copy one of the "Use with tools" lines (made here again: the page does not choose the
+/// text that reaches the clipboard).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn copy_tool_line<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    account: AccountRef,
+    scopes: Option<String>,
+    tool: ToolKind,
+) -> AppResult<()> {
+    let lines = lines_for(&state, &account, scopes.as_deref()).await?;
+    let line = match tool {
+        ToolKind::Kubectl => lines.kubectl,
+        ToolKind::Git => lines.git,
+        ToolKind::Run => lines.run,
+    };
+    clipboard::copy_plain(&app, &line)
 }
 
 // ------------------------------------------------------------------ sign-in

@@ -77,6 +77,8 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::list_accounts,
             commands::token_view,
             commands::copy_token,
+            commands::tool_lines,
+            commands::copy_tool_line,
             commands::sign_in,
             commands::cancel_sign_in,
             commands::start_device_code,

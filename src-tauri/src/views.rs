@@ -500,6 +500,34 @@ pub enum ProfileKind {
     Oidc,
 }
 
+/// A tool of the "Use with tools" panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolKind {
+    Kubectl,
+    Git,
+    Run,
+}
+
+/// The "Use with tools" panel: the command lines that give kubectl, git and the Azure SDKs
+/// this account's tokens through `tessera-cli` (they hold no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolLinesView {
+    pub kubectl: String,
+    pub git: String,
+    pub run: String,
+}
+
+impl From<tessera_core::tools::ToolLines> for ToolLinesView {
+    fn from(l: tessera_core::tools::ToolLines) -> Self {
+        ToolLinesView {
+            kubectl: l.kubectl,
+            git: l.git,
+            run: l.run,
+        }
+    }
+}
+
 // ------------------------------------------------------------------ settings
 
 /// User settings of the desktop app (`app-settings.json` next to `profiles.toml`).

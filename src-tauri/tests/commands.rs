@@ -1181,3 +1181,38 @@ fn the_window_answers_while_the_store_waits_on_the_keyring() {
     assert_eq!(info["opening"], false, "{info}");
     assert!(!info["store"].as_str().unwrap().is_empty(), "{info}");
 }
+
+#[test]
+fn the_use_with_tools_lines_name_the_account_and_hold_no_secret() {
+    let h = harness(&["alice@contoso.example"]);
+    let list = invoke(&h.main, "list_accounts", json!({})).unwrap();
+    let alice = account_ref(&list, "alice@contoso.example");
+    let lines = invoke(
+        &h.main,
+        "tool_lines",
+        json!({ "account": alice, "scopes": "aks" }),
+    )
+    .unwrap();
+    let home = h.home_path.display().to_string();
+    for tool in ["kubectl", "git", "run"] {
+        let line = lines[tool].as_str().unwrap();
+        assert!(
+            line.contains("--profile Sandbox") && line.contains("alice@contoso.example"),
+            "{tool}: {line}"
+        );
+        assert!(line.contains(&home), "{tool} names the app's home: {line}");
+    }
+    assert!(lines["kubectl"]
+        .as_str()
+        .unwrap()
+        .contains("kubeconfig --account alice@contoso.example --scope 6dae42f8-4368-4678-94ff-3960e28e3630/.default"));
+    let token = raw_access_token(&tessera(&h.home_path, &h.sandbox), "alice@contoso.example");
+    assert!(!lines.to_string().contains(&token));
+    let err = invoke(
+        &h.main,
+        "tool_lines",
+        json!({ "account": alice, "scopes": "<bad>" }),
+    )
+    .unwrap_err();
+    assert_eq!(err["kind"], "invalid", "{err}");
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use regex::Regex;
 use serde::Serialize;
 use tessera_lib::views::{
-    CopyFormat, ProfileKind, SignInStage, SignInStatus, EVENT_ACCOUNTS_CHANGED,
+    CopyFormat, ProfileKind, SignInStage, SignInStatus, ToolKind, EVENT_ACCOUNTS_CHANGED,
     EVENT_CLIPBOARD_CLEARED, EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
     EVENT_STORE_OPENED,
 };
@@ -197,6 +197,12 @@ fn the_page_uses_the_event_names_and_enum_values_rust_defines() {
         ProfileKind::Entra | ProfileKind::Oidc => {}
     }
     assert_eq!(js_values("PROFILE_KIND"), serde_names(&kinds));
+
+    let tools = [ToolKind::Kubectl, ToolKind::Git, ToolKind::Run];
+    match tools[0] {
+        ToolKind::Kubectl | ToolKind::Git | ToolKind::Run => {}
+    }
+    assert_eq!(js_values("TOOL"), serde_names(&tools));
 }
 
 #[test]

@@ -334,6 +334,19 @@ async fn confirm(s: &Session, question: &str) {
 /// A picture of the main window for the docs. Taken from the X server: WebDriver's
 /// screenshot (WebKit's own snapshot) hangs when WebKit runs without its DMA-BUF
 /// renderer, which the app turns off.
+/// The keyboard focus is on the account list (the arrow keys move the selection).
+async fn list_has_focus(s: &Session, when: &str) {
+    s.wait_until(&format!("the list to have the focus {when}"), || async {
+        Ok(
+            s.script("return document.activeElement?.id ?? ''", json!([]))
+                .await?
+                == "accounts",
+        )
+    })
+    .await
+    .step(&format!("the list has the keyboard focus {when}"));
+}
+
 async fn shot(e: &Env, name: &str) {
     // Let the last change be painted.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -546,7 +559,34 @@ async fn desktop_journey() {
     .await
     .step("bob's claims");
     assert_eq!(account_count(&s).await, 2);
+    list_has_focus(&s, "after a sign-in").await;
     marks.push(("bob signed in", started.elapsed()));
+
+    // 7-. "Use with tools": the lines for kubectl, git and tessera-cli run name bob and
+    // his scopes; Copy puts the exact line on the clipboard.
+    s.click("#tools summary").await.step("open Use with tools");
+    let kubectl = s
+        .wait_text(
+            "#tool-kubectl",
+            "kubeconfig --account bob@contoso.example --scope User.Read",
+        )
+        .await
+        .step("the kubectl line");
+    s.wait_text("#tool-git", "git-credential --account bob@contoso.example")
+        .await
+        .step("the git line");
+    s.wait_text("#tool-run", "run --account bob@contoso.example --")
+        .await
+        .step("the run line");
+    shot(&e, "18-use-with-tools.png").await;
+    s.click(r#"#tools button[data-tool="kubectl"]"#)
+        .await
+        .step("copy the kubectl line");
+    s.wait_text("#toast", "The kubectl line for bob@contoso.example copied")
+        .await
+        .step("copied");
+    assert_eq!(desktop::clipboard(), kubectl);
+    s.click("#tools summary").await.step("close Use with tools");
 
     // 7a. No browser on the machine ($TESSERA_BROWSER names a program that is gone): the
     // main window says so and offers the sign-in window or a device code instead.
@@ -671,6 +711,7 @@ async fn desktop_journey() {
     .await
     .step("three accounts left");
     assert!(s.find_all(&alice).await.unwrap().is_empty());
+    list_has_focus(&s, "after a sign-out").await;
     marks.push(("alice signed out", started.elapsed()));
 
     // 9. The provider demands interaction: a token for other scopes needs a new

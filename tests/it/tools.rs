@@ -1307,3 +1307,119 @@ async fn git_clones_and_pushes_with_the_credential_helper() {
 
     m.assert_stderr_clean(&[("access token", &refused[0]), ("access token", &second)]);
 }
+
+/// The app's "Use with tools" panel shows lines made by `tessera_core::tools`: run as
+/// shown (through `sh`), they configure kubectl and git, and start a program with the
+/// managed-identity endpoint, for the account and scopes they name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_use_with_tools_lines_work_as_shown() {
+    use tessera_core::scopes::ScopeSet;
+    use tessera_core::tools::{tool_lines, ToolTarget, RUN_EXAMPLE};
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    device_login_sandbox(&m, &idp, ALICE).await.ok();
+    let work = tempfile::tempdir().unwrap();
+    let cli = cli_bin().display().to_string();
+    let line = |scopes: &str| {
+        tool_lines(&ToolTarget {
+            cli: &cli,
+            home: Some(m.home.path()),
+            profile: "Sandbox",
+            account: ALICE,
+            scopes: &ScopeSet::parse_user_input(scopes),
+        })
+    };
+    let sh = |line: String, env: Vec<(&'static str, String)>| {
+        let m = &m;
+        let dir = work.path().to_path_buf();
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run_tool(m, "sh", &["-c", &line], &dir, &env).await
+        }
+    };
+
+    // kubectl: the line points the current context at the exec plugin.
+    let kubeconfig = work.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: demo\n  cluster: {server: \"https://127.0.0.1:6443\"}\ncontexts:\n- name: demo\n  context: {cluster: demo, user: demo-admin}\ncurrent-context: demo\nusers:\n- name: demo-admin\n  user: {token: placeholder}\n",
+    )
+    .unwrap();
+    let kc = kubeconfig.display().to_string();
+    sh(line("aks").kubectl, vec![("KUBECONFIG", kc.clone())])
+        .await
+        .exit(0);
+    let user = run_tool(
+        &m,
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &kc,
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.users[0].name}",
+        ],
+        work.path(),
+        &[],
+    )
+    .await
+    .exit(0)
+    .stdout
+    .clone();
+    assert_eq!(
+        user,
+        format!("tessera:Sandbox:{ALICE}:{AKS_RESOURCE_ID}/.default")
+    );
+
+    // git: the line makes tessera-cli the helper for Azure DevOps; git then gets a token.
+    let gitconfig = work.path().join("gitconfig").display().to_string();
+    sh(
+        line("azure-devops").git,
+        vec![("GIT_CONFIG_GLOBAL", gitconfig.clone())],
+    )
+    .await
+    .exit(0);
+    let mut fill = tokio::process::Command::new("git");
+    fill.args(["credential", "fill"])
+        .current_dir(work.path())
+        .env("HOME", work.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", &gitconfig)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("TESSERA_HOME")
+        .envs(m.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = fill.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"protocol=https\nhost=dev.azure.com\n\n")
+            .await
+            .unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let password = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap_or_else(|| panic!("no password in {answer}"));
+    assert_eq!(password.split('.').count(), 3, "an access token");
+
+    // run: the line starts the program with the managed-identity endpoint.
+    let run = line("User.Read").run.replace(
+        RUN_EXAMPLE,
+        "sh -c 'test -n \"$IDENTITY_ENDPOINT\" && echo endpoint-set'",
+    );
+    let r = sh(run, vec![]).await.exit(0);
+    assert!(r.stdout.contains("endpoint-set"), "{}", r.stdout);
+}

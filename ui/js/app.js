@@ -1,7 +1,7 @@
 // Tessera's main window: account list, selected account's token, sign-in and sign-out.
 // All work happens in Rust (src-tauri/src/commands.rs); this file only shows results.
 
-import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE } from "./ipc.js";
+import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE, TOOL } from "./ipc.js";
 import { $, el, nowSecs, tokenState } from "./util.js";
 import { renderToken } from "./token.js";
 import { confirmDialog, openMsalCacheDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
@@ -174,9 +174,39 @@ function currentScopes() {
   return s.length ? s : null;
 }
 
+// The "Use with tools" lines for the selected account and the scopes asked for.
+async function loadToolLines() {
+  const a = selected();
+  const panel = $("tools");
+  panel.hidden = !a || (a.source ?? "tessera") !== "tessera";
+  if (panel.hidden) return;
+  try {
+    const lines = await invoke("tool_lines", { account: accountRef(a), scopes: currentScopes() });
+    if (selected() !== a) return;
+    for (const tool of Object.values(TOOL)) $(`tool-${tool}`).textContent = lines[tool];
+    $("tools-error").hidden = true;
+  } catch (e) {
+    for (const tool of Object.values(TOOL)) $(`tool-${tool}`).textContent = "";
+    $("tools-error").textContent = errorMessage(e);
+    $("tools-error").hidden = false;
+  }
+}
+
+async function copyToolLine(tool) {
+  const a = selected();
+  if (!a) return;
+  try {
+    await invoke("copy_tool_line", { account: accountRef(a), scopes: currentScopes(), tool });
+    toast(`The ${tool} line for ${a.username} copied.`);
+  } catch (e) {
+    toast(`Could not copy: ${errorMessage(e)}`, { error: true, ms: 8000 });
+  }
+}
+
 async function loadToken({ forceRefresh = false } = {}) {
   const a = selected();
   if (!a) return;
+  loadToolLines();
   const request = ++state.tokenRequest;
   $("needs-signin").hidden = true;
   $("token-error").hidden = true;
@@ -372,6 +402,7 @@ async function onSignInFinished(p) {
   if (p.status === SIGNIN_STATUS.added) {
     state.scopesEdited = keepScopes !== null;
     await refreshAccounts({ select: p.account?.id });
+    focusList();
     toast(`Signed in as ${p.account?.username ?? "the new account"}.`);
   } else if (p.status === SIGNIN_STATUS.cancelled) {
     toast("Sign-in cancelled.");
@@ -411,6 +442,14 @@ async function signOut() {
     toast(`Could not sign out: ${errorMessage(e)}`, { error: true, ms: 8000 });
   }
   await refreshAccounts();
+  focusList();
+}
+
+/// Keyboard focus back on the account list (after a sign-in or a sign-out), so the arrow
+/// keys move the selection at once.
+function focusList() {
+  const list = $("accounts");
+  if (!list.closest("[hidden]") && !document.querySelector("dialog[open]")) list.focus();
 }
 
 async function openMsalCache() {
@@ -446,6 +485,7 @@ async function signOutAll() {
     toast(`Could not sign out: ${errorMessage(e)}`, { error: true, ms: 8000 });
   }
   await refreshAccounts();
+  focusList();
 }
 
 // ---------------------------------------------------------------- profiles
@@ -477,6 +517,9 @@ function wire() {
   $("copy-header").addEventListener("click", () => copy(COPY_FORMAT.header));
   $("sign-in-again").addEventListener("click", signInAgain);
   $("signin-banner-cancel").addEventListener("click", () => invoke("cancel_sign_in").catch(() => {}));
+  for (const b of document.querySelectorAll("#tools button[data-tool]")) {
+    b.addEventListener("click", () => copyToolLine(b.dataset.tool));
+  }
   $("signin-problem-retry").addEventListener("click", () => retrySignIn(null));
   $("signin-problem-embedded").addEventListener("click", () => retrySignIn("embedded"));
   $("signin-problem-device").addEventListener("click", () => retrySignIn("device-code"));

@@ -28,6 +28,9 @@ export const SIGNIN_STATUS = Object.freeze({ added: "added", cancelled: "cancell
 /** `signin:progress`'s `stage` (`SignInStage`). */
 export const SIGNIN_STAGE = Object.freeze({ opened: "opened", page: "page", finishing: "finishing" });
 
+/** A tool of the "Use with tools" panel (`ToolKind`). */
+export const TOOL = Object.freeze({ kubectl: "kubectl", git: "git", run: "run" });
+
 /** A profile's `kind` (`ProfileKind`). */
 export const PROFILE_KIND = Object.freeze({ entra: "entra", oidc: "oidc" });
 

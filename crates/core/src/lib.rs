@@ -38,5 +38,6 @@ pub mod refresh;
 pub mod scopes;
 pub mod secret;
 pub mod token;
+pub mod tools;
 
 pub use error::{Error, InteractionReason, ProviderError, Result, StoreError};
