@@ -334,6 +334,16 @@ async fn confirm(s: &Session, question: &str) {
 /// A picture of the main window for the docs. Taken from the X server: WebDriver's
 /// screenshot (WebKit's own snapshot) hangs when WebKit runs without its DMA-BUF
 /// renderer, which the app turns off.
+/// Cancel the sign-in in progress from the main window's banner; its window goes.
+async fn cancel_from_banner(s: &Session) {
+    s.click("#signin-banner-cancel")
+        .await
+        .step("Cancel sign-in");
+    desktop::wait_no_window(SIGNIN_TITLE)
+        .await
+        .step("the sign-in window is gone");
+}
+
 /// The keyboard focus is on the account list (the arrow keys move the selection).
 async fn list_has_focus(s: &Session, when: &str) {
     s.wait_until(&format!("the list to have the focus {when}"), || async {
@@ -615,12 +625,7 @@ async fn desktop_journey() {
     s.wait_hidden("#signin-problem")
         .await
         .step("the problem is gone");
-    s.click("#signin-banner-cancel")
-        .await
-        .step("Cancel sign-in");
-    desktop::wait_no_window(SIGNIN_TITLE)
-        .await
-        .step("the window is gone");
+    cancel_from_banner(&s).await;
     std::os::unix::fs::symlink(&target, &browser).expect("the browser is back");
 
     // 7b. In the system browser ($TESSERA_BROWSER: a scripted browser signing in as
@@ -848,12 +853,7 @@ async fn desktop_journey() {
     desktop::wait_window(SIGNIN_PAGE)
         .await
         .step("the sign-in window opens once the provider answers");
-    s.click("#signin-banner-cancel")
-        .await
-        .step("Cancel sign-in");
-    desktop::wait_no_window(SIGNIN_TITLE)
-        .await
-        .step("the window is gone");
+    cancel_from_banner(&s).await;
     marks.push(("provider down reported", started.elapsed()));
 
     // 10. Quit (closing the main window) with a token on the clipboard, 30 s before its

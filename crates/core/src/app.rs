@@ -374,12 +374,7 @@ impl PublicClientApplication {
     pub async fn token_state(&self, account: &Account, scopes: &ScopeSet) -> Result<TokenState> {
         let envs = self.aliases().await;
         let family = self.family_lookup(&envs)?;
-        let q = CredentialQuery {
-            home_account_id: &account.home_account_id,
-            environments: &envs,
-            client_id: &self.config.client_id,
-            realm: None,
-        };
+        let q = self.any_realm_query(account, &envs);
         let store = &self.deps.store;
         Ok(TokenState {
             expires_on: store.access_token_expiry(&q, &scopes.without_reserved())?,
@@ -462,6 +457,20 @@ impl PublicClientApplication {
         }
     }
 
+    /// `account`'s credentials of this client in `envs`, any realm.
+    fn any_realm_query<'q>(
+        &'q self,
+        account: &'q Account,
+        envs: &'q [String],
+    ) -> CredentialQuery<'q> {
+        CredentialQuery {
+            home_account_id: &account.home_account_id,
+            environments: envs,
+            client_id: &self.config.client_id,
+            realm: None,
+        }
+    }
+
     /// Which family to look for: the app's known family, or "1" while unknown (MSAL
     /// tries the family refresh token when it does not know yet).
     fn family_lookup(&self, envs: &[String]) -> Result<Option<String>> {
@@ -481,12 +490,7 @@ impl PublicClientApplication {
     ) -> Result<AuthResult> {
         let envs = self.aliases().await;
         let family = self.family_lookup(&envs)?;
-        let q = CredentialQuery {
-            home_account_id: &account.home_account_id,
-            environments: &envs,
-            client_id: &self.config.client_id,
-            realm: None,
-        };
+        let q = self.any_realm_query(account, &envs);
         let mut candidates = self.deps.store.refresh_tokens(&q, family.as_deref())?;
         // Family tokens first (they may be fresher), then the client's own; each once.
         candidates.sort_by_key(|rt| rt.client_id != self.config.client_id);
