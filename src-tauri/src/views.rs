@@ -77,8 +77,11 @@ pub struct AccountView {
     pub home_account_id: String,
     pub username: String,
     pub name: Option<String>,
-    /// The account's tenant (directory) id.
+    /// The account's own (home) tenant id.
     pub tenant_id: String,
+    /// That tenant for people: the domain of the username, "personal Microsoft account",
+    /// else the id.
+    pub tenant: String,
     /// The provider's host (`login.microsoftonline.com`, `127.0.0.1:8479`).
     pub environment: String,
     /// "Sandbox · 127.0.0.1" style label for the list.
@@ -114,7 +117,8 @@ impl AccountView {
             home_account_id: account.home_account_id.clone(),
             username: account.username.clone(),
             name: account.name.clone().filter(|n| !n.trim().is_empty()),
-            tenant_id: account.realm.clone(),
+            tenant_id: account.home_tenant().to_string(),
+            tenant: account.tenant_label(),
             environment: account.environment.clone(),
             provider: format!("{} · {}", profile.name, account.environment),
             authority_type: account.authority_type.clone(),
@@ -140,7 +144,13 @@ impl AccountView {
             home_account_id: entry.home_account_id.clone(),
             username: entry.username.clone(),
             name: entry.name.clone().filter(|n| !n.trim().is_empty()),
-            tenant_id: entry.realm.clone(),
+            tenant_id: tessera_core::app::home_tenant(&entry.home_account_id, &entry.realm)
+                .to_string(),
+            tenant: tessera_core::app::tenant_label(
+                &entry.home_account_id,
+                &entry.realm,
+                &entry.username,
+            ),
             environment: entry.environment.clone(),
             provider: format!("No matching profile · {}", entry.environment),
             authority_type: entry.authority_type.clone(),

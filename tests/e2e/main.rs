@@ -1016,6 +1016,43 @@ async fn desktop_journey() {
         .step("the new profile is listed");
     let file = std::fs::read_to_string(e.home.join("profiles.toml")).expect("profiles.toml");
     assert!(file.contains("Contoso sandbox"), "{file}");
+    // The Contoso profile lists only the accounts that can use it: bob (Contoso) a second
+    // time, not carol (Fabrikam) nor dave (a personal account).
+    s.click("#profiles-close").await.step("close the profiles");
+    s.wait_until("bob under both profiles", || async {
+        Ok(s.find_all(&bob).await?.len() == 2)
+    })
+    .await
+    .step("bob is listed under the Contoso profile too");
+    assert_eq!(s.find_all(&carol).await.unwrap().len(), 1, "carol once");
+    assert_eq!(
+        s.find_all(&account_item("dave@outlook.example"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "dave once"
+    );
+    s.click("#open-profiles").await.step("Profiles again");
+    s.wait_text("#profiles-body", "Contoso sandbox")
+        .await
+        .step("the profiles list");
+
+    // Cancel closes a form whatever its fields hold, and saves nothing.
+    s.click("#profile-new").await.step("New profile");
+    s.wait_visible("#profile-edit-dialog")
+        .await
+        .step("the profile form");
+    s.type_into("#pf-authority", "not a url")
+        .await
+        .step("an invalid authority, no name");
+    s.click("#pf-cancel").await.step("Cancel");
+    s.wait_hidden("#profile-edit-dialog")
+        .await
+        .step("Cancel closes the form with invalid fields");
+    let file = std::fs::read_to_string(e.home.join("profiles.toml")).expect("profiles.toml");
+    assert!(!file.contains("not a url"), "{file}");
+
     s.click(r#"#profiles-body tr[data-profile="Contoso sandbox"] button:last-of-type"#)
         .await
         .step("remove it");
@@ -1026,6 +1063,32 @@ async fn desktop_journey() {
     .await
     .step("the profile is removed");
     s.click("#profiles-close").await.step("close the profiles");
+    s.wait_until("bob to be listed once again", || async {
+        Ok(s.find_all(&bob).await?.len() == 1)
+    })
+    .await
+    .step("the Contoso profile's accounts leave the list");
+    s.click("#open-settings").await.step("Settings");
+    s.type_into("#set-clear", "99999")
+        .await
+        .step("an out-of-range delay");
+    s.click("#set-cancel").await.step("Cancel");
+    s.wait_hidden("#settings-dialog")
+        .await
+        .step("Cancel closes the settings with an invalid field");
+    s.click("#open-settings").await.step("Settings again");
+    let kept = s
+        .script(
+            "return document.getElementById('set-clear').value",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, "30", "nothing was saved");
+    s.click("#set-cancel").await.step("Cancel");
+    s.wait_hidden("#settings-dialog")
+        .await
+        .step("settings closed");
     marks.push(("profiles", started.elapsed()));
 
     // The main window stays on Tessera's pages, whatever a script tries.

@@ -1212,3 +1212,134 @@ async fn cli_msal_cache_refuses_a_lock_file_that_is_a_link() {
     assert!(run.stderr.contains("Signed out"), "{}", run.stderr);
     assert_eq!(std::fs::read(&victim).unwrap(), victim_bytes);
 }
+
+/// A profile lists an account only when the account can use it: signed in through
+/// `common`, alice (Contoso), carol (Fabrikam) and dave (a personal account) are listed
+/// under a Contoso authority (named by its domain or id) as alice alone, under
+/// `organizations` without dave, under `consumers` as dave alone. Each shows its own
+/// tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_listed_only_under_authorities_they_can_use() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    for login in [ALICE, "carol@fabrikam.example", "dave@outlook.example"] {
+        device_login_sandbox(&m, &idp, login).await.ok();
+    }
+    let all = m.run(&["accounts", "--json"]).await.ok().json();
+    let tenant_of = |login: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["username"] == login)
+            .map(|a| a["tenant"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(tenant_of(ALICE), "contoso.example");
+    assert_eq!(tenant_of("carol@fabrikam.example"), "fabrikam.example");
+    assert_eq!(
+        tenant_of("dave@outlook.example"),
+        "personal Microsoft account"
+    );
+    let human = m.run(&["accounts"]).await.ok().stdout;
+    assert!(
+        human.contains("TENANT") && human.contains("fabrikam.example"),
+        "{human}"
+    );
+
+    let base = idp.base_url().as_str().trim_end_matches('/').to_owned();
+    let listed = |tenant: String| {
+        let m = &m;
+        let authority = format!("{base}/{tenant}");
+        async move {
+            let v = m
+                .run(&[
+                    "--authority",
+                    &authority,
+                    "--client-id",
+                    SANDBOX_CLIENT,
+                    "accounts",
+                    "--json",
+                ])
+                .await
+                .ok()
+                .json();
+            let mut names: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["username"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let contoso = tessera_sandbox_idp::CONTOSO;
+    assert_eq!(listed(contoso.domain.to_string()).await, [ALICE]);
+    assert_eq!(listed(contoso.id.to_string()).await, [ALICE]);
+    assert_eq!(
+        listed("organizations".into()).await,
+        [ALICE, "carol@fabrikam.example"]
+    );
+    assert_eq!(listed("consumers".into()).await, ["dave@outlook.example"]);
+    // Asking for carol's token under Contoso: she is not an account of that authority.
+    let r = m
+        .run(&[
+            "--authority",
+            &format!(
+                "{}/{}",
+                idp.base_url().as_str().trim_end_matches('/'),
+                contoso.domain
+            ),
+            "--client-id",
+            SANDBOX_CLIENT,
+            "token",
+            "--account",
+            "carol@fabrikam.example",
+        ])
+        .await
+        .exit(3);
+    assert!(!r.stderr.contains("expired or revoked"), "{}", r.stderr);
+}
+
+/// The provider fails (503 with Retry-After, an HTML page, malformed JSON): a forced
+/// refresh says what the provider said (and when to retry), and the cached token is
+/// still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_say_what_came_back_and_the_cached_token_still_serves() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    device_login_sandbox(&m, &idp, ALICE).await.ok();
+    let cached = m.run(&["token"]).await.ok().stdout.trim().to_owned();
+    for (faults, says) in [
+        (
+            Faults {
+                http_status: Some(503),
+                retry_after_secs: Some(30),
+                ..Faults::default()
+            },
+            "retry after 30 s",
+        ),
+        (
+            Faults {
+                html_error_page: true,
+                ..Faults::default()
+            },
+            "HTML page",
+        ),
+        (
+            Faults {
+                malformed_json: true,
+                ..Faults::default()
+            },
+            "JSON",
+        ),
+    ] {
+        idp.set_faults(faults);
+        let r = m.run(&["token", "--force-refresh"]).await.exit(4);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+        assert!(!r.stderr.contains("unexpected body"), "{}", r.stderr);
+        let again = m.run(&["token"]).await.ok();
+        assert_eq!(again.stdout.trim(), cached, "the cached token still serves");
+    }
+    idp.set_faults(Faults::default());
+}

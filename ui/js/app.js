@@ -44,7 +44,7 @@ function visibleAccounts() {
   const f = state.filter.trim().toLowerCase();
   if (!f) return state.accounts;
   return state.accounts.filter((a) =>
-    [a.name, a.username, a.profile, a.tenant_id, a.provider, a.group].some((v) => (v ?? "").toLowerCase().includes(f)),
+    [a.name, a.username, a.profile, a.tenant, a.tenant_id, a.provider, a.group].some((v) => (v ?? "").toLowerCase().includes(f)),
   );
 }
 
@@ -89,7 +89,7 @@ function renderList() {
       el("span", { class: "acc-name" }, a.name || a.username),
       el("span", { class: `state ${st.cls}`, title: st.title }, st.text),
       el("span", { class: "acc-user" }, a.username),
-      el("span", { class: "acc-provider" }, `${a.provider} · tenant ${a.tenant_id}`),
+      el("span", { class: "acc-provider", title: `Tenant ${a.tenant_id}` }, `${a.provider} · ${a.tenant}`),
     );
     li.addEventListener("click", () => select(a.id));
     li.addEventListener("dblclick", () => copy(COPY_FORMAT.raw));
@@ -163,7 +163,7 @@ function renderDetail() {
   $("d-name").textContent = a.name || a.username;
   $("d-username").textContent = a.username;
   const cache = a.group ? cacheOf(a.source) : null;
-  $("d-meta").textContent = `${a.provider} · tenant ${a.tenant_id} · ${a.authority_type}${cache ? ` · in ${cache.label} (${cache.path})` : ""}`;
+  $("d-meta").textContent = `${a.provider} · ${a.tenant} (tenant ${a.tenant_id}) · ${a.authority_type}${cache ? ` · in ${cache.label} (${cache.path})` : ""}`;
   const profile = profileOf(a.profile);
   if (!state.scopesEdited) $("scopes").value = (profile?.default_scopes ?? []).join(" ");
   loadToken({});

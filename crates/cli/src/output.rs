@@ -104,12 +104,16 @@ pub fn accounts_table(accounts: &[ProfileAccount]) -> String {
             vec![
                 pa.account.username.clone(),
                 pa.account.name.clone().unwrap_or_default(),
+                pa.account.tenant_label(),
                 pa.profile.clone(),
                 pa.account.home_account_id.clone(),
             ]
         })
         .collect();
-    table(&["USERNAME", "NAME", "PROFILE", "HOME ACCOUNT ID"], &rows)
+    table(
+        &["USERNAME", "NAME", "TENANT", "PROFILE", "HOME ACCOUNT ID"],
+        &rows,
+    )
 }
 
 pub fn accounts_json(accounts: &[ProfileAccount]) -> Value {
@@ -124,6 +128,8 @@ pub fn accounts_json(accounts: &[ProfileAccount]) -> Value {
                     "name": a.name,
                     "environment": a.environment,
                     "realm": a.realm,
+                    "tenant_id": a.home_tenant(),
+                    "tenant": a.tenant_label(),
                     "local_account_id": a.local_account_id,
                     "profile": pa.profile,
                 })

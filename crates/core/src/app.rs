@@ -57,6 +57,51 @@ pub struct Account {
     pub authority_type: String,
 }
 
+impl Account {
+    /// The account's own (home) tenant: the tenant part of an Entra home account id
+    /// (`oid.tid`), else the realm it was cached under (which, signed in through
+    /// `common`, is just `common`).
+    pub fn home_tenant(&self) -> &str {
+        home_tenant(&self.home_account_id, &self.realm)
+    }
+
+    /// The home tenant for people: "personal Microsoft account" for the consumer tenant,
+    /// else the domain of a username that is an address, else the tenant id.
+    pub fn tenant_label(&self) -> String {
+        tenant_label(&self.home_account_id, &self.realm, &self.username)
+    }
+}
+
+/// [`Account::tenant_label`] of a cached account entry's fields.
+pub fn tenant_label(home_account_id: &str, realm: &str, username: &str) -> String {
+    let tenant = home_tenant(home_account_id, realm);
+    if tenant.eq_ignore_ascii_case(MSA_TENANT) {
+        return "personal Microsoft account".to_string();
+    }
+    match username.rsplit_once('@') {
+        Some((_, domain)) if domain.contains('.') => domain.to_ascii_lowercase(),
+        _ => tenant.to_string(),
+    }
+}
+
+/// [`Account::home_tenant`] of a cached account entry's fields.
+pub fn home_tenant<'a>(home_account_id: &'a str, realm: &'a str) -> &'a str {
+    match home_account_id.split_once('.') {
+        Some((_, tid)) if uuid_like(tid) => tid,
+        _ => realm,
+    }
+}
+
+/// The tenant an account entry's tokens belong to: its realm when that names a tenant
+/// (signed in through a tenant's authority, a guest too), else its home tenant.
+fn entry_tenant<'a>(home_account_id: &'a str, realm: &'a str) -> &'a str {
+    if uuid_like(realm) {
+        realm
+    } else {
+        home_tenant(home_account_id, realm)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
@@ -168,6 +213,9 @@ pub struct PublicClientApplication {
 /// How long instance discovery at Microsoft may take before the host is used alone
 /// (offline, a dropped connection must not delay every command by the HTTP timeout).
 const INSTANCE_DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long listing accounts waits for discovery to learn the tenant of an authority
+/// named by a domain.
+const DOMAIN_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long [`PublicClientApplication::check_reachable`] waits for the provider.
 pub const REACHABILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -334,11 +382,12 @@ impl PublicClientApplication {
         };
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Account> = Vec::new();
+        let tenant = self.authority_tenant().await;
         for entry in entries {
             if !self.of_this_cloud(&entry.environment, &envs)
                 || (!self.authority().is_entra_like() && entry.realm != self.authority().realm())
                 || (self.authority().is_entra_like()
-                    && !realm_fits(&self.authority().realm(), &entry.realm))
+                    && !realm_fits(&tenant, entry_tenant(&entry.home_account_id, &entry.realm)))
                 || !holders.contains(&entry.home_account_id)
                 || !seen.insert(entry.home_account_id.clone())
             {
@@ -355,6 +404,32 @@ impl PublicClientApplication {
             )
         });
         Ok(out)
+    }
+
+    /// The tenant an Entra authority names: its realm, or for a domain name
+    /// (`/contoso.com`) the tenant id in the issuer discovery gives (discovery runs once,
+    /// within [`DOMAIN_LOOKUP_TIMEOUT`]; offline, the domain itself, which fits every
+    /// account).
+    async fn authority_tenant(&self) -> String {
+        let realm = self.authority().realm();
+        let named = !matches!(
+            realm.as_str(),
+            "" | "common" | "organizations" | "consumers"
+        ) && !uuid_like(&realm);
+        if !self.authority().is_entra_like() || !named {
+            return realm;
+        }
+        match tokio::time::timeout(DOMAIN_LOOKUP_TIMEOUT, self.metadata()).await {
+            Ok(Ok(m)) => Url::parse(&m.issuer)
+                .ok()
+                .and_then(|u| {
+                    u.path_segments()?
+                        .find(|s| uuid_like(s))
+                        .map(str::to_ascii_lowercase)
+                })
+                .unwrap_or(realm),
+            _ => realm,
+        }
     }
 
     /// Find an account by username (case-insensitive) or home_account_id.
@@ -1377,5 +1452,43 @@ mod realm_tests {
         assert!(realm_fits("consumers", MSA_TENANT) && !realm_fits("consumers", contoso));
         assert!(realm_fits(contoso, contoso));
         assert!(!realm_fits(contoso, fabrikam) && !realm_fits(contoso, MSA_TENANT));
+    }
+
+    #[test]
+    fn an_account_signed_in_through_common_belongs_to_its_home_tenant() {
+        let contoso = "aaaaaaaa-0000-0000-0000-000000000001";
+        let oid = "11111111-0000-0000-0000-000000000009";
+        let carol = format!("{oid}.bbbbbbbb-0000-0000-0000-000000000002");
+        assert_eq!(
+            entry_tenant(&carol, "common"),
+            "bbbbbbbb-0000-0000-0000-000000000002"
+        );
+        assert!(!realm_fits(contoso, entry_tenant(&carol, "common")));
+        // A guest whose tokens were issued by Contoso's authority fits Contoso.
+        assert!(realm_fits(contoso, entry_tenant(&carol, contoso)));
+        let dave = format!("{oid}.{MSA_TENANT}");
+        assert!(!realm_fits("organizations", entry_tenant(&dave, "common")));
+        let account = |home: &str, username: &str| Account {
+            home_account_id: home.into(),
+            environment: "login.microsoftonline.com".into(),
+            realm: "common".into(),
+            local_account_id: oid.into(),
+            username: username.into(),
+            name: None,
+            authority_type: "MSSTS".into(),
+        };
+        assert_eq!(
+            account(&carol, "carol@fabrikam.example").tenant_label(),
+            "fabrikam.example"
+        );
+        assert_eq!(
+            account(&dave, "dave@outlook.example").tenant_label(),
+            "personal Microsoft account"
+        );
+        assert_eq!(
+            account(&carol, "carol").tenant_label(),
+            "bbbbbbbb-0000-0000-0000-000000000002"
+        );
+        assert_eq!(account("opaque-id", "x").home_tenant(), "common");
     }
 }
