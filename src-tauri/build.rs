@@ -15,6 +15,7 @@ fn tessera_commands() -> &'static [&'static str] {
         "list_profiles",
         "save_profile",
         "remove_profile",
+        "add_profile_for",
         "list_accounts",
         "token_view",
         "copy_token",

@@ -22,6 +22,9 @@ use crate::views::{
     TESSERA_SOURCE,
 };
 
+/// The list's group of the accounts of Tessera's store that no profile lists.
+const NO_PROFILE_GROUP: &str = "No profile";
+
 /// The scopes of a token request: those typed, else the profile's
 /// ([`tessera_core::scopes::resolve`], the rule the command line follows too).
 fn token_scopes(profile: &Profile, typed: Option<&str>) -> AppResult<ScopeSet> {
@@ -204,6 +207,20 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
         let app = state.with(|t| Ok(t.app(profile)?)).await?;
         out.push(state.account_view(profile, &app, &pa.account).await);
     }
+    // Accounts of Tessera's store no profile lists (an import of another app's cache):
+    // listed all the same, with where they signed in and the app, to add a profile for.
+    for g in state.unlisted_accounts().await {
+        let client = g.client_id.as_deref().unwrap_or("unknown app");
+        for entry in &g.accounts {
+            let provider = format!("No profile · {} · client {client}", g.authority());
+            out.push(AccountView::unlisted(
+                TESSERA_SOURCE,
+                Some(NO_PROFILE_GROUP),
+                entry,
+                provider,
+            ));
+        }
+    }
     // Then each opened MSAL cache's accounts, as a group of their own.
     for ca in state.cache_accounts().await {
         let cache = ca.cache;
@@ -322,6 +339,20 @@ pub async fn copy_token<R: Runtime>(
         expires_on: result.expires_on,
         clear_after_secs,
     })
+}
+
+/// Add the profile that lists an account no profile lists (made by the engine from where
+/// it signed in and the app holding its tokens), in one step.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn add_profile_for<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    account: AccountRef,
+) -> AppResult<ProfileView> {
+    let profile = state.add_profile_for(&account).await?;
+    tracing::info!(profile = %profile.name, "profile added for unlisted accounts");
+    let _ = app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+    Ok(ProfileView::from(&profile))
 }
 
 // ------------------------------------------------------------------ use with tools
@@ -484,8 +515,8 @@ pub async fn copy_user_code<R: Runtime>(
 // ------------------------------------------------------------------ sign-out
 
 async fn sign_out_one(state: &AppState, account: &AccountRef) -> AppResult<usize> {
-    if account.source != TESSERA_SOURCE && account.profile.is_empty() {
-        // An MSAL cache's account that no profile matches: removed from the file as is.
+    if account.profile.is_empty() {
+        // An account no profile lists: removed from its store as is.
         let removed = state
             .remove_unmatched(&account.source, &account.home_account_id)
             .await?;

@@ -74,6 +74,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::list_profiles,
             commands::save_profile,
             commands::remove_profile,
+            commands::add_profile_for,
             commands::list_accounts,
             commands::token_view,
             commands::copy_token,

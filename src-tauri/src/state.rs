@@ -420,24 +420,96 @@ impl AppState {
     /// Remove an account no profile matches from an MSAL cache (every environment it
     /// is cached in). Returns how many entries were removed.
     pub async fn remove_unmatched(&self, source: &str, home_account_id: &str) -> AppResult<usize> {
-        let caches = self.caches.read().await;
-        let t = Self::cache_engine(&caches, source)?;
-        let envs: Vec<String> = t
-            .store()
-            .accounts()
-            .map_err(|e| AppError::Store(e.to_string()))?
-            .into_iter()
-            .filter(|e| e.home_account_id == home_account_id)
-            .map(|e| e.environment)
-            .collect();
-        if envs.is_empty() {
-            return Err(AppError::NotFound(
-                "That account is no longer in the MSAL cache.".into(),
-            ));
+        self.with_engine_of(source, |t| {
+            let envs: Vec<String> = t
+                .store()
+                .accounts()
+                .map_err(|e| AppError::Store(e.to_string()))?
+                .into_iter()
+                .filter(|e| e.home_account_id == home_account_id)
+                .map(|e| e.environment)
+                .collect();
+            if envs.is_empty() {
+                return Err(AppError::NotFound(
+                    "That account is no longer in the store.".into(),
+                ));
+            }
+            t.store()
+                .remove_account(home_account_id, &envs)
+                .map_err(|e| AppError::Store(e.to_string()))
+        })
+        .await
+    }
+
+    /// Run `f` with the engine of `source`: Tessera's own, or an opened MSAL cache's.
+    pub async fn with_engine_of<T>(
+        &self,
+        source: &str,
+        f: impl FnOnce(&Tessera) -> AppResult<T>,
+    ) -> AppResult<T> {
+        if source == TESSERA_SOURCE {
+            return self.with(f).await;
         }
-        t.store()
-            .remove_account(home_account_id, &envs)
-            .map_err(|e| AppError::Store(e.to_string()))
+        self.wait_opened().await;
+        let caches = self.caches.read().await;
+        f(Self::cache_engine(&caches, source)?)
+    }
+
+    /// The accounts of Tessera's store that no profile lists, by where they signed in and
+    /// the app holding them (an import of another app's cache, a removed profile).
+    pub async fn unlisted_accounts(&self) -> Vec<tessera_core::context::UnlistedGroup> {
+        let Ok(guard) = self.read().await else {
+            return Vec::new();
+        };
+        match &*guard {
+            Ok(t) => t.unlisted_accounts().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Add the profile that lists the account `r` names (one no profile lists), made by
+    /// the engine from where it signed in and the app holding its tokens, and save it.
+    pub async fn add_profile_for(&self, r: &AccountRef) -> AppResult<Profile> {
+        let group = {
+            let find = |groups: Vec<tessera_core::context::UnlistedGroup>| {
+                groups.into_iter().find(|g| {
+                    g.accounts
+                        .iter()
+                        .any(|e| e.home_account_id == r.home_account_id)
+                })
+            };
+            if r.source == TESSERA_SOURCE {
+                find(self.unlisted_accounts().await)
+            } else {
+                self.wait_opened().await;
+                let caches = self.caches.read().await;
+                let t = Self::cache_engine(&caches, &r.source)?;
+                find(t.unlisted_accounts().await?)
+            }
+        }
+        .ok_or_else(|| {
+            AppError::NotFound("A profile lists that account already (or it is gone).".into())
+        })?;
+        let profile = self
+            .with(|t| Ok(t.suggested_profile(&group)?))
+            .await?
+            .ok_or_else(|| {
+                AppError::Invalid(
+                    "Tessera cannot tell which app signed this account in: add a profile by hand (Profiles)."
+                        .into(),
+                )
+            })?;
+        let saved = profile.clone();
+        self.with_mut(|t| {
+            let mut next = t.profiles().clone();
+            next.upsert(saved)?;
+            next.save(&t.paths().profiles_file())?;
+            *t.profiles_mut() = next;
+            Ok(())
+        })
+        .await?;
+        self.sync_cache_profiles().await;
+        Ok(profile)
     }
 
     /// Open the MSAL cache file at `path` and remember it (`msal_caches.json`). Opening

@@ -131,6 +131,17 @@ impl AccountView {
     /// An account of an MSAL cache that no profile matches (its provider and the app that
     /// signed it in): listed, with `profile` empty; its tokens need a matching profile.
     pub fn unmatched(source: &str, group: Option<&str>, entry: &AccountEntry) -> Self {
+        let provider = format!("No matching profile · {}", entry.environment);
+        Self::unlisted(source, group, entry, provider)
+    }
+
+    /// An account no profile lists, with `provider` saying where it signed in and the app.
+    pub fn unlisted(
+        source: &str,
+        group: Option<&str>,
+        entry: &AccountEntry,
+        provider: String,
+    ) -> Self {
         let r = AccountRef {
             source: source.to_string(),
             profile: String::new(),
@@ -152,7 +163,7 @@ impl AccountView {
                 &entry.username,
             ),
             environment: entry.environment.clone(),
-            provider: format!("No matching profile · {}", entry.environment),
+            provider,
             authority_type: entry.authority_type.clone(),
             token: TokenStateView::default(),
         }

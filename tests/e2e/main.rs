@@ -236,17 +236,37 @@ async fn set_faults(e: &Env, faults: Option<Value>) {
 /// `tessera-cli --msal-cache FILE --profile Sandbox login --device-code`, the code
 /// approved on the sandbox's pages.
 async fn msal_cache_from_cli(e: &Env, login: &str) -> PathBuf {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = e.home.parent().unwrap_or(&e.home).join("cli");
     std::fs::create_dir_all(&dir).expect("the CLI's folder");
     let file = dir.join("msal_token_cache.json");
+    let path = file.display().to_string();
+    cli_device_login(
+        e,
+        &[
+            "--msal-cache",
+            &path,
+            "--profile",
+            "Sandbox",
+            "login",
+            "--device-code",
+        ],
+        &dir.join("home"),
+        login,
+    )
+    .await;
+    assert!(file.exists(), "the CLI wrote {}", file.display());
+    file
+}
+
+/// `tessera-cli ARGS` (a device code login) with `TESSERA_HOME=home`, its code approved
+/// on the sandbox's pages as `login`.
+async fn cli_device_login(e: &Env, args: &[&str], home: &std::path::Path, login: &str) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
     let cli = PathBuf::from(&e.app).with_file_name("tessera-cli");
     set_faults(e, Some(json!({ "device_code_interval_secs": 1 }))).await;
     let mut child = tokio::process::Command::new(&cli)
-        .arg("--msal-cache")
-        .arg(&file)
-        .args(["--profile", "Sandbox", "login", "--device-code"])
-        .env("TESSERA_HOME", dir.join("home"))
+        .args(args)
+        .env("TESSERA_HOME", home)
         .env("TESSERA_SANDBOX_URL", &e.sandbox)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -285,8 +305,6 @@ async fn msal_cache_from_cli(e: &Env, login: &str) -> PathBuf {
     let status = child.wait().await.unwrap();
     assert!(status.success(), "tessera-cli login: {status}\n{seen}");
     set_faults(e, None).await;
-    assert!(file.exists(), "the CLI wrote {}", file.display());
-    file
 }
 
 /// "Add account" with a code on another device: the code is shown, copied with its
@@ -1173,6 +1191,60 @@ async fn desktop_journey() {
         "the file is left alone"
     );
     marks.push(("MSAL cache opened, token copied, closed", started.elapsed()));
+
+    // 12b. An account signed in by another app (a client no profile names) is listed
+    // under "No profile", and one click adds the profile that lists it.
+    let authority = format!("{}/common", e.sandbox);
+    cli_device_login(
+        &e,
+        &[
+            "--authority",
+            &authority,
+            "--client-id",
+            "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+            "login",
+            "--device-code",
+            "--scope",
+            "User.Read",
+        ],
+        &e.home,
+        "alice@contoso.example",
+    )
+    .await;
+    // (The list is read again when the profiles dialog closes.)
+    s.click("#open-profiles").await.step("Profiles");
+    s.click("#profiles-close").await.step("close the profiles");
+    s.wait_text(r#"#accounts li[data-source="no-profile"]"#, "No profile")
+        .await
+        .step("the No profile group");
+    s.click(&alice)
+        .await
+        .step("select alice, listed under no profile");
+    s.wait_visible("#no-profile")
+        .await
+        .step("the offer to add a profile");
+    shot(&e, "19-no-profile.png").await;
+    s.click("#add-profile-for")
+        .await
+        .step("Add a profile for it");
+    s.wait_text("#toast", "Added the profile")
+        .await
+        .step("the profile is added");
+    s.wait_text(
+        r#"#t-claims tr[data-claim="preferred_username"]"#,
+        "alice@contoso.example",
+    )
+    .await
+    .step("alice's token under the new profile");
+    assert!(s
+        .find_all(r#"#accounts li[data-source="no-profile"]"#)
+        .await
+        .unwrap()
+        .is_empty());
+    marks.push((
+        "an account of another app listed and given a profile",
+        started.elapsed(),
+    ));
 
     // 13. Sign out of all: back to the empty state.
     s.click("#sign-out-all").await.step("Sign out of all");

@@ -1343,3 +1343,87 @@ async fn provider_errors_say_what_came_back_and_the_cached_token_still_serves() 
     }
     idp.set_faults(Faults::default());
 }
+
+/// Accounts of a client no profile names are not invisible: `accounts` lists them under
+/// "no profile" with where they signed in and the one command that adds a profile for
+/// them; run as printed, that command lists them and their tokens work. `import-msal` of
+/// such accounts says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_no_profile_lists_are_shown_with_the_command_that_adds_one() {
+    const OTHER: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    let authority = format!("{}/common", idp.base_url().as_str().trim_end_matches('/'));
+    let base = idp.base_url();
+    m.device_login(
+        &[
+            "--authority",
+            &authority,
+            "--client-id",
+            OTHER,
+            "login",
+            "--device-code",
+            "--scope",
+            "User.Read",
+        ],
+        move |_uri, code| async move {
+            tessera_sandbox_idp::scripted_device_approval(&base, &code, ALICE, DEMO_PASSWORD).await
+        },
+    )
+    .await
+    .ok();
+
+    let json = m.run(&["accounts", "--json"]).await.ok().json();
+    let alice = &json.as_array().unwrap()[0];
+    assert_eq!(alice["username"], ALICE, "{json}");
+    assert_eq!(alice["profile"], Value::Null, "{json}");
+    assert_eq!(alice["client_id"], OTHER, "{json}");
+    assert_eq!(alice["authority"], authority.as_str(), "{json}");
+    let human = m.run(&["accounts"]).await.ok().stdout;
+    assert!(human.contains("No profile lists these accounts"), "{human}");
+    let add = human
+        .lines()
+        .find(|l| l.trim_start().starts_with("tessera-cli"))
+        .unwrap_or_else(|| panic!("no command in:\n{human}"))
+        .trim()
+        .to_owned();
+    assert!(add.contains(" profiles add "), "{add}");
+
+    // Run it as printed (through the shell, with this tessera-cli).
+    let line = add.replacen("tessera-cli", &cli_bin().display().to_string(), 1);
+    let mut sh = tokio::process::Command::new("sh");
+    sh.args(["-c", &line])
+        .envs(m.env.iter().map(|(k, v)| (k, v)))
+        .env_remove("TESSERA_HOME");
+    let out = sh.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let json = m.run(&["accounts", "--json"]).await.ok().json();
+    let list = json.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{json}");
+    assert_ne!(list[0]["profile"], Value::Null, "{json}");
+    let profile = list[0]["profile"].as_str().unwrap().to_owned();
+    m.run(&["--profile", &profile, "token", "--account", ALICE])
+        .await
+        .ok();
+
+    // The same accounts imported into another home: the import says who no profile lists.
+    let file = m.home.path().join("exported.json");
+    m.run(&["export-msal", &file.display().to_string()])
+        .await
+        .ok();
+    let other = Machine::for_sandbox(&idp);
+    let r = other
+        .run(&["import-msal", &file.display().to_string()])
+        .await
+        .ok();
+    assert!(
+        r.stderr.contains("No profile lists these accounts") && r.stderr.contains("profiles add"),
+        "{}",
+        r.stderr
+    );
+}

@@ -82,7 +82,9 @@ function renderList() {
   const now = nowSecs();
   const vis = visibleAccounts();
   const accountItem = (a) => {
-    const st = tokenState(a.token, now);
+    const st = a.profile
+      ? tokenState(a.token, now)
+      : { cls: "unknown", text: "No profile", title: "No profile lists this account: select it to add one" };
     const li = el(
       "li",
       { role: "option", id: `acc-${cssId(a.id)}`, "aria-selected": String(a.id === state.selectedId), dataset: { id: a.id, username: a.username } },
@@ -95,8 +97,22 @@ function renderList() {
     li.addEventListener("dblclick", () => copy(COPY_FORMAT.raw));
     return li;
   };
-  // Tessera's own accounts first, then each opened MSAL cache under a header of its own.
-  const items = vis.filter((a) => (a.source ?? "tessera") === "tessera").map(accountItem);
+  // Tessera's own accounts first, then those no profile lists, then each opened MSAL
+  // cache, each group under a header of its own.
+  const ownAccounts = vis.filter((a) => (a.source ?? "tessera") === "tessera");
+  const items = ownAccounts.filter((a) => a.profile).map(accountItem);
+  const unlisted = ownAccounts.filter((a) => !a.profile);
+  if (unlisted.length > 0) {
+    items.push(
+      el(
+        "li",
+        { class: "group-header", role: "presentation", dataset: { source: "no-profile" } },
+        el("span", { class: "group-label" }, "No profile"),
+        el("span", { class: "group-note muted small" }, "No profile lists these accounts: select one to add a profile for it."),
+      ),
+    );
+    items.push(...unlisted.map(accountItem));
+  }
   for (const c of state.caches) {
     const inCache = vis.filter((a) => a.source === c.id);
     const close = el("button", { type: "button", class: "small quiet", title: `Close ${c.path} (the file is left as it is)`, "aria-label": `Close ${c.label}` }, "Close");
@@ -166,7 +182,36 @@ function renderDetail() {
   $("d-meta").textContent = `${a.provider} · ${a.tenant} (tenant ${a.tenant_id}) · ${a.authority_type}${cache ? ` · in ${cache.label} (${cache.path})` : ""}`;
   const profile = profileOf(a.profile);
   if (!state.scopesEdited) $("scopes").value = (profile?.default_scopes ?? []).join(" ");
+  // An account no profile lists has no token to show: offer the profile that lists it.
+  const listed = Boolean(a.profile);
+  $("no-profile").hidden = listed;
+  $("scope-form").hidden = !listed;
+  $("tools").hidden = !listed;
+  for (const id of ["copy-token", "copy-header"]) $(id).disabled = !listed;
+  if (!listed) {
+    $("needs-signin").hidden = true;
+    $("token-error").hidden = true;
+    renderToken(null);
+    state.panelAccount = null;
+    return;
+  }
   loadToken({});
+}
+
+async function addProfileFor() {
+  const a = selected();
+  if (!a) return;
+  try {
+    const p = await invoke("add_profile_for", { account: accountRef(a) });
+    toast(`Added the profile ${p.name}: its accounts are listed under it.`, { ms: 6000 });
+    await refreshProfiles();
+    await refreshAccounts();
+    const moved = state.accounts.find((x) => x.home_account_id === a.home_account_id && x.profile === p.name);
+    if (moved) select(moved.id);
+    focusList();
+  } catch (e) {
+    toast(`Could not add a profile: ${errorMessage(e)}`, { error: true, ms: 9000 });
+  }
 }
 
 function currentScopes() {
@@ -516,6 +561,7 @@ function wire() {
   $("copy-token").addEventListener("click", () => copy(COPY_FORMAT.raw));
   $("copy-header").addEventListener("click", () => copy(COPY_FORMAT.header));
   $("sign-in-again").addEventListener("click", signInAgain);
+  $("add-profile-for").addEventListener("click", addProfileFor);
   $("signin-banner-cancel").addEventListener("click", () => invoke("cancel_sign_in").catch(() => {}));
   for (const b of document.querySelectorAll("#tools button[data-tool]")) {
     b.addEventListener("click", () => copyToolLine(b.dataset.tool));
@@ -586,7 +632,9 @@ function renderListStates() {
     const a = state.accounts.find((x) => x.id === li.dataset.id);
     const badge = li.querySelector(".state");
     if (!a || !badge) continue;
-    const st = tokenState(a.token, now);
+    const st = a.profile
+      ? tokenState(a.token, now)
+      : { cls: "unknown", text: "No profile", title: "No profile lists this account: select it to add one" };
     badge.className = `state ${st.cls}`;
     badge.textContent = st.text;
     badge.title = st.title;

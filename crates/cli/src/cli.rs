@@ -106,10 +106,14 @@ impl InlineTarget {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the profiles: name, kind, authority or issuer, client id, sign-in method.
+    /// `profiles add NAME --authority URL --client-id ID` saves a profile.
     Profiles {
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
+
+        #[command(subcommand)]
+        action: Option<ProfilesAction>,
     },
 
     /// Sign in: in the system browser (loopback redirect), or with a device code.
@@ -407,4 +411,19 @@ mod tests {
             }
         ));
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesAction {
+    /// Save the target given with --authority URL (or --issuer URL) and --client-id (and
+    /// --redirect-uri, --no-instance-discovery) as a profile named NAME. `accounts` prints
+    /// this command, filled in, for accounts no profile lists.
+    Add {
+        /// The new profile's name.
+        name: String,
+
+        /// A default scope (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
 }

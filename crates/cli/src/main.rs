@@ -26,7 +26,7 @@ use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::ScopeSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, InlineTarget, StoreAction};
+use crate::cli::{Cli, Command, InlineTarget, ProfilesAction, StoreAction};
 use crate::loopback::LoopbackAgent;
 
 /// Largest token `decode` reads from stdin.
@@ -144,10 +144,42 @@ async fn run(cli: Cli) -> CliResult {
         // Works when the store cannot be opened (that is what it is for).
         return storage::reset(cli.home.as_deref(), *yes);
     }
-    if let Command::Profiles { json } = &cli.command {
-        // Reads profiles.toml only: works without a store or a keyring.
+    if let Command::Profiles { json, action } = &cli.command {
+        // Reads (and writes) profiles.toml only: works without a store or a keyring.
         let paths = tessera_core::paths::Paths::resolve(cli.home.as_deref())?;
-        let profiles = tessera_core::profile::Profiles::load(&paths.profiles_file())?;
+        let mut profiles = tessera_core::profile::Profiles::load(&paths.profiles_file())?;
+        if let Some(ProfilesAction::Add { name, scopes }) = action {
+            let Some(mut p) = inline_profile(&cli.profile, &cli.inline)? else {
+                return Err(Failure::Usage(
+                    "profiles add needs --authority URL (or --issuer URL) and --client-id".into(),
+                ));
+            };
+            if profiles.get(name).is_some() {
+                return Err(Failure::Usage(format!(
+                    "a profile named {name:?} exists already; choose another name"
+                )));
+            }
+            p.name = name.trim().to_string();
+            p.scopes = scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(|s| tessera_core::scopes::expand_alias(s).to_string())
+                .collect();
+            p.sign_in = SignInMethod::default();
+            p.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+            profiles
+                .upsert(p.clone())
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            paths.ensure()?;
+            profiles.save(&paths.profiles_file())?;
+            eprintln!(
+                "Saved profile {} ({}, client {}).",
+                p.name,
+                p.target(),
+                p.client_id
+            );
+            return Ok(());
+        }
         let list = profiles.list();
         return if *json {
             print_json(&output::profiles_json(list))
@@ -199,13 +231,33 @@ async fn run(cli: Cli) -> CliResult {
                 Some(p) => ctx.accounts_of(p).await?,
                 None => ctx.accounts().await?,
             };
+            // Every account is listed somewhere: those no profile lists too (without a
+            // target), with the command that adds a profile for them.
+            let unlisted = match &target {
+                Some(_) => Vec::new(),
+                None => unlisted_with_profiles(&ctx).await?,
+            };
             if json {
-                print_json(&output::accounts_json(&accounts))
-            } else if accounts.is_empty() {
+                print_json(&output::accounts_json(&accounts, &unlisted))
+            } else if accounts.is_empty() && unlisted.is_empty() {
                 eprintln!("No accounts. Sign in with: tessera-cli --profile <NAME> login");
                 Ok(())
             } else {
-                print_stdout(&output::accounts_table(&accounts))
+                let mut text = String::new();
+                if !accounts.is_empty() {
+                    text.push_str(&output::accounts_table(&accounts));
+                }
+                for (g, suggested) in &unlisted {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&output::unlisted_text(
+                        g,
+                        suggested.as_ref(),
+                        cli.home.as_deref(),
+                    ));
+                }
+                print_stdout(&text)
             }
         }
         Command::Login {
@@ -263,6 +315,13 @@ async fn run(cli: Cli) -> CliResult {
         Command::ImportMsal { file } => {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
             eprintln!("Imported from {}: {report}", file.display());
+            // Say which of them no profile lists, and how to list them.
+            for (g, suggested) in unlisted_with_profiles(&ctx).await? {
+                eprint!(
+                    "{}",
+                    output::unlisted_text(&g, suggested.as_ref(), cli.home.as_deref())
+                );
+            }
             Ok(())
         }
         Command::ExportMsal { file } => {
@@ -284,6 +343,18 @@ async fn run(cli: Cli) -> CliResult {
             unreachable!("handled above")
         }
     }
+}
+
+/// The accounts no profile lists, each group with the profile that would list them.
+async fn unlisted_with_profiles(
+    ctx: &Tessera,
+) -> CliResult<Vec<(tessera_core::context::UnlistedGroup, Option<Profile>)>> {
+    let mut out = Vec::new();
+    for g in ctx.unlisted_accounts().await? {
+        let suggested = ctx.suggested_profile(&g)?;
+        out.push((g, suggested));
+    }
+    Ok(out)
 }
 
 /// The transient "inline" profile from `--authority`/`--issuer` and friends.

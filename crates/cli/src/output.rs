@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use tessera_core::app::{Account, AuthResult, TokenSource};
-use tessera_core::context::ProfileAccount;
+use tessera_core::context::{ProfileAccount, UnlistedGroup};
 use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
 use tessera_core::profile::Profile;
 
@@ -116,26 +116,79 @@ pub fn accounts_table(accounts: &[ProfileAccount]) -> String {
     )
 }
 
-pub fn accounts_json(accounts: &[ProfileAccount]) -> Value {
-    Value::Array(
-        accounts
-            .iter()
-            .map(|pa| {
-                let a = &pa.account;
-                json!({
-                    "home_account_id": a.home_account_id,
-                    "username": a.username,
-                    "name": a.name,
-                    "environment": a.environment,
-                    "realm": a.realm,
-                    "tenant_id": a.home_tenant(),
-                    "tenant": a.tenant_label(),
-                    "local_account_id": a.local_account_id,
-                    "profile": pa.profile,
-                })
+pub fn accounts_json(
+    accounts: &[ProfileAccount],
+    unlisted: &[(UnlistedGroup, Option<Profile>)],
+) -> Value {
+    let listed = accounts.iter().map(|pa| {
+        let a = &pa.account;
+        json!({
+            "home_account_id": a.home_account_id,
+            "username": a.username,
+            "name": a.name,
+            "environment": a.environment,
+            "realm": a.realm,
+            "tenant_id": a.home_tenant(),
+            "tenant": a.tenant_label(),
+            "local_account_id": a.local_account_id,
+            "profile": pa.profile,
+        })
+    });
+    // Accounts no profile lists: `profile` null, with where they signed in and the app.
+    let others = unlisted.iter().flat_map(|(g, _)| {
+        g.accounts.iter().map(move |e| {
+            json!({
+                "home_account_id": e.home_account_id,
+                "username": e.username,
+                "name": e.name,
+                "environment": e.environment,
+                "realm": e.realm,
+                "tenant_id": tessera_core::app::home_tenant(&e.home_account_id, &e.realm),
+                "tenant": tessera_core::app::tenant_label(&e.home_account_id, &e.realm, &e.username),
+                "local_account_id": e.local_account_id,
+                "profile": null,
+                "authority": g.authority(),
+                "client_id": g.client_id,
             })
-            .collect(),
-    )
+        })
+    });
+    Value::Array(listed.chain(others).collect())
+}
+
+/// Accounts no profile lists, for people: where they signed in, with which app, and the
+/// one command that adds a profile listing them.
+pub fn unlisted_text(
+    g: &UnlistedGroup,
+    suggested: Option<&Profile>,
+    home: Option<&std::path::Path>,
+) -> String {
+    let client = g.client_id.as_deref().unwrap_or("an unknown app");
+    let mut out = format!(
+        "No profile lists these accounts (signed in at {} by client {client}):\n",
+        g.authority()
+    );
+    for e in &g.accounts {
+        out.push_str(&format!("  {}\n", e.username));
+    }
+    if let Some(p) = suggested {
+        let q = tessera_core::tools::shell_quote;
+        let home = home
+            .map(|h| format!(" --home {}", q(&h.display().to_string())))
+            .unwrap_or_default();
+        let scopes: String = p
+            .scopes
+            .iter()
+            .map(|s| format!(" --scope {}", q(s)))
+            .collect();
+        out.push_str(&format!(
+            "Add a profile that lists them:\n  tessera-cli{home} profiles add {} --authority {} --client-id {}{}{scopes}\n",
+            q(&p.name),
+            q(p.target()),
+            q(&p.client_id),
+            if p.instance_discovery { "" } else { " --no-instance-discovery" },
+        ));
+    }
+    out
 }
 
 fn account_ref_json(a: &Account) -> Value {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::app::{Account, Deps, PublicClientApplication};
-use crate::cache::TokenStore;
+use crate::cache::{AccountEntry, TokenStore};
 use crate::env::{OsEntropy, SystemClock};
 use crate::error::{Error, Result};
 use crate::http::{HttpClient, HttpConfig, ReqwestClient};
@@ -217,6 +217,166 @@ impl Tessera {
                 )))
             }
         }
+    }
+}
+
+/// Accounts of the store that no profile lists, from one host and tenant and held by one
+/// client: what a profile for them needs ([`Tessera::unlisted_accounts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnlistedGroup {
+    /// The host they signed in at (`login.microsoftonline.com`, `127.0.0.1`).
+    pub environment: String,
+    /// That host's origin: a profile's on the same host (which knows its scheme and
+    /// port), else `https://HOST`.
+    pub origin: String,
+    /// The tenant segment they signed in with (`common`, a tenant id).
+    pub realm: String,
+    /// The client (app) holding their refresh or ID tokens; `None` when the store cannot
+    /// tell or holds none.
+    pub client_id: Option<String>,
+    pub accounts: Vec<AccountEntry>,
+}
+
+/// Apps whose accounts people import (their MSAL caches): a profile for them is named so.
+const KNOWN_CLIENTS: [(&str, &str); 5] = [
+    ("04b07795-8ddb-461a-bbee-02f9e1bf7b46", "Azure CLI"),
+    ("1950a258-227b-4e31-a9cf-717495945fc2", "Azure PowerShell"),
+    ("aebc6443-996d-45c2-90f0-388ff96faa56", "Visual Studio Code"),
+    ("872cd9fa-d31f-45e0-9eab-6e460a02d1f1", "Visual Studio"),
+    (
+        "14d82eec-204b-4c2f-b7e8-296a70dab67e",
+        "Microsoft Graph PowerShell",
+    ),
+];
+
+impl UnlistedGroup {
+    /// The authority they signed in at: the origin, then the tenant segment.
+    pub fn authority(&self) -> String {
+        let realm = if self.realm.is_empty() {
+            "common"
+        } else {
+            &self.realm
+        };
+        format!("{}/{realm}", self.origin)
+    }
+}
+
+impl Tessera {
+    /// The accounts of the store that no profile lists, by host, tenant and client. An
+    /// import of another app's cache lands here until a profile names that app.
+    pub async fn unlisted_accounts(&self) -> Result<Vec<UnlistedGroup>> {
+        let listed: std::collections::HashSet<String> = self
+            .accounts()
+            .await?
+            .into_iter()
+            .map(|pa| pa.account.home_account_id)
+            .collect();
+        let mut groups: Vec<UnlistedGroup> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in self.store.accounts()? {
+            if listed.contains(&entry.home_account_id)
+                || !seen.insert((entry.home_account_id.clone(), entry.environment.clone()))
+            {
+                continue;
+            }
+            let clients = self
+                .store
+                .credential_clients(
+                    &entry.home_account_id,
+                    std::slice::from_ref(&entry.environment),
+                )?
+                .filter(|c| !c.is_empty())
+                .map_or(vec![None], |c| c.into_iter().map(Some).collect());
+            for client_id in clients {
+                let key = (&entry.environment, &entry.realm, &client_id);
+                match groups
+                    .iter_mut()
+                    .find(|g| (&g.environment, &g.realm, &g.client_id) == key)
+                {
+                    Some(g) => g.accounts.push(entry.clone()),
+                    None => groups.push(UnlistedGroup {
+                        environment: entry.environment.clone(),
+                        origin: self.origin_of(&entry.environment),
+                        realm: entry.realm.clone(),
+                        client_id: client_id.clone(),
+                        accounts: vec![entry.clone()],
+                    }),
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The origin (`scheme://host[:port]`) of a profile on `environment`'s host, else
+    /// `https://` and the host.
+    fn origin_of(&self, environment: &str) -> String {
+        self.profiles
+            .list()
+            .iter()
+            .filter_map(|p| url::Url::parse(p.target()).ok())
+            .find(|u| {
+                u.host_str()
+                    .is_some_and(|h| h.trim_matches(['[', ']']).eq_ignore_ascii_case(environment))
+            })
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|| format!("https://{environment}"))
+    }
+
+    /// A profile that lists `group`'s accounts: their authority and client, the scopes
+    /// their refresh token was granted (without OpenID Connect's), the sign-in window.
+    /// Named after the app when Tessera knows it (Azure CLI, ...), else after the host and
+    /// the client; never a name a profile has already. `None` without a client id.
+    pub fn suggested_profile(&self, group: &UnlistedGroup) -> Result<Option<Profile>> {
+        let Some(client_id) = group.client_id.clone() else {
+            return Ok(None);
+        };
+        let base = KNOWN_CLIENTS
+            .iter()
+            .find(|(id, _)| id.eq_ignore_ascii_case(&client_id))
+            .map(|(_, name)| (*name).to_string())
+            .unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    group.environment,
+                    &client_id[..client_id.len().min(8)]
+                )
+            });
+        let name = std::iter::once(base.clone())
+            .chain((2..).map(|n| format!("{base} {n}")))
+            .find(|n| self.profiles.get(n).is_none())
+            .unwrap_or(base);
+        let mut scopes = Vec::new();
+        if let Some(a) = group.accounts.first() {
+            let q = crate::cache::CredentialQuery {
+                home_account_id: &a.home_account_id,
+                environments: std::slice::from_ref(&group.environment),
+                client_id: &client_id,
+                realm: None,
+            };
+            if let Some(rt) = self.store.refresh_tokens(&q, None)?.first() {
+                scopes = crate::scopes::ScopeSet::parse(&rt.target)
+                    .without_reserved()
+                    .iter()
+                    .map(str::to_string)
+                    .collect();
+            }
+        }
+        let authority = group.authority();
+        let loopback = crate::authority::is_loopback_host(&group.environment);
+        let profile = Profile {
+            name,
+            authority: Some(authority),
+            issuer: None,
+            client_id,
+            redirect_uri: "http://localhost".into(),
+            scopes,
+            sign_in: Default::default(),
+            instance_discovery: !loopback,
+            subscription: None,
+            builtin: false,
+        };
+        profile.validate()?;
+        Ok(Some(profile))
     }
 }
 

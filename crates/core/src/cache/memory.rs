@@ -132,6 +132,34 @@ impl TokenStore for MemoryStore {
         Ok(v.into_iter().map(|(_, e)| e.clone()).collect())
     }
 
+    fn credential_clients(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let d = self.lock();
+        let of_account = |home: &str, env: &str| {
+            home == home_account_id && env_rank(env, environments).is_some()
+        };
+        let mut clients: Vec<String> = d
+            .refresh_tokens
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| of_account(&e.home_account_id, &e.environment))
+            .map(|e| e.client_id.clone())
+            .chain(
+                d.id_tokens
+                    .iter()
+                    .map(|(_, e)| e)
+                    .filter(|e| of_account(&e.home_account_id, &e.environment))
+                    .map(|e| e.client_id.clone()),
+            )
+            .collect();
+        clients.sort();
+        clients.dedup();
+        Ok(Some(clients))
+    }
+
     fn id_token(&self, q: &CredentialQuery<'_>) -> Result<Option<IdTokenEntry>, StoreError> {
         let d = self.lock();
         let matches = d.id_tokens.iter().filter(|(_, e)| {

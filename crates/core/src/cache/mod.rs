@@ -395,6 +395,17 @@ pub trait TokenStore: Send + Sync {
         Ok(!self.refresh_tokens(q, family_id)?.is_empty())
     }
 
+    /// The clients (ids) holding a refresh or ID token of the account in one of
+    /// `environments`, sorted: which app signed it in, for an account no profile lists.
+    /// `None` when the store cannot tell without reading every entry (the default).
+    fn credential_clients(
+        &self,
+        _home_account_id: &str,
+        _environments: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
+
     /// The account entries whose `home_account_id` is `username_or_id`, or whose
     /// username is, ignoring ASCII case (MSAL's `get_accounts(username=...)`), ordered by
     /// key. Stores with an index override it to read those entries only.
@@ -761,6 +772,13 @@ pub(crate) mod conformance {
             store.holds_refresh_token(&q, family).unwrap(),
             "{ctx}: holds_refresh_token {q:?} {family:?}"
         );
+        if let Some(clients) = store.credential_clients(home, &e).unwrap() {
+            assert_eq!(
+                reference.credential_clients(home, &e).unwrap(),
+                Some(clients),
+                "{ctx}: credential_clients {home} {e:?}"
+            );
+        }
         // Every home (with an account entry or not), with the random realm (not looked at).
         for home_account_id in HOMES {
             let q = CredentialQuery {

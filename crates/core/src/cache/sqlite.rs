@@ -983,6 +983,31 @@ impl TokenStore for SqliteStore {
         Ok(latest)
     }
 
+    /// Two scans of the account's index entries: no JSON or secret is read.
+    fn credential_clients(
+        &self,
+        home_account_id: &str,
+        environments: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let conn = self.lock();
+        let mut s = conn
+            .prepare_cached(
+                "SELECT client_id, environment FROM refresh_token WHERE home_account_id = ?1 \
+                 UNION SELECT client_id, environment FROM id_token WHERE home_account_id = ?1",
+            )
+            .map_err(db_err)?;
+        let mut rows = s.query([home_account_id]).map_err(db_err)?;
+        let mut clients = Vec::new();
+        while let Some(r) = rows.next().map_err(db_err)? {
+            if env_rank(text(r, 1)?, environments).is_some() {
+                clients.push(text(r, 0)?.to_string());
+            }
+        }
+        clients.sort();
+        clients.dedup();
+        Ok(Some(clients))
+    }
+
     /// Scans of covering indexes: no row, JSON or secret is read.
     fn holds_refresh_token(
         &self,
