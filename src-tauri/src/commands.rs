@@ -199,6 +199,9 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
         let t = guard.as_ref().map_err(|e| AppError::Store(e.clone()))?;
         (t.accounts().await?, t.profiles().clone())
     };
+    let mut accounts = accounts;
+    // By name, then tenant, across profiles (then by profile).
+    accounts.sort_by_cached_key(|pa| (pa.account.sort_key(), pa.profile.to_lowercase()));
     let mut out = Vec::with_capacity(accounts.len());
     for pa in accounts {
         let Some(profile) = profiles.get(&pa.profile) else {

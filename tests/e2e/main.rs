@@ -7,6 +7,7 @@
 //! `TESSERA_SANDBOX_URL`, `TESSERA_HOME` (the app's home, shared with tauri-driver's
 //! environment) and `TESSERA_E2E_SCREENSHOTS` (where to save screenshots).
 
+mod a11y;
 mod desktop;
 mod run_script;
 mod security;
@@ -328,6 +329,7 @@ async fn add_by_device_code(s: &Session, e: &Env, login: &str, screenshot: Optio
     assert_eq!(desktop::clipboard(), code);
     if let Some(name) = screenshot {
         shot(e, name).await;
+        a11y::check(s, "the device code dialog").await;
     }
     let base = url::Url::parse(&e.sandbox).unwrap();
     tessera_sandbox_idp::scripted_device_approval(&base, &code, login, "tessera")
@@ -406,6 +408,7 @@ async fn desktop_journey() {
     assert_eq!(account_count(&s).await, 0);
     marks.push(("launched, empty state shown", started.elapsed()));
     shot(&e, "01-empty.png").await;
+    a11y::check(&s, "the empty state").await;
 
     // 2. Add an account: pick the Sandbox profile, sign in inside the sign-in window.
     s.click("#empty-add").await.step("Add account");
@@ -422,6 +425,7 @@ async fn desktop_journey() {
         "Sandbox"
     );
     shot(&e, "02-add-account.png").await;
+    a11y::check(&s, "the add-account dialog").await;
     s.click("#add-go").await.step("Continue");
     sign_in_through_window(
         &s,
@@ -463,6 +467,7 @@ async fn desktop_journey() {
         .await
         .step("the list shows the token state");
     shot(&e, "04-account-token.png").await;
+    a11y::check(&s, "the account view").await;
 
     // 4. Copy: the clipboard holds a token the provider accepts; the page never had it.
     s.click("#copy-token").await.step("Copy access token");
@@ -498,6 +503,10 @@ async fn desktop_journey() {
     // Two copies 2 s apart with a 4 s delay: when the first one's delay is over, the
     // clipboard still holds the second; 4 s after the second, it is cleared.
     s.click("#open-settings").await.step("Settings");
+    s.wait_visible("#settings-dialog")
+        .await
+        .step("the settings dialog");
+    a11y::check(&s, "the settings dialog").await;
     s.type_into("#set-clear", "4").await.step("set 4 s");
     s.click("#set-save").await.step("save the settings");
     s.wait_hidden("#settings-dialog")
@@ -724,6 +733,7 @@ async fn desktop_journey() {
         .await
         .step("the confirmation");
     shot(&e, "07-confirm-sign-out.png").await;
+    a11y::check(&s, "the sign-out confirmation").await;
     s.click("#confirm-ok").await.step("confirm");
     s.wait_text("#toast", "Signed out alice@contoso.example")
         .await
@@ -987,12 +997,14 @@ async fn desktop_journey() {
         .await
         .step("the profiles list");
     shot(&e, "09-profiles.png").await;
+    a11y::check(&s, "the profiles dialog").await;
     s.click(r#"#profiles-body tr[data-profile="Sandbox"] button:first-of-type"#)
         .await
         .step("copy the Sandbox profile");
     s.wait_visible("#profile-edit-dialog")
         .await
         .step("the profile form");
+    a11y::check(&s, "the profile form").await;
     let value = |id: &'static str| {
         let s = &s;
         async move {
@@ -1143,6 +1155,7 @@ async fn desktop_journey() {
         .await
         .step("the group label");
     shot(&e, "10-open-msal-cache.png").await;
+    a11y::check(&s, "the open-MSAL-cache dialog").await;
     s.click("#msal-go").await.step("Open");
     s.wait_hidden("#msal-dialog")
         .await

@@ -81,6 +81,13 @@ impl Session {
             .await
     }
 
+    /// Run an asynchronous script in the main window: it gets a callback as its last
+    /// argument and its answer is what it passes to it.
+    pub async fn script_async(&self, script: &str, args: Value) -> Result<Value> {
+        self.post("/execute/async", json!({ "script": script, "args": args }))
+            .await
+    }
+
     /// Whether `css` matches a displayed element.
     pub async fn visible(&self, css: &str) -> Result<bool> {
         let v = self

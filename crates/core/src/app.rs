@@ -65,6 +65,17 @@ impl Account {
         home_tenant(&self.home_account_id, &self.realm)
     }
 
+    /// The order accounts are listed in, by the CLI and the app alike: by name (the
+    /// username when there is none), then tenant, then username.
+    pub fn sort_key(&self) -> (String, String, String) {
+        let name = self.name.as_deref().filter(|n| !n.trim().is_empty());
+        (
+            name.unwrap_or(&self.username).to_lowercase(),
+            self.tenant_label(),
+            self.username.to_lowercase(),
+        )
+    }
+
     /// The home tenant for people: "personal Microsoft account" for the consumer tenant,
     /// else the domain of a username that is an address, else the tenant id.
     pub fn tenant_label(&self) -> String {
@@ -395,14 +406,7 @@ impl PublicClientApplication {
             }
             out.push(account_from_entry(entry));
         }
-        // By name, then tenant, so the CLI and the app list accounts alike.
-        out.sort_by_cached_key(|a| {
-            (
-                a.name.clone().unwrap_or_default().to_lowercase(),
-                a.username.to_lowercase(),
-                a.realm.clone(),
-            )
-        });
+        out.sort_by_cached_key(Account::sort_key);
         Ok(out)
     }
 
