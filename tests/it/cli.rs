@@ -75,9 +75,16 @@ pub(crate) struct Machine {
 
 impl Machine {
     pub(crate) fn new() -> Machine {
+        let home = tessera_tests::home::temp_home();
+        // Its own agent socket (no agent runs there unless a test starts one), so that no
+        // agent of the machine's user serves these tests.
+        let socket = home.path().join("agent.sock").display().to_string();
         Machine {
-            home: tessera_tests::home::temp_home(),
-            env: vec![("TESSERA_LOG".into(), "debug".into())],
+            home,
+            env: vec![
+                ("TESSERA_LOG".into(), "debug".into()),
+                ("TESSERA_AGENT_SOCKET".into(), socket),
+            ],
             transcript: Default::default(),
         }
     }

@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub msal_cache: Option<PathBuf>,
 
+    /// Open the store in this process even when an agent (`tessera-cli agent`, the desktop
+    /// app) answers on the user's socket; `TESSERA_AGENT=0` does the same.
+    #[arg(long, global = true)]
+    pub no_agent: bool,
+
     #[command(flatten)]
     pub inline: InlineTarget,
 
@@ -214,6 +219,11 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+
+    /// Run the agent in the foreground: it holds the store open (its key in memory) and
+    /// serves tokens to this user's `tessera-cli` processes on
+    /// $XDG_RUNTIME_DIR/tessera/agent.sock, until SIGTERM or Ctrl-C.
+    Agent,
 
     /// Show where the token store is, whether it is encrypted and where its key is, the
     /// number of accounts, and the profiles file.

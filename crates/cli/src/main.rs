@@ -1,6 +1,7 @@
 //! `tessera-cli`: sign in, list accounts, print and decode tokens, sign out. See
 //! `tessera-cli --help` for the commands and the exit codes scripts can rely on.
 
+mod agent;
 mod cli;
 mod endpoint;
 mod formats;
@@ -41,6 +42,8 @@ enum Failure {
     Core(Error),
     /// Anything else (cannot write output): exit 1.
     Other(String),
+    /// Already rendered (by an agent, as this process would have): printed as it is.
+    Rendered { text: String, exit: u8 },
 }
 
 impl From<Error> for Failure {
@@ -87,32 +90,37 @@ fn init_logging() {
 }
 
 fn report(f: Failure) -> ExitCode {
+    let (text, code) = render(&f);
+    eprint!("{text}");
+    ExitCode::from(code)
+}
+
+/// What a failure prints on stderr, and the exit code: the same whether this process or
+/// an agent met it.
+fn render(f: &Failure) -> (String, u8) {
     match f {
-        Failure::Usage(msg) => {
-            eprintln!(
-                "error: {}\n\nFor more information, try '--help'.",
-                output::sanitize(&msg)
-            );
-            ExitCode::from(2)
-        }
-        Failure::Other(msg) => {
-            eprintln!("error: {}", output::sanitize(&msg));
-            ExitCode::from(1)
-        }
+        Failure::Usage(msg) => (
+            format!(
+                "error: {}\n\nFor more information, try '--help'.\n",
+                output::sanitize(msg)
+            ),
+            2,
+        ),
+        Failure::Other(msg) => (format!("error: {}\n", output::sanitize(msg)), 1),
+        Failure::Rendered { text, exit } => (text.clone(), *exit),
         Failure::Core(e) => {
-            eprintln!("error: {}", output::sanitize(&e.to_string()));
+            let mut text = format!("error: {}\n", output::sanitize(&e.to_string()));
             if let Some(p) = e.provider_error() {
                 if !p.error_codes.is_empty() {
                     let codes: Vec<String> =
                         p.error_codes.iter().map(|c| format!("AADSTS{c}")).collect();
-                    eprintln!("       error codes: {}", codes.join(", "));
+                    text.push_str(&format!("       error codes: {}\n", codes.join(", ")));
                 }
             }
             if matches!(e, Error::InteractionRequired { .. }) {
-                eprintln!("Sign in with: tessera-cli --profile <NAME> login");
+                text.push_str("Sign in with: tessera-cli --profile <NAME> login\n");
             }
-            let code = e.exit_code();
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            (text, u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }
@@ -194,6 +202,35 @@ async fn run(cli: Cli) -> CliResult {
     }
     let git_request = git_credential::read_request(&cli.command)?;
     let inline = inline_profile(&cli.profile, &cli.inline)?;
+    // `token` asks the agent first (no keyring round trip); without one, on it goes.
+    if let Command::Token {
+        account,
+        scopes,
+        min_validity,
+        force_refresh,
+        json,
+        out,
+    } = &cli.command
+    {
+        let agent_may_serve = !cli.no_agent
+            && tessera_core::agent::allowed_by_env()
+            && inline.is_none()
+            && cli.msal_cache.is_none()
+            && !cli.allow_plaintext;
+        if agent_may_serve {
+            let args = token::TokenArgs {
+                account: account.clone(),
+                scopes: scopes.clone(),
+                min_validity: *min_validity,
+                force_refresh: *force_refresh,
+                json: *json,
+                out: out.clone(),
+            };
+            if let Some(done) = token::run_through_agent(&args, &invocation).await {
+                return done;
+            }
+        }
+    }
     let ctx = match &cli.msal_cache {
         Some(file) => {
             let paths = tessera_core::paths::Paths::resolve(cli.home.as_deref())?;
@@ -311,6 +348,10 @@ async fn run(cli: Cli) -> CliResult {
             logout(&ctx, target.as_ref(), account.as_deref(), all).await
         }
         Command::Status { json } => storage::status(&ctx, json).await,
+        Command::Agent => {
+            let home = ctx.paths().data_dir.clone();
+            agent::serve(ctx, home).await
+        }
         Command::Run(args) => run::run(&ctx, target.as_ref(), args).await,
         Command::ImportMsal { file } => {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;

@@ -212,27 +212,114 @@ pub async fn run(
                     sign_in_for_kubectl(ctx, &p, &args, &scope_flags, &options).await?
                 }
                 p => {
-                    explain_sign_in(inv, p.as_ref(), &args, &scope_flags, &e);
+                    explain_sign_in(
+                        inv,
+                        p.as_ref().map(|p| p.name.as_str()),
+                        &args,
+                        &scope_flags,
+                        &e.to_string(),
+                    );
                     return Err(e.into());
                 }
             }
         }
         (Err((f, _)), _) => return Err(f),
     };
+    print_result(format, exec, &result, profile.subscription.as_deref())
+}
+
+/// The token in the output format asked for.
+fn print_result(
+    format: Option<OutputFormat>,
+    exec: Option<ExecInfo>,
+    result: &AuthResult,
+    subscription: Option<&str>,
+) -> CliResult {
     match format {
         None => print_stdout(&format!("{}\n", result.access_token.secret())),
-        Some(OutputFormat::Json) => print_json(&output::token_json(&result)),
+        Some(OutputFormat::Json) => print_json(&output::token_json(result)),
         Some(OutputFormat::Az) => print_json(&formats::az_json(
-            &result,
-            &formats::tenant_of(&result),
-            profile.subscription.as_deref(),
+            result,
+            &formats::tenant_of(result),
+            subscription,
         )),
         Some(OutputFormat::ExecCredential) => {
             let info = exec.expect("read above");
-            print_json(&formats::exec_credential_json(&info.api_version, &result))
+            print_json(&formats::exec_credential_json(&info.api_version, result))
         }
-        Some(OutputFormat::Env) => print_stdout(&formats::env_lines(&result)),
+        Some(OutputFormat::Env) => print_stdout(&formats::env_lines(result)),
     }
+}
+
+/// `token` through the agent, when one answers: the same output, stderr and exit code
+/// as [`run`]. `None`: no agent served it (or a sign-in in this terminal is wanted), so
+/// the caller opens the store and runs [`run`].
+pub async fn run_through_agent(args: &TokenArgs, inv: &Invocation) -> Option<CliResult> {
+    let format = if args.json {
+        Some(OutputFormat::Json)
+    } else {
+        args.out.output
+    };
+    let exec = match format {
+        Some(OutputFormat::ExecCredential) => match ExecInfo::from_env() {
+            Ok(info) => Some(info),
+            Err(e) => return Some(Err(Failure::Usage(e))),
+        },
+        _ => None,
+    };
+    let home = tessera_core::paths::Paths::resolve(inv.home.as_deref())
+        .ok()?
+        .data_dir;
+    let scopes = match &args.out.resource {
+        Some(r) => vec![resource_scope(r)],
+        None => args.scopes.clone(),
+    };
+    let request = tessera_core::agent::TokenRequest {
+        home: std::path::absolute(&home).unwrap_or(home),
+        profile: inv.profile.clone(),
+        account: args.account.clone(),
+        scopes: scopes.clone(),
+        min_validity_secs: i64::from(args.min_validity),
+        force_refresh: args.force_refresh,
+        tenant: args.out.tenant.clone(),
+        program: parent_program(),
+    };
+    match crate::agent::ask_token(request).await? {
+        crate::agent::Answer::Token(result, subscription) => {
+            Some(print_result(format, exec, &result, subscription.as_deref()))
+        }
+        crate::agent::Answer::Refused(e) => {
+            let interaction = e.kind == tessera_core::agent::ErrorKind::InteractionRequired;
+            match &exec {
+                // kubectl with a terminal: sign in here, as without an agent.
+                Some(info) if interaction && info.interactive => None,
+                Some(_) if interaction => {
+                    explain_sign_in(inv, e.profile.as_deref(), args, &scopes, &e.message);
+                    Some(Err(Failure::Rendered {
+                        text: e.message,
+                        exit: e.exit,
+                    }))
+                }
+                _ => Some(Err(Failure::Rendered {
+                    text: e.message,
+                    exit: e.exit,
+                })),
+            }
+        }
+    }
+}
+
+/// The name of the program that ran this one (for the agent's record), from `/proc`.
+fn parent_program() -> Option<String> {
+    let ppid = std::fs::read_to_string("/proc/self/stat")
+        .ok()?
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
+    Some(comm.trim().to_string())
 }
 
 /// kubectl runs the plugin with a terminal: sign in (as `login` would, with the
@@ -268,10 +355,10 @@ async fn sign_in_for_kubectl(
 /// the command that does it.
 fn explain_sign_in(
     inv: &Invocation,
-    profile: Option<&Profile>,
+    profile: Option<&str>,
     args: &TokenArgs,
     scope_flags: &[String],
-    e: &Error,
+    why: &str,
 ) {
     let who = args.account.as_deref().unwrap_or("an account");
     let mut rest = vec!["login".to_string()];
@@ -281,16 +368,21 @@ fn explain_sign_in(
     for s in scope_flags {
         rest.extend(["--scope".into(), s.clone()]);
     }
-    let known = profile.map(|p| p.name.as_str());
+    let known = profile;
     let mut command = inv.command_line(known, &rest);
     if known.is_none() && inv.profile.is_none() && !inv.inline_given() {
         command = command.replacen("tessera-cli", "tessera-cli --profile <NAME>", 1);
     }
-    let why = e.to_string();
+    // (An agent's message is rendered: its first line, without "error: ".)
+    let why = why
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
     eprintln!(
         "tessera-cli: {} must sign in before kubectl can get a token ({}).\nRun: {}",
         output::sanitize(who),
-        output::sanitize(&why),
+        output::sanitize(why),
         output::sanitize(&command)
     );
 }

@@ -46,7 +46,7 @@ pub struct Deps {
 }
 
 /// A signed-in account, as `get_accounts` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub home_account_id: String,
     pub environment: String,

@@ -16,6 +16,7 @@
 //! - [`keystore`]: the store's key in the OS keyring and how a store is opened.
 //! - [`fsutil`]: private folders and files, atomic replacement, moving a file aside.
 
+pub mod agent;
 pub mod app;
 pub mod authcode;
 pub mod authority;
