@@ -17,13 +17,13 @@ use tokio::net::UnixStream;
 use crate::cli::{device_login_sandbox, sandbox, Machine, ALICE};
 
 /// A running `tessera-cli agent` for `m`'s home, on `m`'s socket.
-struct Agent {
+pub(crate) struct Agent {
     child: tokio::process::Child,
     socket: PathBuf,
 }
 
 impl Agent {
-    async fn start(m: &Machine) -> Agent {
+    pub(crate) async fn start(m: &Machine) -> Agent {
         let mut c = m.command(&["agent"]);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         let child = c.spawn().expect("tessera-cli agent starts");
@@ -38,7 +38,7 @@ impl Agent {
     }
 
     /// Stop it with SIGTERM, as a session manager would; it removes its socket.
-    async fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -884,6 +884,37 @@ async fn timings_of_the_exec_plugin_and_kubectl() {
         median(with_static.clone()),
         p90(with_static),
     );
+
+    // The same with the agent running (`tessera-cli agent`): the plugin asks it.
+    let agent = crate::agent::Agent::start(&m).await;
+    let (mut per_call, mut with_plugin, mut with_static) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        per_call.push(m.run_with(&plugin, &quiet, None).await.ok().took);
+        for (config, times) in [(&kc, &mut with_plugin), (&sc, &mut with_static)] {
+            times.push(
+                run_tool(
+                    &m,
+                    "kubectl",
+                    &["--kubeconfig", config, "get", "--raw", "/version"],
+                    work.path(),
+                    &quiet,
+                )
+                .await
+                .ok()
+                .took,
+            );
+        }
+    }
+    agent.stop().await;
+    eprintln!(
+        "with the agent, medians of {RUNS} runs: token --output exec-credential {:?} (p90 {:?}); kubectl get --raw /version with the plugin {:?} (p90 {:?}), with a static token {:?} (p90 {:?})",
+        median(per_call.clone()),
+        p90(per_call),
+        median(with_plugin.clone()),
+        p90(with_plugin),
+        median(with_static.clone()),
+        p90(with_static),
+    );
 }
 
 // ------------------------------------------------------------------ git
