@@ -203,30 +203,15 @@ async fn run(cli: Cli) -> CliResult {
     let git_request = git_credential::read_request(&cli.command)?;
     let inline = inline_profile(&cli.profile, &cli.inline)?;
     // `token` asks the agent first (no keyring round trip); without one, on it goes.
-    if let Command::Token {
-        account,
-        scopes,
-        min_validity,
-        force_refresh,
-        json,
-        out,
-    } = &cli.command
-    {
+    let token_args = token::TokenArgs::of(&cli.command);
+    if let Some(args) = &token_args {
         let agent_may_serve = !cli.no_agent
             && tessera_core::agent::allowed_by_env()
             && inline.is_none()
             && cli.msal_cache.is_none()
             && !cli.allow_plaintext;
         if agent_may_serve {
-            let args = token::TokenArgs {
-                account: account.clone(),
-                scopes: scopes.clone(),
-                min_validity: *min_validity,
-                force_refresh: *force_refresh,
-                json: *json,
-                out: out.clone(),
-            };
-            if let Some(done) = token::run_through_agent(&args, &invocation).await {
+            if let Some(done) = token::run_through_agent(args, &invocation).await {
                 return done;
             }
         }
@@ -322,22 +307,8 @@ async fn run(cli: Cli) -> CliResult {
             )
             .await
         }
-        Command::Token {
-            account,
-            scopes,
-            min_validity,
-            force_refresh,
-            json,
-            out,
-        } => {
-            let args = token::TokenArgs {
-                account,
-                scopes,
-                min_validity,
-                force_refresh,
-                json,
-                out,
-            };
+        Command::Token { .. } => {
+            let args = token_args.expect("a token command's flags");
             token::run(&ctx, target, args, &invocation).await
         }
         Command::GitCredential(args) => {

@@ -109,6 +109,30 @@ pub struct TokenArgs {
     pub out: TokenOutput,
 }
 
+impl TokenArgs {
+    /// The flags of a `token` command line (`None` for another command).
+    pub fn of(command: &crate::cli::Command) -> Option<TokenArgs> {
+        match command {
+            crate::cli::Command::Token {
+                account,
+                scopes,
+                min_validity,
+                force_refresh,
+                json,
+                out,
+            } => Some(TokenArgs {
+                account: account.clone(),
+                scopes: scopes.clone(),
+                min_validity: *min_validity,
+                force_refresh: *force_refresh,
+                json: *json,
+                out: out.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The account `--account` names (or the only one) and the profile to use for it.
 pub async fn resolve(
     ctx: &Tessera,
