@@ -198,6 +198,17 @@ fn the_page_uses_the_event_names_and_enum_values_rust_defines() {
     }
     assert_eq!(js_values("PROFILE_KIND"), serde_names(&kinds));
 
+    use tessera_core::profile::SignInMethod;
+    let methods = [
+        SignInMethod::Embedded,
+        SignInMethod::Browser,
+        SignInMethod::DeviceCode,
+    ];
+    match methods[0] {
+        SignInMethod::Embedded | SignInMethod::Browser | SignInMethod::DeviceCode => {}
+    }
+    assert_eq!(js_values("SIGN_IN_METHOD"), serde_names(&methods));
+
     let tools = [ToolKind::Kubectl, ToolKind::Git, ToolKind::Run];
     match tools[0] {
         ToolKind::Kubectl | ToolKind::Git | ToolKind::Run => {}

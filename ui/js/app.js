@@ -1,7 +1,7 @@
 // Tessera's main window: account list, selected account's token, sign-in and sign-out.
 // All work happens in Rust (src-tauri/src/commands.rs); this file only shows results.
 
-import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE, TOOL } from "./ipc.js";
+import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE, SIGN_IN_METHOD, TOOL } from "./ipc.js";
 import { $, el, nowSecs, tokenState } from "./util.js";
 import { renderToken } from "./token.js";
 import { confirmDialog, openMsalCacheDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
@@ -16,7 +16,7 @@ const state = {
   filter: "",
   tokenRequest: 0,
   scopesEdited: false,
-  signIn: null, // { kind: "embedded" | "browser" | "device", profile }
+  signIn: null, // { kind: a SIGN_IN_METHOD or "device", profile, keepScopes }
   panelAccount: null, // whose token the panel shows
   panelScopes: null, // for which scopes (null: the profile's default ones)
 };
@@ -390,7 +390,7 @@ function onSignInProgress(p) {
 async function startSignIn(request) {
   const { profile, method, account = null, scopes = null, keepScopes = null } = request;
   showSignInProblem(null);
-  if (method === "device-code") {
+  if (method === SIGN_IN_METHOD.deviceCode) {
     try {
       const flow = await invoke("start_device_code", { profile, scopes });
       state.signIn = { kind: "device", profile, keepScopes };
@@ -461,7 +461,7 @@ function signInAgain() {
   const a = selected();
   if (!a) return;
   const profile = profileOf(a.profile);
-  const method = profile?.sign_in ?? "embedded";
+  const method = profile?.sign_in ?? SIGN_IN_METHOD.embedded;
   // The panel keeps the scopes asked for once the sign-in is done.
   startSignIn({ profile: a.profile, method, account: accountRef(a), scopes: currentScopes(), keepScopes: currentScopes() });
 }
@@ -567,8 +567,8 @@ function wire() {
     b.addEventListener("click", () => copyToolLine(b.dataset.tool));
   }
   $("signin-problem-retry").addEventListener("click", () => retrySignIn(null));
-  $("signin-problem-embedded").addEventListener("click", () => retrySignIn("embedded"));
-  $("signin-problem-device").addEventListener("click", () => retrySignIn("device-code"));
+  $("signin-problem-embedded").addEventListener("click", () => retrySignIn(SIGN_IN_METHOD.embedded));
+  $("signin-problem-device").addEventListener("click", () => retrySignIn(SIGN_IN_METHOD.deviceCode));
   $("signin-problem-close").addEventListener("click", () => showSignInProblem(null));
   $("scope-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -1,7 +1,7 @@
 // In-page modal dialogs (<dialog>): confirmations, add account, device code, profiles,
 // settings. `window.confirm` is not used: it can be blocked in a webview.
 
-import { invoke, errorMessage, PROFILE_KIND } from "./ipc.js";
+import { invoke, errorMessage, PROFILE_KIND, SIGN_IN_METHOD } from "./ipc.js";
 import { $, el } from "./util.js";
 
 /** Resolves with the `value` of the button that closed `dialog` ("" for Escape). */
@@ -88,7 +88,11 @@ export async function openMsalCacheDialog() {
 
 // ---------------------------------------------------------------- add account
 
-const METHOD_LABEL = { embedded: "Tessera sign-in window", browser: "system browser", "device-code": "device code" };
+const METHOD_LABEL = {
+  [SIGN_IN_METHOD.embedded]: "Tessera sign-in window",
+  [SIGN_IN_METHOD.browser]: "system browser",
+  [SIGN_IN_METHOD.deviceCode]: "device code",
+};
 
 /** Resolves with `{ profile, method }` or `null`. */
 export async function openAddDialog(profiles) {
@@ -111,7 +115,7 @@ export async function openAddDialog(profiles) {
   const done = run(d);
   select.focus();
   if ((await done) !== "ok") return null;
-  const method = document.querySelector('#add-form input[name="method"]:checked')?.value ?? "embedded";
+  const method = document.querySelector('#add-form input[name="method"]:checked')?.value ?? SIGN_IN_METHOD.embedded;
   return { profile: select.value, method };
 }
 
@@ -221,7 +225,7 @@ async function editProfile(p, existing = Boolean(p)) {
   $("pf-client").value = p?.client_id ?? "";
   $("pf-redirect").value = p?.redirect_uri ?? "";
   $("pf-scopes").value = (p?.default_scopes ?? []).join(" ");
-  $("pf-signin").value = p?.sign_in ?? "embedded";
+  $("pf-signin").value = p?.sign_in ?? SIGN_IN_METHOD.embedded;
   $("pf-kind").value = p?.kind ?? PROFILE_KIND.entra;
   showError($("pf-error"), null);
   const d = $("profile-edit-dialog");

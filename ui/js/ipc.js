@@ -31,6 +31,9 @@ export const SIGNIN_STAGE = Object.freeze({ opened: "opened", page: "page", fini
 /** A tool of the "Use with tools" panel (`ToolKind`). */
 export const TOOL = Object.freeze({ kubectl: "kubectl", git: "git", run: "run" });
 
+/** How a profile signs in (`SignInMethod` of tessera-core). */
+export const SIGN_IN_METHOD = Object.freeze({ embedded: "embedded", browser: "browser", deviceCode: "device-code" });
+
 /** A profile's `kind` (`ProfileKind`). */
 export const PROFILE_KIND = Object.freeze({ entra: "entra", oidc: "oidc" });
 
