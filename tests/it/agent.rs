@@ -343,3 +343,38 @@ async fn interaction_required_and_a_reset_store_through_the_agent() {
     assert!(stopped.is_ok(), "the agent stopped after the reset");
     let _ = cli_bin();
 }
+
+/// For the report: the agent's own answer to a token request for a cached token, from an
+/// in-process client on one connection (200 requests). Run with `--ignored --nocapture`
+/// (bench/tools does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn timings_of_the_agents_answer() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    device_login_sandbox(&m, &idp, ALICE).await.ok();
+    let agent = Agent::start(&m).await;
+    let home = std::path::absolute(m.home.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let req = json!({"v":1,"op":"token","home":home,"profile":null,"account":ALICE,
+                     "scopes":[],"min_validity_secs":300,"force_refresh":false,"tenant":null})
+    .to_string();
+    let mut s = UnixStream::connect(&agent.socket).await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        frame(&mut s, req.as_bytes()).await;
+        let r = reply(&mut s).await;
+        times.push(started.elapsed());
+        assert_eq!(r["result"], "token", "{}", r["kind"]);
+    }
+    times.sort();
+    eprintln!(
+        "the agent's answer for a cached token, in-process client: median {:?}, p90 {:?} (200 requests)",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10]
+    );
+    agent.stop().await;
+}
