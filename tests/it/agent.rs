@@ -132,6 +132,26 @@ async fn the_cli_gets_the_same_answers_through_the_agent_as_without_it() {
     );
 }
 
+/// The agent answers repeated requests from memory, but notices what other processes do
+/// to the store: a sign-out made without the agent is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_notices_a_sign_out_by_another_process() {
+    let idp = sandbox().await;
+    let m = Machine::for_sandbox(&idp);
+    device_login_sandbox(&m, &idp, ALICE).await.ok();
+    let agent = Agent::start(&m).await;
+    let first = m.run(&["token"]).await.ok().stdout;
+    let again = m.run(&["token", "--json"]).await.ok().json();
+    assert_eq!(again["access_token"].as_str().unwrap(), first.trim());
+    assert_eq!(again["token_source"], "cache");
+    m.run(&["--no-agent", "logout", "--account", ALICE])
+        .await
+        .ok();
+    let after = m.run(&["token"]).await.exit(3);
+    assert!(after.stdout.is_empty(), "no token after the sign-out");
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_for_an_expired_token_cause_one_refresh() {
     let idp = sandbox().await;

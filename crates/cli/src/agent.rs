@@ -37,6 +37,9 @@ struct Agent {
     home: PathBuf,
     uid: u32,
     flight: SingleFlight,
+    /// Tokens handed out, by request, with the store's change marker when they were read:
+    /// served again while still valid and the store unchanged by anyone else.
+    hot: std::sync::Mutex<std::collections::HashMap<String, (TokenReply, u64)>>,
     served: AtomicU64,
     /// The store file and its inode when the agent started: another inode (or none) means
     /// the store was reset.
@@ -67,6 +70,7 @@ pub async fn serve(ctx: Tessera, home: PathBuf) -> CliResult {
         home,
         uid: own_uid().map_err(|e| Failure::Other(format!("cannot tell who runs this: {e}")))?,
         flight: SingleFlight::default(),
+        hot: Default::default(),
         served: AtomicU64::new(0),
         store,
         stop: CancellationToken::new(),
@@ -208,8 +212,23 @@ impl Agent {
             );
         }
         let program = t.program.as_deref().unwrap_or("a program");
+        let key = request_key(&t);
+        // Read before the work: a change by another process meanwhile makes the next
+        // request miss, never serve a stale answer.
+        let marker = self.ctx.store().change_marker();
+        if !t.force_refresh {
+            if let Some(reply) = self.hot_answer(&key, marker, t.min_validity_secs) {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(program = %program, "agent: token handed out from memory");
+                return Response::Token(Box::new(reply));
+            }
+        }
         match self.token_for(&t).await {
             Ok(reply) => {
+                if let Some(m) = marker {
+                    let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+                    hot.insert(key, (reply.clone(), m));
+                }
                 self.served.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     program = %program,
@@ -255,6 +274,23 @@ impl Agent {
                 })
             }
         }
+    }
+
+    /// The token handed out for the same request before, when the store has not changed
+    /// since (by another process: sign-in, sign-out, refresh) and it stays valid for
+    /// `min_validity` seconds and is not due for a proactive refresh.
+    fn hot_answer(&self, key: &str, marker: Option<u64>, min_validity: i64) -> Option<TokenReply> {
+        let marker = marker?;
+        let now = tessera_core::env::Clock::now(&tessera_core::env::SystemClock);
+        let hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+        let (reply, seen) = hot.get(key)?;
+        let fresh = *seen == marker
+            && reply.expires_on > now.saturating_add(min_validity)
+            && reply.refresh_on.is_none_or(|r| now < r);
+        fresh.then(|| TokenReply {
+            token_source: "cache".into(),
+            ..reply.clone()
+        })
     }
 
     /// What `tessera-cli token` does, with one refresh at a time per account and scopes.
@@ -307,6 +343,26 @@ impl Agent {
             subscription: profile.subscription.clone(),
         })
     }
+}
+
+/// A request's identity for the agent's memory: profile, account, scopes and tenant as
+/// asked (the home is the agent's own).
+fn request_key(t: &TokenRequest) -> String {
+    let mut scopes: Vec<String> = t.scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+    scopes.sort();
+    format!(
+        "{}\n{}\n{}\n{}",
+        t.profile
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        t.account
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        scopes.join(" "),
+        t.tenant.as_deref().unwrap_or_default()
+    )
 }
 
 /// What a client gets from an agent for a token request.

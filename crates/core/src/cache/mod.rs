@@ -395,6 +395,13 @@ pub trait TokenStore: Send + Sync {
         Ok(!self.refresh_tokens(q, family_id)?.is_empty())
     }
 
+    /// A number that changes whenever another connection or process has changed the
+    /// store since (SQLite's `data_version`): a holder of answers made from the store
+    /// (the agent) knows they may be stale. `None`: the store cannot tell.
+    fn change_marker(&self) -> Option<u64> {
+        None
+    }
+
     /// The clients (ids) holding a refresh or ID token of the account in one of
     /// `environments`, sorted: which app signed it in, for an account no profile lists.
     /// `None` when the store cannot tell without reading every entry (the default).

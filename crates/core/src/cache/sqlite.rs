@@ -983,6 +983,15 @@ impl TokenStore for SqliteStore {
         Ok(latest)
     }
 
+    /// `PRAGMA data_version`: it changes when another connection commits (this one's own
+    /// writes do not change it).
+    fn change_marker(&self) -> Option<u64> {
+        self.lock()
+            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .ok()
+            .map(|v| v as u64)
+    }
+
     /// Two scans of the account's index entries: no JSON or secret is read.
     fn credential_clients(
         &self,
@@ -1175,6 +1184,39 @@ mod tests {
             Arc::new(AesGcmCipher::new(&StoreKey::from_bytes([7; 32]))),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_change_marker_moves_for_another_writer_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let (a, b) = (open(&path), open(&path));
+        let write = |s: &SqliteStore, home: &str| {
+            s.write(TokenWrite {
+                account: Some(AccountEntry {
+                    home_account_id: home.into(),
+                    environment: "e".into(),
+                    realm: "r".into(),
+                    local_account_id: "l".into(),
+                    username: "u".into(),
+                    authority_type: "MSSTS".into(),
+                    account_source: None,
+                    name: None,
+                    extra: Default::default(),
+                }),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let before = a.change_marker().unwrap();
+        write(&a, "own");
+        assert_eq!(a.change_marker().unwrap(), before, "its own write");
+        write(&b, "other");
+        assert_ne!(
+            a.change_marker().unwrap(),
+            before,
+            "another connection's write"
+        );
     }
 
     #[test]
