@@ -194,12 +194,14 @@ pub async fn remove_profile(state: State<'_, AppState>, name: String) -> AppResu
 /// provider does not hide them), with what the store says about their tokens.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountView>> {
-    let (accounts, profiles) = {
+    let (mut accounts, profiles, unlisted) = {
         let guard = state.read().await?;
         let t = guard.as_ref().map_err(|e| AppError::Store(e.clone()))?;
-        (t.accounts().await?, t.profiles().clone())
+        let accounts = t.accounts().await?;
+        // Accounts of Tessera's store no profile lists (an import of another app's cache).
+        let unlisted = t.unlisted_among(&accounts).unwrap_or_default();
+        (accounts, t.profiles().clone(), unlisted)
     };
-    let mut accounts = accounts;
     // By name, then tenant, across profiles (then by profile).
     accounts.sort_by_cached_key(|pa| (pa.account.sort_key(), pa.profile.to_lowercase()));
     let mut out = Vec::with_capacity(accounts.len());
@@ -210,9 +212,9 @@ pub async fn list_accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountV
         let app = state.with(|t| Ok(t.app(profile)?)).await?;
         out.push(state.account_view(profile, &app, &pa.account).await);
     }
-    // Accounts of Tessera's store no profile lists (an import of another app's cache):
-    // listed all the same, with where they signed in and the app, to add a profile for.
-    for g in state.unlisted_accounts().await {
+    // Those no profile lists: listed all the same, with where they signed in and the app,
+    // to add a profile for.
+    for g in unlisted {
         let client = g.client_id.as_deref().unwrap_or("unknown app");
         for entry in &g.accounts {
             let provider = format!("No profile · {} · client {client}", g.authority());

@@ -257,7 +257,7 @@ async fn run(cli: Cli) -> CliResult {
             // target), with the command that adds a profile for them.
             let unlisted = match &target {
                 Some(_) => Vec::new(),
-                None => unlisted_with_profiles(&ctx).await?,
+                None => with_profiles(&ctx, ctx.unlisted_among(&accounts)?)?,
             };
             if json {
                 print_json(&output::accounts_json(&accounts, &unlisted))
@@ -328,7 +328,7 @@ async fn run(cli: Cli) -> CliResult {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
             eprintln!("Imported from {}: {report}", file.display());
             // Say which of them no profile lists, and how to list them.
-            for (g, suggested) in unlisted_with_profiles(&ctx).await? {
+            for (g, suggested) in with_profiles(&ctx, ctx.unlisted_accounts().await?)? {
                 eprint!(
                     "{}",
                     output::unlisted_text(&g, suggested.as_ref(), cli.home.as_deref())
@@ -357,16 +357,18 @@ async fn run(cli: Cli) -> CliResult {
     }
 }
 
-/// The accounts no profile lists, each group with the profile that would list them.
-async fn unlisted_with_profiles(
+/// Each group of accounts no profile lists, with the profile that would list them.
+fn with_profiles(
     ctx: &Tessera,
+    groups: Vec<tessera_core::context::UnlistedGroup>,
 ) -> CliResult<Vec<(tessera_core::context::UnlistedGroup, Option<Profile>)>> {
-    let mut out = Vec::new();
-    for g in ctx.unlisted_accounts().await? {
-        let suggested = ctx.suggested_profile(&g)?;
-        out.push((g, suggested));
-    }
-    Ok(out)
+    groups
+        .into_iter()
+        .map(|g| {
+            let suggested = ctx.suggested_profile(&g)?;
+            Ok((g, suggested))
+        })
+        .collect()
 }
 
 /// The transient "inline" profile from `--authority`/`--issuer` and friends.

@@ -265,16 +265,21 @@ impl Tessera {
     /// The accounts of the store that no profile lists, by host, tenant and client. An
     /// import of another app's cache lands here until a profile names that app.
     pub async fn unlisted_accounts(&self) -> Result<Vec<UnlistedGroup>> {
-        let listed: std::collections::HashSet<String> = self
-            .accounts()
-            .await?
-            .into_iter()
-            .map(|pa| pa.account.home_account_id)
+        let listed = self.accounts().await?;
+        self.unlisted_among(&listed)
+    }
+
+    /// [`Self::unlisted_accounts`] when the profiles' accounts ([`Self::accounts`]) are at
+    /// hand already (the app's list has just read them).
+    pub fn unlisted_among(&self, listed: &[ProfileAccount]) -> Result<Vec<UnlistedGroup>> {
+        let listed: std::collections::HashSet<&str> = listed
+            .iter()
+            .map(|pa| pa.account.home_account_id.as_str())
             .collect();
         let mut groups: Vec<UnlistedGroup> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for entry in self.store.accounts()? {
-            if listed.contains(&entry.home_account_id)
+            if listed.contains(entry.home_account_id.as_str())
                 || !seen.insert((entry.home_account_id.clone(), entry.environment.clone()))
             {
                 continue;
