@@ -17,14 +17,14 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use tessera_core::agent::lookup;
 use tessera_core::app::{Account, InteractiveParams};
 use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
-use tessera_core::error::{Error, InteractionReason};
+use tessera_core::error::Error;
 use tessera_core::keystore::StoreOptions;
 use tessera_core::loopback::Opener;
 use tessera_core::profile::{Profile, SignInMethod};
-use tessera_core::scopes::ScopeSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, InlineTarget, ProfilesAction, StoreAction};
@@ -96,33 +96,32 @@ fn report(f: Failure) -> ExitCode {
 }
 
 /// What a failure prints on stderr, and the exit code: the same whether this process or
-/// an agent met it.
+/// an agent met it (`tessera_core::agent::lookup` renders both).
 fn render(f: &Failure) -> (String, u8) {
     match f {
-        Failure::Usage(msg) => (
-            format!(
-                "error: {}\n\nFor more information, try '--help'.\n",
-                output::sanitize(msg)
-            ),
-            2,
-        ),
+        Failure::Usage(msg) => lookup::render_usage(msg),
         Failure::Other(msg) => (format!("error: {}\n", output::sanitize(msg)), 1),
         Failure::Rendered { text, exit } => (text.clone(), *exit),
-        Failure::Core(e) => {
-            let mut text = format!("error: {}\n", output::sanitize(&e.to_string()));
-            if let Some(p) = e.provider_error() {
-                if !p.error_codes.is_empty() {
-                    let codes: Vec<String> =
-                        p.error_codes.iter().map(|c| format!("AADSTS{c}")).collect();
-                    text.push_str(&format!("       error codes: {}\n", codes.join(", ")));
-                }
-            }
-            if matches!(e, Error::InteractionRequired { .. }) {
-                text.push_str("Sign in with: tessera-cli --profile <NAME> login\n");
-            }
-            (text, u8::try_from(e.exit_code()).unwrap_or(1))
+        Failure::Core(e) => lookup::render_error(e),
+    }
+}
+
+impl From<lookup::Refusal> for Failure {
+    fn from(r: lookup::Refusal) -> Self {
+        match r {
+            lookup::Refusal::Usage(m) => Failure::Usage(m),
+            lookup::Refusal::Core(e) => Failure::Core(e),
         }
     }
+}
+
+/// A refusal of the engine's lookup: its first line ("No signed-in account …") printed
+/// now, as it always was.
+fn refused(r: lookup::Refused) -> Failure {
+    if let Some(p) = &r.preface {
+        eprintln!("{p}");
+    }
+    r.refusal.into()
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
@@ -415,12 +414,6 @@ fn inline_profile(profile: &Option<String>, t: &InlineTarget) -> CliResult<Optio
     Ok(Some(p))
 }
 
-fn requested_scopes(flags: &[String], profile: &Profile) -> CliResult<ScopeSet> {
-    let typed = flags.join(" ");
-    tessera_core::scopes::resolve(&profile.name, &profile.scopes, Some(&typed))
-        .map_err(|e| Failure::Usage(format!("{e} (--scope SCOPE)")))
-}
-
 /// The account a command acts on: `--account` (user name or home_account_id) within the
 /// target profile or across all profiles; without `--account`, the only account.
 async fn choose_account(
@@ -428,56 +421,9 @@ async fn choose_account(
     target: Option<&Profile>,
     wanted: Option<&str>,
 ) -> CliResult<ProfileAccount> {
-    let where_ = target
-        .map(|p| format!(" in profile {}", p.name))
-        .unwrap_or_default();
-    match wanted {
-        Some(w) => {
-            // Only the accounts going by that name are read from the store.
-            let mut found = ctx.accounts_named(target, w).await?;
-            match found.len() {
-                0 => {
-                    eprintln!("No signed-in account {w}{where_}.");
-                    Err(Error::interaction(InteractionReason::NoAccount).into())
-                }
-                1 => Ok(found.remove(0)),
-                _ => Err(Failure::Usage(format!(
-                    "{w} is signed in through several profiles; choose one with --profile:\n{}",
-                    list_accounts(&found)
-                ))),
-            }
-        }
-        None => {
-            let candidates = match target {
-                Some(p) => ctx.accounts_of(p).await?,
-                None => ctx.accounts().await?,
-            };
-            match candidates.len() {
-                0 => {
-                    eprintln!("No account is signed in{where_}.");
-                    Err(Error::interaction(InteractionReason::NoAccount).into())
-                }
-                1 => Ok(candidates.into_iter().next().expect("one account")),
-                _ => Err(Failure::Usage(format!(
-                    "several accounts are signed in; choose one with --account:\n{}",
-                    list_accounts(&candidates)
-                ))),
-            }
-        }
-    }
-}
-
-fn list_accounts(accounts: &[ProfileAccount]) -> String {
-    accounts
-        .iter()
-        .map(|pa| {
-            format!(
-                "  {}  ({}, {})",
-                pa.account.username, pa.profile, pa.account.home_account_id
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    lookup::choose_account(ctx, target, wanted)
+        .await
+        .map_err(refused)
 }
 
 async fn login(
@@ -696,33 +642,5 @@ mod tests {
             "nope"
         ])
         .contains("redirect_uri"));
-    }
-
-    #[test]
-    fn scopes_default_to_the_profile_and_must_not_be_empty() {
-        let p = tessera_core::profile::Profiles::builtin_with_sandbox_url(None).unwrap();
-        let sandbox = p.get("Sandbox").unwrap();
-        assert_eq!(
-            requested_scopes(&[], sandbox).unwrap().to_param(),
-            "User.Read"
-        );
-        assert_eq!(
-            requested_scopes(&["a b".into(), "c".into()], sandbox)
-                .unwrap()
-                .to_param(),
-            "a b c"
-        );
-        let mut bare = sandbox.clone();
-        bare.scopes.clear();
-        assert!(matches!(
-            requested_scopes(&[], &bare),
-            Err(Failure::Usage(_))
-        ));
-        assert_eq!(
-            requested_scopes(&["openid".into()], &bare)
-                .unwrap()
-                .to_param(),
-            "openid"
-        );
     }
 }

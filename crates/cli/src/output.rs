@@ -7,19 +7,7 @@ use tessera_core::context::{ProfileAccount, UnlistedGroup};
 use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
 use tessera_core::profile::Profile;
 
-/// Replace control characters (escape sequences could drive the terminal) with
-/// visible escapes. Text from tokens and providers goes through this before printing.
-pub fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use tessera_core::agent::lookup::sanitize;
 
 /// Columns padded to the widest cell; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use tessera_core::agent::lookup;
 use tessera_core::app::{AuthResult, SilentOptions};
-use tessera_core::authority::AuthorityKind;
 use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::error::Error;
 use tessera_core::profile::Profile;
@@ -139,42 +139,14 @@ pub async fn resolve(
     target: Option<&Profile>,
     account: Option<&str>,
 ) -> CliResult<(Profile, ProfileAccount)> {
-    let pa = crate::choose_account(ctx, target, account).await?;
-    let profile = match target {
-        Some(p) => p.clone(),
-        None => ctx.profile(&pa.profile)?.clone(),
-    };
-    Ok((profile, pa))
+    lookup::resolve(ctx, target, account)
+        .await
+        .map_err(crate::refused)
 }
 
 /// `profile` with its Entra ID authority's tenant replaced (Azure CLI's `--tenant`).
 pub fn for_tenant(profile: &Profile, tenant: Option<&str>) -> CliResult<Profile> {
-    let Some(tenant) = tenant.map(str::trim) else {
-        return Ok(profile.clone());
-    };
-    if tenant.is_empty()
-        || !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    {
-        return Err(Failure::Usage(format!(
-            "--tenant {tenant:?} is not a tenant id or domain"
-        )));
-    }
-    let authority = profile.authority_object()?;
-    if !matches!(authority.kind(), AuthorityKind::Entra { .. }) {
-        return Err(Failure::Usage(format!(
-            "--tenant needs an Entra ID authority; profile {:?} uses {}",
-            profile.name,
-            profile.target()
-        )));
-    }
-    let mut url = authority.url().clone();
-    url.set_path(&format!("/{tenant}"));
-    let mut p = profile.clone();
-    p.authority = Some(url.as_str().trim_end_matches('/').to_string());
-    p.validate().map_err(|e| Failure::Usage(e.to_string()))?;
-    Ok(p)
+    Ok(lookup::for_tenant(profile, tenant)?)
 }
 
 /// `acquire_token_silent` for the account with the scopes the user named.
@@ -185,11 +157,7 @@ pub async fn silent(
     scope_flags: &[String],
     options: &SilentOptions,
 ) -> CliResult<AuthResult> {
-    let scopes = crate::requested_scopes(scope_flags, profile)?;
-    Ok(ctx
-        .app(profile)?
-        .acquire_token_silent(&scopes, &pa.account, options)
-        .await?)
+    Ok(lookup::silent(ctx, profile, pa, scope_flags, options).await?)
 }
 
 pub async fn run(
@@ -521,31 +489,5 @@ mod tests {
                 "c"
             ]
         );
-    }
-
-    #[test]
-    fn tenant_replaces_an_entra_authoritys_tenant_only() {
-        let profiles = tessera_core::profile::Profiles::builtin_with_sandbox_url(None).unwrap();
-        let ms = profiles.get("Microsoft").unwrap();
-        let t = for_tenant(ms, Some("contoso.onmicrosoft.com")).unwrap();
-        assert_eq!(
-            t.authority.as_deref(),
-            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com")
-        );
-        assert_eq!(t.name, ms.name);
-        assert_eq!(for_tenant(ms, None).unwrap(), *ms);
-        for bad in ["", "a/b", "x?y", "../common"] {
-            assert!(
-                matches!(for_tenant(ms, Some(bad)), Err(Failure::Usage(_))),
-                "{bad:?}"
-            );
-        }
-        let mut oidc = ms.clone();
-        oidc.authority = None;
-        oidc.issuer = Some("https://idp.example".into());
-        match for_tenant(&oidc, Some("t")) {
-            Err(Failure::Usage(m)) => assert!(m.contains("needs an Entra ID authority"), "{m}"),
-            other => panic!("{other:?}"),
-        }
     }
 }

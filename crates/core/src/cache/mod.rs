@@ -402,6 +402,27 @@ pub trait TokenStore: Send + Sync {
         None
     }
 
+    /// Keep `records` (time, JSON without any secret: the agent's activity), dropping
+    /// those older than `keep_since` and all but the newest `keep_rows`. Stores without a
+    /// place for them keep nothing (the default).
+    fn record_activity(
+        &self,
+        _records: &[(UnixTime, String)],
+        _keep_since: UnixTime,
+        _keep_rows: usize,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The kept activity records since `since`, newest first, at most `limit`.
+    fn activity(
+        &self,
+        _since: UnixTime,
+        _limit: usize,
+    ) -> Result<Vec<(UnixTime, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The clients (ids) holding a refresh or ID token of the account in one of
     /// `environments`, sorted: which app signed it in, for an account no profile lists.
     /// `None` when the store cannot tell without reading every entry (the default).

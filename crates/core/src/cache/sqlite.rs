@@ -132,6 +132,17 @@ CREATE INDEX IF NOT EXISTS account_by_username
     ON account (lower(json_extract(fields, '$.username')));
 ";
 
+/// The agent's record of who got which token (JSON without any secret, see
+/// `agent::activity`), added after schema 1: older versions ignore it.
+const ACTIVITY_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS activity (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS activity_by_time ON activity (at);
+";
+
 /// The indexes [`ADDED_INDEXES`] makes.
 const ADDED_INDEX_NAMES: [&str; 2] = ["access_token_by_account_target", "account_by_username"];
 
@@ -566,6 +577,15 @@ impl SqliteStore {
             tx.execute_batch(ADDED_INDEXES).map_err(db_err)?;
             tx.commit().map_err(db_err)?;
         }
+        let has_activity = conn
+            .prepare_cached(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'activity'",
+            )
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_activity {
+            conn.execute_batch(ACTIVITY_TABLE).map_err(db_err)?;
+        }
         let check: Vec<u8> = conn
             .query_row("SELECT value FROM meta WHERE name = 'key_check'", [], |r| {
                 r.get(0)
@@ -981,6 +1001,52 @@ impl TokenStore for SqliteStore {
             }
         }
         Ok(latest)
+    }
+
+    /// One transaction: the new records, then those older than `keep_since` or beyond
+    /// the newest `keep_rows` go.
+    fn record_activity(
+        &self,
+        records: &[(UnixTime, String)],
+        keep_since: UnixTime,
+        keep_rows: usize,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO activity (at, fields) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for (at, fields) in records {
+                insert.execute(params![at, fields]).map_err(db_err)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM activity WHERE at < ?1 OR id <= \
+             (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![keep_since, keep_rows as i64],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn activity(
+        &self,
+        since: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<(UnixTime, String)>, StoreError> {
+        let conn = self.lock();
+        let mut s = conn
+            .prepare_cached(
+                "SELECT at, fields FROM activity WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(params![since, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
     /// `PRAGMA data_version`: it changes when another connection commits (this one's own

@@ -1,6 +1,8 @@
-//! The Tessera agent's protocol: what a client (`tessera-cli`) and an agent (`tessera-cli
-//! agent`, later the desktop app) say on the user's socket, and the single-flight rule
-//! that makes concurrent requests for one token share one refresh.
+//! The Tessera agent: its protocol (here), what a token request resolves to
+//! ([`lookup`], shared with the CLI's own path), serving the socket ([`serve`], hosted by
+//! `tessera-cli agent` and the desktop app) and the record of who got what
+//! ([`activity`]). The single-flight rule ([`SingleFlight`]) makes concurrent requests
+//! for one token share one refresh.
 //!
 //! A frame is a 4-byte big-endian length and that many bytes of JSON, at most
 //! [`MAX_FRAME`]. Every request names the protocol [`VERSION`]; an agent answers a
@@ -9,6 +11,10 @@
 //! 0600) and the agent serves only its own user (`SO_PEERCRED`).
 //!
 //! A token travels in one frame only, to a process of the same user; it is never logged.
+
+pub mod activity;
+pub mod lookup;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

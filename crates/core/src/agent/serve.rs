@@ -1,0 +1,624 @@
+//! Serving the agent's socket: the part `tessera-cli agent` and the desktop app share. The
+//! host ([`Host`]) gives the engine and, when it has a face, asks the user (sign in,
+//! confirm); this module checks the peer, reads frames, answers from memory or through
+//! [`super::lookup`] with one refresh at a time per token ([`SingleFlight`]), and records
+//! every answer ([`Activity`]).
+//!
+//! Invariants: only the agent's own user is served (`SO_PEERCRED`, on every connection);
+//! the socket's folder is 0700 and the socket 0600; no token is logged or recorded; the
+//! engine is not held while the user is asked (a prompt may wait minutes); the agent
+//! stops (and drops the store, so its key) when the store is reset under it.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, Outcome, Peer};
+use super::lookup::{self, Refusal, Refused, Wanted};
+use super::{
+    ErrorKind, ErrorReply, Op, Request, Response, SingleFlight, StatusReply, TokenReply,
+    TokenRequest, VERSION,
+};
+use crate::app::{AuthResult, SilentOptions, TokenSource};
+use crate::context::Tessera;
+use crate::env::{Clock, SystemClock};
+use crate::error::Error;
+
+/// The engine a host lends for one request (a reference, or the app's read guard).
+pub type Engine<'a> = Box<dyn std::ops::Deref<Target = Tessera> + Send + Sync + 'a>;
+
+/// What the agent asks its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// The account must sign in before the program gets its token.
+    SignIn(Ask),
+    /// "Hand out a token of this account to this program?" (the account asks first).
+    Confirm(Ask),
+}
+
+/// Who asks for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub peer: Peer,
+    /// The account's user name.
+    pub account: String,
+    pub home_account_id: Option<String>,
+    pub profile: String,
+    pub scopes: Vec<String>,
+    /// Why a sign-in is needed (the engine's words).
+    pub reason: Option<String>,
+}
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Signed in (for [`Question::SignIn`]) or agreed (for [`Question::Confirm`]).
+    Yes,
+    /// Denied, or did not answer in time.
+    No,
+    /// Nobody can be asked (a headless agent).
+    Unavailable,
+}
+
+/// What hosts an agent: `tessera-cli agent` (headless) or the desktop app.
+#[async_trait::async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// The engine to serve from, or why there is none now.
+    async fn engine(&self) -> Result<Engine<'_>, String>;
+    /// Ask the user; a headless host answers [`Decision::Unavailable`] at once.
+    async fn ask(&self, question: Question) -> Decision;
+    /// Whether tokens of this account go to a program only after the user agreed (once
+    /// per program per session).
+    fn confirm_first(&self, _home_account_id: &str) -> bool {
+        false
+    }
+    /// A request was answered (the app shows it at once).
+    fn recorded(&self, _activity: &Activity) {}
+}
+
+/// A serving agent.
+pub struct Agent<H: Host> {
+    host: H,
+    home: PathBuf,
+    uid: u32,
+    flight: SingleFlight,
+    /// Tokens handed out, by request, with the store's change marker when they were read:
+    /// served again while still valid and the store unchanged by anyone else.
+    hot: Mutex<HashMap<String, (TokenReply, u64)>>,
+    served: AtomicU64,
+    /// The store file and its inode when the agent started.
+    store: Option<(PathBuf, u64)>,
+    /// (account, program) pairs the user agreed to this session.
+    agreed: Mutex<HashSet<(String, String)>>,
+    activity: tokio::sync::mpsc::UnboundedSender<Activity>,
+    stop: CancellationToken,
+}
+
+/// Why an agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the agent needs a place for its socket: XDG_RUNTIME_DIR is not set (or set {})",
+        super::SOCKET_ENV
+    )]
+    NoSocketPath,
+    #[error("an agent already answers on {}; stop it first (or set {} to use another socket)", .0.display(), super::SOCKET_ENV)]
+    Running(PathBuf),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// This process's user id (the owner of `/proc/self`).
+fn own_uid() -> std::io::Result<u32> {
+    std::fs::metadata("/proc/self").map(|m| m.uid())
+}
+
+/// Bind the socket: its folder made 0700, a stale socket (nobody answers) replaced, an
+/// answering agent refused.
+pub async fn bind(socket: &Path) -> Result<UnixListener, StartError> {
+    if let Some(dir) = socket.parent() {
+        crate::fsutil::create_private_dir(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| StartError::Io(format!("cannot make {}: {e}", dir.display())))?;
+    }
+    if socket.exists() {
+        if UnixStream::connect(socket).await.is_ok() {
+            return Err(StartError::Running(socket.to_path_buf()));
+        }
+        std::fs::remove_file(socket)
+            .map_err(|e| StartError::Io(format!("cannot replace {}: {e}", socket.display())))?;
+    }
+    let listener = UnixListener::bind(socket)
+        .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", socket.display())))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StartError::Io(format!("cannot protect {}: {e}", socket.display())))?;
+    Ok(listener)
+}
+
+impl<H: Host> Agent<H> {
+    /// An agent for the home of `host`'s engine. Spawns the task that writes the
+    /// activity records (on the current tokio runtime).
+    pub async fn start(host: H) -> Result<Arc<Agent<H>>, StartError> {
+        let (home, store) = {
+            let ctx = host.engine().await.map_err(StartError::Io)?;
+            let store = ctx.store_info().and_then(|i| {
+                let ino = std::fs::metadata(&i.path).ok()?.ino();
+                Some((i.path.clone(), ino))
+            });
+            (ctx.paths().data_dir.clone(), store)
+        };
+        let uid =
+            own_uid().map_err(|e| StartError::Io(format!("cannot tell who runs this: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let agent = Arc::new(Agent {
+            host,
+            home,
+            uid,
+            flight: SingleFlight::default(),
+            hot: Mutex::default(),
+            served: AtomicU64::new(0),
+            store,
+            agreed: Mutex::default(),
+            activity: tx,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(write_activity(Arc::downgrade(&agent), rx));
+        Ok(agent)
+    }
+
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Cancelled when the agent stops serving (its store was reset, or [`Self::stop`]).
+    pub fn stopped(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Serve `listener` until [`Self::stop`] (or the store is reset); the socket file is
+    /// removed then.
+    pub async fn serve(self: Arc<Self>, listener: UnixListener, socket: PathBuf) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let agent = Arc::clone(&self);
+                        tokio::spawn(async move { agent.connection(stream).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "agent: accept failed"),
+                },
+                () = self.stop.cancelled() => break,
+            }
+        }
+        let _ = std::fs::remove_file(&socket);
+    }
+
+    async fn connection(&self, mut stream: UnixStream) {
+        let pid = match stream.peer_cred() {
+            Ok(c) if c.uid() == self.uid => c.pid(),
+            Ok(c) => {
+                tracing::warn!(uid = c.uid(), "agent: refused a process of another user");
+                let reply = Response::error(
+                    ErrorKind::BadRequest,
+                    "this agent serves only its own user",
+                    1,
+                );
+                let _ = super::write_frame(&mut stream, &reply).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent: cannot tell who connected; refused");
+                return;
+            }
+        };
+        let pid = pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        loop {
+            let body = match super::read_frame(&mut stream).await {
+                Ok(b) => b,
+                Err(super::FrameError::Closed) => return,
+                Err(e) => {
+                    // After a frame too long (or a broken stream) there is no next frame
+                    // to find: say why and close.
+                    let reply = Response::error(ErrorKind::BadRequest, e.to_string(), 1);
+                    let _ = super::write_frame(&mut stream, &reply).await;
+                    return;
+                }
+            };
+            let reply = tokio::select! {
+                reply = async {
+                    match super::parse_request(&body) {
+                        Ok(request) => self.answer(request, pid).await,
+                        Err(e) => Response::Error(e),
+                    }
+                } => reply,
+                () = self.stop.cancelled() => Response::error(ErrorKind::Stopping, "the agent is stopping", 1),
+            };
+            if super::write_frame(&mut stream, &reply).await.is_err() {
+                // The client went away mid-request: nothing to do.
+                return;
+            }
+        }
+    }
+
+    async fn answer(&self, request: Request, pid: u32) -> Response {
+        debug_assert_eq!(request.v, VERSION);
+        match request.op {
+            Op::Status => Response::Status(StatusReply {
+                version: VERSION,
+                pid: std::process::id(),
+                home: self.home.clone(),
+                served: self.served.load(Ordering::Relaxed),
+            }),
+            Op::Token(t) => self.token(t, pid).await,
+        }
+    }
+
+    /// The store file is still the one opened (not reset under the agent).
+    fn store_is_there(&self) -> bool {
+        match &self.store {
+            Some((path, ino)) => std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino),
+            None => true,
+        }
+    }
+
+    fn record(
+        &self,
+        t: &TokenRequest,
+        peer: &Peer,
+        account: Option<String>,
+        profile: Option<String>,
+        outcome: Outcome,
+    ) {
+        let requester = peer.requester();
+        let activity = Activity {
+            at: SystemClock.now(),
+            account: account.or_else(|| t.account.clone()).unwrap_or_default(),
+            profile: profile.or_else(|| t.profile.clone()),
+            scopes: t.scopes.clone(),
+            program: requester.name.clone(),
+            pid: requester.pid,
+            outcome,
+        };
+        self.host.recorded(&activity);
+        let _ = self.activity.send(activity);
+    }
+
+    async fn token(&self, t: TokenRequest, pid: u32) -> Response {
+        let home = std::path::absolute(&t.home).unwrap_or(t.home.clone());
+        if home != self.home {
+            return Response::error(
+                ErrorKind::WrongHome,
+                format!("this agent serves {}", self.home.display()),
+                1,
+            );
+        }
+        if !self.store_is_there() {
+            tracing::warn!("agent: the store was reset; stopping");
+            self.stop.cancel();
+            return Response::error(
+                ErrorKind::Stopping,
+                "the store was reset; the agent stopped",
+                5,
+            );
+        }
+        let peer = Peer::read(pid);
+        let key = request_key(&t);
+        if !t.force_refresh {
+            if let Some(reply) = self.hot_answer(&key, t.min_validity_secs).await {
+                if self.agreed_to(&reply.account.home_account_id, &peer) {
+                    self.served.fetch_add(1, Ordering::Relaxed);
+                    self.record(
+                        &t,
+                        &peer,
+                        Some(reply.account.username.clone()),
+                        Some(reply.profile.clone()),
+                        Outcome::Cache,
+                    );
+                    return Response::Token(Box::new(reply));
+                }
+            }
+        }
+        match self.token_for(&t, &peer).await {
+            Ok((reply, marker, outcome)) => {
+                if let Some(m) = marker {
+                    let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+                    hot.insert(key, (reply.clone(), m));
+                }
+                self.served.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    program = %peer.requester().name,
+                    profile = %reply.profile,
+                    source = %reply.token_source,
+                    "agent: token handed out"
+                );
+                self.record(
+                    &t,
+                    &peer,
+                    Some(reply.account.username.clone()),
+                    Some(reply.profile.clone()),
+                    outcome,
+                );
+                Response::Token(Box::new(reply))
+            }
+            Err((refused, outcome, account)) => {
+                let interaction = refused.needs_interaction();
+                let (mut message, exit) = lookup::render(&refused.refusal);
+                if let Some(p) = &refused.preface {
+                    message = format!("{p}\n{message}");
+                }
+                if outcome == Outcome::Denied {
+                    message = "error: the token was denied in Tessera (or its question was not answered in time)\n".into();
+                }
+                tracing::info!(program = %peer.requester().name, exit, "agent: no token");
+                let profile = refused.profile.as_ref().map(|p| p.name.clone());
+                self.record(&t, &peer, account, profile.clone(), outcome);
+                Response::Error(ErrorReply {
+                    kind: if interaction {
+                        ErrorKind::InteractionRequired
+                    } else {
+                        ErrorKind::Failed
+                    },
+                    message,
+                    exit,
+                    profile,
+                })
+            }
+        }
+    }
+
+    /// Whether this account's token may go to this program without asking (it does not
+    /// ask first, or the user agreed this session). Checked before a memory answer; a
+    /// full answer asks.
+    fn agreed_to(&self, home_account_id: &str, peer: &Peer) -> bool {
+        !self.host.confirm_first(home_account_id)
+            || self
+                .agreed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(home_account_id.to_string(), peer.requester().name.clone()))
+    }
+
+    /// The token handed out for the same request before, when the store has not changed
+    /// since (by another process: sign-in, sign-out, refresh) and it stays valid for
+    /// `min_validity` seconds and is not due for a proactive refresh.
+    async fn hot_answer(&self, key: &str, min_validity: i64) -> Option<TokenReply> {
+        let marker = self.host.engine().await.ok()?.store().change_marker()?;
+        let now = SystemClock.now();
+        let hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+        let (reply, seen) = hot.get(key)?;
+        let fresh = *seen == marker
+            && reply.expires_on > now.saturating_add(min_validity)
+            && reply.refresh_on.is_none_or(|r| now < r);
+        fresh.then(|| TokenReply {
+            token_source: "cache".into(),
+            ..reply.clone()
+        })
+    }
+
+    /// What `tessera-cli token` does, with one refresh at a time per account and scopes,
+    /// a sign-in (or confirmation) asked of the user when the host can ask. Returns the
+    /// store's change marker read before the work (a change by another process
+    /// meanwhile makes the next request miss, never serve a stale answer).
+    async fn token_for(
+        &self,
+        t: &TokenRequest,
+        peer: &Peer,
+    ) -> Result<(TokenReply, Option<u64>, Outcome), (Refused, Outcome, Option<String>)> {
+        let failed = |r: Refused| {
+            let outcome = if r.needs_interaction() {
+                Outcome::InteractionRequired
+            } else {
+                Outcome::Failed
+            };
+            (r, outcome, None)
+        };
+        let options = SilentOptions {
+            min_validity_secs: t.min_validity_secs,
+            force_refresh: t.force_refresh,
+            ..SilentOptions::default()
+        };
+        // Find the account (the engine is lent for this only).
+        let (profile, pa) = {
+            let engine = self
+                .host
+                .engine()
+                .await
+                .map_err(|e| failed(Refused::from(Error::Config(e))))?;
+            let target = match &t.profile {
+                Some(name) => Some(
+                    engine
+                        .profile(name)
+                        .map_err(|e| failed(Refused::usage(e.to_string())))?
+                        .clone(),
+                ),
+                None => None,
+            };
+            let wanted = Wanted {
+                target: target.as_ref(),
+                account: t.account.as_deref(),
+                tenant: t.tenant.as_deref(),
+                scopes: &t.scopes,
+            };
+            lookup::find(&engine, &wanted).await.map_err(failed)?
+        };
+        let username = Some(pa.account.username.clone());
+        let ask = || Ask {
+            peer: peer.clone(),
+            account: pa.account.username.clone(),
+            home_account_id: Some(pa.account.home_account_id.clone()),
+            profile: profile.name.clone(),
+            scopes: t.scopes.clone(),
+            reason: None,
+        };
+        let id = pa.account.home_account_id.clone();
+        if !self.agreed_to(&id, peer) {
+            match self.host.ask(Question::Confirm(ask())).await {
+                Decision::Yes | Decision::Unavailable => {
+                    self.agreed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((id.clone(), peer.requester().name.clone()));
+                }
+                Decision::No => {
+                    let r = Refused {
+                        refusal: Refusal::Core(Error::Cancelled),
+                        preface: None,
+                        profile: Some(profile.clone()),
+                    };
+                    return Err((r, Outcome::Denied, username));
+                }
+            }
+        }
+        let flight_key = format!(
+            "{}\n{}\n{}",
+            profile.name,
+            pa.account.home_account_id,
+            sorted_scopes(&t.scopes)
+        );
+        let _turn = self.flight.turn(&flight_key).await;
+        let mut signed_in = false;
+        loop {
+            let attempt = {
+                let engine = self
+                    .host
+                    .engine()
+                    .await
+                    .map_err(|e| failed(Refused::from(Error::Config(e))))?;
+                let marker = engine.store().change_marker();
+                lookup::silent(&engine, &profile, &pa, &t.scopes, &options)
+                    .await
+                    .map(|r| (r, marker))
+            };
+            match attempt {
+                Ok((r, marker)) => {
+                    let outcome = match (signed_in, r.token_source) {
+                        (true, _) => Outcome::SignedIn,
+                        (false, TokenSource::Cache) => Outcome::Cache,
+                        (false, TokenSource::IdentityProvider) => Outcome::Refreshed,
+                    };
+                    return Ok((reply_of(&r, &profile), marker, outcome));
+                }
+                Err(refusal) => {
+                    let refused = Refused {
+                        refusal,
+                        preface: None,
+                        profile: Some(profile.clone()),
+                    };
+                    if signed_in || !refused.needs_interaction() {
+                        let (r, outcome, _) = failed(refused);
+                        return Err((r, outcome, username));
+                    }
+                    let mut question = ask();
+                    question.reason = Some(match &refused.refusal {
+                        Refusal::Core(e) => e.to_string(),
+                        Refusal::Usage(m) => m.clone(),
+                    });
+                    match self.host.ask(Question::SignIn(question)).await {
+                        Decision::Yes => signed_in = true,
+                        Decision::No => return Err((refused, Outcome::Denied, username)),
+                        Decision::Unavailable => {
+                            return Err((refused, Outcome::InteractionRequired, username))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reply for a token.
+fn reply_of(r: &AuthResult, profile: &crate::profile::Profile) -> TokenReply {
+    TokenReply {
+        access_token: r.access_token.secret().to_string(),
+        token_type: r.token_type.clone(),
+        expires_on: r.expires_on,
+        refresh_on: r.refresh_on,
+        scopes: r.scopes.iter().map(str::to_string).collect(),
+        token_source: match r.token_source {
+            TokenSource::Cache => "cache".into(),
+            TokenSource::IdentityProvider => "identity_provider".into(),
+        },
+        account: r.account.clone(),
+        id_token_claims: r.id_token_claims.clone(),
+        profile: profile.name.clone(),
+        subscription: profile.subscription.clone(),
+    }
+}
+
+fn sorted_scopes(scopes: &[String]) -> String {
+    let mut s: Vec<String> = scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+    s.sort();
+    s.join(" ")
+}
+
+/// A request's identity for the agent's memory: profile, account, scopes and tenant as
+/// asked (the home is the agent's own).
+fn request_key(t: &TokenRequest) -> String {
+    format!(
+        "{}\n{}\n{}\n{}",
+        t.profile
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        t.account
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        sorted_scopes(&t.scopes),
+        t.tenant.as_deref().unwrap_or_default()
+    )
+}
+
+/// Write activity records as they come, in batches, into the host's store (off the
+/// answer's path: a cached answer does not wait for the disk).
+async fn write_activity<H: Host>(
+    agent: std::sync::Weak<Agent<H>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Activity>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let Some(agent) = agent.upgrade() else { return };
+        let records: Vec<(i64, String)> = batch
+            .drain(..)
+            .filter_map(|a| Some((a.at, serde_json::to_string(&a).ok()?)))
+            .collect();
+        let Ok(engine) = agent.host.engine().await else {
+            continue;
+        };
+        let now = SystemClock.now();
+        if let Err(e) = engine.store().record_activity(
+            &records,
+            now - super::activity::KEEP_SECS,
+            super::activity::KEEP_ROWS,
+        ) {
+            tracing::warn!(error = %e, "agent: cannot record activity");
+        }
+    }
+}
+
+/// The kept activity since `since` (newest first, at most `limit`).
+pub fn read_activity(ctx: &Tessera, since: i64, limit: usize) -> Vec<Activity> {
+    match ctx.store().activity(since, limit) {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the agent's activity");
+            Vec::new()
+        }
+    }
+}
