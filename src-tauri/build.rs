@@ -33,6 +33,10 @@ fn tessera_commands() -> &'static [&'static str] {
         "list_msal_caches",
         "open_msal_cache",
         "close_msal_cache",
+        "agent_status",
+        "agent_answer",
+        "agent_activity",
+        "set_confirm_first",
         "ui_ready",
     ]
 }

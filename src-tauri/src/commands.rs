@@ -11,15 +11,16 @@ use tessera_core::decode::decode;
 use tessera_core::profile::{Profile, SignInMethod};
 use tessera_core::scopes::{resolve, ScopeSet};
 
+use crate::agent::{self, AgentState};
 use crate::clipboard;
 use crate::error::{AppError, AppResult};
 use crate::signin::{self, SignInState};
 use crate::state::{azure_cli_cache_path, AppState, NeedsSignIn};
 use crate::views::{
-    AccountRef, AccountView, AppInfo, CopyFormat, CopyView, DeviceCodeView, MsalCacheView,
-    MsalCachesView, ProfileInput, ProfileKind, ProfileView, Settings, SettingsView, SignInStarted,
-    SignOutView, StoreProtectionView, TokenView, ToolKind, ToolLinesView, EVENT_ACCOUNTS_CHANGED,
-    TESSERA_SOURCE,
+    AccountRef, AccountView, ActivityView, AgentAnswer, AgentStatusView, AppInfo, CopyFormat,
+    CopyView, DeviceCodeView, MsalCacheView, MsalCachesView, ProfileInput, ProfileKind,
+    ProfileView, Settings, SettingsView, SignInStarted, SignOutView, StoreProtectionView,
+    TokenView, ToolKind, ToolLinesView, EVENT_ACCOUNTS_CHANGED, TESSERA_SOURCE,
 };
 
 /// The list's group of the accounts of Tessera's store that no profile lists.
@@ -684,4 +685,47 @@ pub async fn save_settings(
         settings,
         home: state.home_description().map(|p| p.display().to_string()),
     })
+}
+
+// ------------------------------------------------------------------ agent
+
+/// Whether the app serves tools as the agent, and on which socket.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn agent_status(agent: State<'_, AgentState>) -> AppResult<AgentStatusView> {
+    Ok(agent.status())
+}
+
+/// The user's answer to an `agent:ask` question.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn agent_answer(
+    agent: State<'_, AgentState>,
+    id: u64,
+    answer: AgentAnswer,
+) -> AppResult<()> {
+    if agent.answer(id, answer) {
+        Ok(())
+    } else {
+        Err(agent::not_waiting())
+    }
+}
+
+/// Who got which token (newest first, the last 7 days), of one account when given.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn agent_activity(
+    state: State<'_, AppState>,
+    account: Option<String>,
+) -> AppResult<Vec<ActivityView>> {
+    let list = agent::activity(&state, account.as_deref()).await?;
+    Ok(list.into_iter().map(ActivityView::from).collect())
+}
+
+/// Turn "ask before a program gets this account's token" on or off.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_confirm_first(
+    state: State<'_, AppState>,
+    account: AccountRef,
+    on: bool,
+) -> AppResult<bool> {
+    state.wait_opened().await;
+    agent::set_confirm_first(&state, &account.home_account_id, on)
 }

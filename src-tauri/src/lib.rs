@@ -10,6 +10,9 @@
 //! - [`clipboard`], [`signin`]: copying tokens and clearing them again; the sign-in
 //!   window, the browser and the device code flows. Each keeps its own state
 //!   ([`clipboard::ClipboardState`], [`signin::SignInState`]).
+//! - [`agent`]: the app as the Tessera agent: serving tools on the user's socket, asking
+//!   the user when a program's request needs a sign-in, the Activity list
+//!   ([`agent::AgentState`]).
 //! - [`commands`]: what the main window may call (one permission per command).
 //! - [`run`] (this file): the app.
 
@@ -18,6 +21,7 @@ use std::time::Duration;
 use tauri::webview::PageLoadEvent;
 use tauri::{Emitter, Manager, Runtime};
 
+pub mod agent;
 mod base;
 pub mod clipboard;
 pub mod commands;
@@ -29,8 +33,17 @@ pub mod views;
 pub use state::AppState;
 
 /// Add the app's commands, plugins and state to `builder` (on any runtime: the real one,
-/// or Tauri's mock runtime in tests).
+/// or Tauri's mock runtime in tests), without serving as the agent.
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    configure_with(builder, state, agent::AgentState::off())
+}
+
+/// [`configure`], serving as the agent when `agent` says so ([`agent::AgentState::on`]).
+pub fn configure_with<R: Runtime>(
+    builder: tauri::Builder<R>,
+    state: AppState,
+    agent: agent::AgentState,
+) -> tauri::Builder<R> {
     builder
         // Before the clipboard plugin: plugins see the exit in the order they were added,
         // and that one lets go of the clipboard then.
@@ -38,6 +51,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             tauri::plugin::Builder::<R>::new("tessera-exit")
                 .on_event(|app, event| {
                     if let tauri::RunEvent::Exit = event {
+                        agent::stop_on_exit(app);
                         clipboard::clear_on_exit(app);
                     }
                 })
@@ -47,6 +61,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
         .manage(state)
         .manage(signin::SignInState::default())
         .manage(clipboard::ClipboardState::default())
+        .manage(agent)
         .setup(|app| {
             create_main_window(app.handle())?;
             let handle = app.handle().clone();
@@ -59,6 +74,9 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
                         "start-up: token store opened"
                     );
                     let _ = handle.emit_to("main", views::EVENT_STORE_OPENED, ());
+                }
+                if state.with(|_| Ok(())).await.is_ok() {
+                    agent::start(&handle).await;
                 }
                 if let Ok(data_dir) = state.with(|t| Ok(t.paths().data_dir.clone())).await {
                     let _ = tauri::async_runtime::spawn_blocking(move || {
@@ -92,6 +110,10 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::list_msal_caches,
             commands::open_msal_cache,
             commands::close_msal_cache,
+            commands::agent_status,
+            commands::agent_answer,
+            commands::agent_activity,
+            commands::set_confirm_first,
             commands::ui_ready,
         ])
 }
@@ -215,7 +237,8 @@ pub fn run() {
                 let _ = w.set_focus();
             }
         }));
-    let result = configure(single, state).run(tauri::generate_context!());
+    let result =
+        configure_with(single, state, agent::AgentState::on()).run(tauri::generate_context!());
     if let Err(e) = result {
         eprintln!("tessera: {e}");
         std::process::exit(1);

@@ -73,6 +73,9 @@ pub struct SignInState {
     sign_in: Mutex<Option<PendingSignIn>>,
     device: Mutex<Option<DeviceSession>>,
     next_id: AtomicU64,
+    /// How the last sign-in ended, with a count of sign-ins ended: Rust code waiting for
+    /// one (the agent's prompt) watches it, as the window listens to `signin:finished`.
+    finished: tokio::sync::watch::Sender<(u64, Option<SignInStatus>)>,
 }
 
 impl SignInState {
@@ -84,6 +87,11 @@ impl SignInState {
     /// types it).
     pub fn user_code(&self) -> Option<String> {
         lock(&self.device).as_ref().map(|d| d.user_code.clone())
+    }
+
+    /// Watch how sign-ins end (the next change is the next sign-in's end).
+    pub fn watch_finished(&self) -> tokio::sync::watch::Receiver<(u64, Option<SignInStatus>)> {
+        self.finished.subscribe()
     }
 }
 
@@ -97,6 +105,9 @@ fn emit_progress<R: Runtime>(app: &AppHandle<R>, stage: SignInStage, message: St
 
 fn emit_finished<R: Runtime>(app: &AppHandle<R>, outcome: SignInOutcome) {
     tracing::info!(status = ?outcome.status, "sign-in finished");
+    app.state::<SignInState>()
+        .finished
+        .send_modify(|(n, s)| (*n, *s) = (*n + 1, Some(outcome.status)));
     let _ = app.emit_to("main", EVENT_SIGNIN_FINISHED, outcome);
 }
 

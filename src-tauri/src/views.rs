@@ -480,6 +480,12 @@ pub const EVENT_CLIPBOARD_CLEARED: &str = "clipboard:cleared";
 pub const EVENT_ACCOUNTS_CHANGED: &str = "accounts:changed";
 /// The token store is open (or failed to open) after start-up.
 pub const EVENT_STORE_OPENED: &str = "store:opened";
+/// A program asks for a token and the user must answer ([`AgentAskView`]).
+pub const EVENT_AGENT_ASK: &str = "agent:ask";
+/// A question is answered or timed out: the window closes it (payload: its id).
+pub const EVENT_AGENT_ASK_CLOSED: &str = "agent:ask-closed";
+/// The agent answered a request (the Activity list reloads).
+pub const EVENT_AGENT_ACTIVITY: &str = "agent:activity";
 
 /// What `copy_token` puts on the clipboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -557,23 +563,37 @@ impl From<tessera_core::tools::ToolLines> for ToolLinesView {
 pub struct Settings {
     /// Clear the clipboard this long after copying a token, if it still holds it (0: never).
     pub clipboard_clear_secs: u64,
+    /// How long the agent's question (sign in, or hand out a token) waits for an answer
+    /// before it counts as denied.
+    pub agent_prompt_secs: u64,
+    /// The accounts (home account ids) whose tokens go to a program only after the user
+    /// agreed, once per program per session.
+    pub confirm_accounts: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             clipboard_clear_secs: 30,
+            agent_prompt_secs: 120,
+            confirm_accounts: Vec::new(),
         }
     }
 }
 
 pub const MAX_CLIPBOARD_CLEAR_SECS: u64 = 3600;
+pub const MAX_AGENT_PROMPT_SECS: u64 = 3600;
 
 impl Settings {
     pub fn validate(&self) -> AppResult<()> {
         if self.clipboard_clear_secs > MAX_CLIPBOARD_CLEAR_SECS {
             return Err(AppError::Invalid(format!(
                 "The clipboard can be cleared after at most {MAX_CLIPBOARD_CLEAR_SECS} seconds (0 turns clearing off)."
+            )));
+        }
+        if !(10..=MAX_AGENT_PROMPT_SECS).contains(&self.agent_prompt_secs) {
+            return Err(AppError::Invalid(format!(
+                "A program's question waits between 10 and {MAX_AGENT_PROMPT_SECS} seconds for an answer."
             )));
         }
         Ok(())
@@ -594,4 +614,79 @@ pub struct MsalCachesView {
     /// Azure CLI's cache file (`~/.azure/msal_token_cache.json`), the dialog's default.
     pub default_path: Option<String>,
     pub caches: Vec<MsalCacheView>,
+}
+
+// ------------------------------------------------------------------ agent
+
+/// What the agent asks (`agent:ask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentAskKind {
+    /// The account must sign in first.
+    SignIn,
+    /// The account asks before its token goes to a program.
+    Confirm,
+}
+
+/// The user's answer to an `agent:ask` (`agent_answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentAnswer {
+    /// Sign in (for `sign_in`) or hand the token out (for `confirm`).
+    Allow,
+    Deny,
+}
+
+/// Payload of `agent:ask`: who asks for which account's token. No secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentAskView {
+    pub id: u64,
+    pub kind: AgentAskKind,
+    /// The requesting program's command line (as `/proc` shows it).
+    pub program: String,
+    pub pid: u32,
+    pub account: String,
+    pub profile: String,
+    pub scopes: Vec<String>,
+    pub reason: Option<String>,
+    /// Seconds until it counts as denied.
+    pub timeout_secs: u64,
+}
+
+/// How a request to the agent ended (`Outcome` of tessera-core's activity).
+pub use tessera_core::agent::activity::Outcome as ActivityOutcome;
+
+/// One line of the Activity list. No token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityView {
+    pub at: i64,
+    pub account: String,
+    pub profile: Option<String>,
+    pub scopes: Vec<String>,
+    pub program: String,
+    pub pid: u32,
+    pub outcome: ActivityOutcome,
+}
+
+impl From<tessera_core::agent::activity::Activity> for ActivityView {
+    fn from(a: tessera_core::agent::activity::Activity) -> Self {
+        ActivityView {
+            at: a.at,
+            account: a.account,
+            profile: a.profile,
+            scopes: a.scopes,
+            program: a.program,
+            pid: a.pid,
+            outcome: a.outcome,
+        }
+    }
+}
+
+/// Whether the app serves tools as the agent, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentStatusView {
+    pub serving: bool,
+    pub socket: Option<String>,
+    /// Why not, when it does not.
+    pub message: Option<String>,
 }

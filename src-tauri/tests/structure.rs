@@ -11,9 +11,10 @@ use std::path::Path;
 use regex::Regex;
 use serde::Serialize;
 use tessera_lib::views::{
-    CopyFormat, ProfileKind, SignInStage, SignInStatus, ToolKind, EVENT_ACCOUNTS_CHANGED,
-    EVENT_CLIPBOARD_CLEARED, EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN, EVENT_SIGNIN_PROGRESS,
-    EVENT_STORE_OPENED,
+    ActivityOutcome, AgentAnswer, AgentAskKind, CopyFormat, ProfileKind, SignInStage, SignInStatus,
+    ToolKind, EVENT_ACCOUNTS_CHANGED, EVENT_AGENT_ACTIVITY, EVENT_AGENT_ASK,
+    EVENT_AGENT_ASK_CLOSED, EVENT_CLIPBOARD_CLEARED, EVENT_SIGNIN_FINISHED, EVENT_SIGNIN_ORIGIN,
+    EVENT_SIGNIN_PROGRESS, EVENT_STORE_OPENED,
 };
 
 fn read(rel: &str) -> String {
@@ -44,6 +45,7 @@ const STACK: &[&[&str]] = &[
     &["views"],
     &["state"],
     &["clipboard", "signin"],
+    &["agent"],
     &["commands"],
     &["lib"],
     &["main"],
@@ -162,6 +164,9 @@ fn the_page_uses_the_event_names_and_enum_values_rust_defines() {
         EVENT_CLIPBOARD_CLEARED,
         EVENT_ACCOUNTS_CHANGED,
         EVENT_STORE_OPENED,
+        EVENT_AGENT_ASK,
+        EVENT_AGENT_ASK_CLOSED,
+        EVENT_AGENT_ACTIVITY,
     ];
     assert_eq!(js_values("EVENT"), set(events.map(String::from)));
 
@@ -214,6 +219,34 @@ fn the_page_uses_the_event_names_and_enum_values_rust_defines() {
         ToolKind::Kubectl | ToolKind::Git | ToolKind::Run => {}
     }
     assert_eq!(js_values("TOOL"), serde_names(&tools));
+
+    let answers = [AgentAnswer::Allow, AgentAnswer::Deny];
+    match answers[0] {
+        AgentAnswer::Allow | AgentAnswer::Deny => {}
+    }
+    assert_eq!(js_values("AGENT_ANSWER"), serde_names(&answers));
+    let asks = [AgentAskKind::SignIn, AgentAskKind::Confirm];
+    match asks[0] {
+        AgentAskKind::SignIn | AgentAskKind::Confirm => {}
+    }
+    assert_eq!(js_values("AGENT_ASK"), serde_names(&asks));
+    let outcomes = [
+        ActivityOutcome::Cache,
+        ActivityOutcome::Refreshed,
+        ActivityOutcome::SignedIn,
+        ActivityOutcome::Denied,
+        ActivityOutcome::InteractionRequired,
+        ActivityOutcome::Failed,
+    ];
+    match outcomes[0] {
+        ActivityOutcome::Cache
+        | ActivityOutcome::Refreshed
+        | ActivityOutcome::SignedIn
+        | ActivityOutcome::Denied
+        | ActivityOutcome::InteractionRequired
+        | ActivityOutcome::Failed => {}
+    }
+    assert_eq!(js_values("ACTIVITY_OUTCOME"), serde_names(&outcomes));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! environment) and `TESSERA_E2E_SCREENSHOTS` (where to save screenshots).
 
 mod a11y;
+mod agent;
 mod desktop;
 mod run_script;
 mod security;

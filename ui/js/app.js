@@ -4,6 +4,7 @@
 import { invoke, listen, errorMessage, EVENT, COPY_FORMAT, SIGNIN_STATUS, SIGNIN_STAGE, SIGN_IN_METHOD, TOOL } from "./ipc.js";
 import { $, el, nowSecs, tokenState } from "./util.js";
 import { renderToken } from "./token.js";
+import { initAgent, openActivity } from "./agent.js";
 import { confirmDialog, openMsalCacheDialog, openAddDialog, openDeviceDialog, closeDeviceDialog, setDeviceStatus, openProfiles, openSettings } from "./dialogs.js";
 
 const FILTER_THRESHOLD = 7;
@@ -19,6 +20,7 @@ const state = {
   signIn: null, // { kind: a SIGN_IN_METHOD or "device", profile, keepScopes }
   panelAccount: null, // whose token the panel shows
   panelScopes: null, // for which scopes (null: the profile's default ones)
+  confirmAccounts: [], // home account ids whose tokens go to a program only after asking
 };
 
 // ---------------------------------------------------------------- toasts
@@ -184,6 +186,9 @@ function renderDetail() {
   if (!state.scopesEdited) $("scopes").value = (profile?.default_scopes ?? []).join(" ");
   // An account no profile lists has no token to show: offer the profile that lists it.
   const listed = Boolean(a.profile);
+  // The agent serves Tessera's own store: the switch is for its accounts.
+  $("confirm-first-row").hidden = !listed || (a.source ?? "tessera") !== "tessera";
+  $("confirm-first").checked = state.confirmAccounts.includes(a.home_account_id);
   $("no-profile").hidden = listed;
   $("scope-form").hidden = !listed;
   $("tools").hidden = !listed;
@@ -555,6 +560,21 @@ function wire() {
     await refreshAccounts();
   });
   $("open-settings").addEventListener("click", () => openSettings());
+  $("open-activity").addEventListener("click", () => openActivity());
+  $("confirm-first").addEventListener("change", async (ev) => {
+    const a = selected();
+    if (!a) return;
+    const on = ev.target.checked;
+    try {
+      await invoke("set_confirm_first", { account: accountRef(a), on });
+      state.confirmAccounts = state.confirmAccounts.filter((x) => x !== a.home_account_id);
+      if (on) state.confirmAccounts.push(a.home_account_id);
+      toast(on ? `Tessera asks you before a program gets ${a.username}'s tokens.` : `Programs get ${a.username}'s tokens without asking.`);
+    } catch (e) {
+      ev.target.checked = !on;
+      toast(errorMessage(e), { error: true });
+    }
+  });
   $("open-msal-cache").addEventListener("click", openMsalCache);
   $("sign-out-all").addEventListener("click", signOutAll);
   $("sign-out").addEventListener("click", signOut);
@@ -673,6 +693,7 @@ async function main() {
     listen(EVENT.signInOrigin, onSignInOrigin),
     listen(EVENT.clipboardCleared, () => toast("Clipboard cleared.")),
     listen(EVENT.accountsChanged, () => refreshAccounts()),
+    initAgent({ toast, accounts: () => state.accounts.map((a) => a.username) }),
   ]);
   // The store opens in the background (it may wait on the keyring): the window says so.
   let storeOpened;
@@ -692,8 +713,13 @@ async function main() {
     $("sidebar").hidden = true;
     $("startup-error-text").textContent = errorMessage(e);
     $("startup-error").hidden = false;
-    for (const id of ["add-account", "open-msal-cache", "open-profiles", "sign-out-all"]) $(id).disabled = true;
+    for (const id of ["add-account", "open-msal-cache", "open-profiles", "open-activity", "sign-out-all"]) $(id).disabled = true;
     return;
+  }
+  try {
+    state.confirmAccounts = (await invoke("get_settings")).confirm_accounts ?? [];
+  } catch (e) {
+    state.confirmAccounts = [];
   }
   await refreshProfiles();
   await refreshAccounts();

@@ -268,10 +268,11 @@ export async function openSettings() {
   try {
     settings = await invoke("get_settings");
   } catch (e) {
-    settings = { clipboard_clear_secs: 30 };
+    settings = { clipboard_clear_secs: 30, agent_prompt_secs: 120 };
     showError($("set-error"), errorMessage(e));
   }
   $("set-clear").value = String(settings.clipboard_clear_secs);
+  $("set-prompt").value = String(settings.agent_prompt_secs);
   $("set-info").textContent = settings.home ? `Tessera's data: ${settings.home}` : "";
   showError($("set-error"), null);
   const d = $("settings-dialog");
@@ -282,8 +283,15 @@ export async function openSettings() {
         showError($("set-error"), "Enter a whole number of seconds (0 turns clearing off).");
         return false;
       }
+      const prompt = Number($("set-prompt").value);
+      if (!Number.isInteger(prompt) || prompt < 10) {
+        showError($("set-error"), "A program's question waits at least 10 seconds.");
+        return false;
+      }
+      // The other settings (which accounts ask first) are kept as they are.
+      const { home: _home, ...kept } = settings;
       try {
-        await invoke("save_settings", { settings: { clipboard_clear_secs: secs } });
+        await invoke("save_settings", { settings: { ...kept, clipboard_clear_secs: secs, agent_prompt_secs: prompt } });
         return true;
       } catch (e) {
         showError($("set-error"), errorMessage(e));

@@ -17,6 +17,25 @@ export const EVENT = Object.freeze({
   clipboardCleared: "clipboard:cleared",
   accountsChanged: "accounts:changed",
   storeOpened: "store:opened",
+  agentAsk: "agent:ask",
+  agentAskClosed: "agent:ask-closed",
+  agentActivity: "agent:activity",
+});
+
+/** `agent_answer`'s `answer` (`AgentAnswer`). */
+export const AGENT_ANSWER = Object.freeze({ allow: "allow", deny: "deny" });
+
+/** What `agent:ask` asks (`AgentAskKind`). */
+export const AGENT_ASK = Object.freeze({ signIn: "sign_in", confirm: "confirm" });
+
+/** How a program's request ended (`Outcome` of the agent's activity). */
+export const ACTIVITY_OUTCOME = Object.freeze({
+  cache: "cache",
+  refreshed: "refreshed",
+  signedIn: "signed_in",
+  denied: "denied",
+  interactionRequired: "interaction_required",
+  failed: "failed",
 });
 
 /** `copy_token`'s `format` (`CopyFormat`). */

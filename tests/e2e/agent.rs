@@ -1,0 +1,178 @@
+//! The app as the Tessera agent: a `tessera-cli token` whose refresh token the sandbox
+//! rejects raises the app's question; **Sign in** goes through the sign-in window and the
+//! CLI prints the new token; **Deny** makes it exit 3; the Activity list shows both, and
+//! no token text is anywhere in the page.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::webdriver::Session;
+use crate::{
+    a11y, add_by_device_code, desktop, env, sandbox_me, set_faults, shot, sign_in_through_window,
+    Env, Step,
+};
+
+/// `tessera-cli token --account alice… --force-refresh`, started now, as a program would.
+fn cli_token(e: &Env) -> tokio::process::Child {
+    let cli = PathBuf::from(&e.app).with_file_name("tessera-cli");
+    tokio::process::Command::new(&cli)
+        .args([
+            "token",
+            "--account",
+            "alice@contoso.example",
+            "--force-refresh",
+        ])
+        .env("TESSERA_HOME", &e.home)
+        .env("TESSERA_SANDBOX_URL", &e.sandbox)
+        .env_remove("TESSERA_AGENT")
+        .env_remove("TESSERA_AGENT_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {}: {err}", cli.display()))
+}
+
+async fn finished(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the CLI finishes within 60 s")
+        .expect("the CLI's output")
+}
+
+/// The question is up, about alice and asked by the CLI.
+async fn question(s: &Session) {
+    s.wait_visible("#agent-dialog")
+        .await
+        .step("the app asks about the program's request");
+    let account = s.text("#agent-account").await.unwrap();
+    assert!(account.contains("alice@contoso.example"), "{account}");
+    let program = s.text("#agent-program").await.unwrap();
+    assert!(program.contains("tessera-cli token"), "{program}");
+}
+
+#[tokio::test]
+#[ignore = "needs Xvfb, D-Bus, tauri-driver and a sandbox: run tests/e2e/run.sh"]
+async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
+    let e = env();
+    let s = Session::start(&e.driver, &e.app)
+        .await
+        .step("launch the app");
+    s.wait_until("the list is loaded", || async {
+        Ok(s.visible("#empty").await? || s.visible("#account-detail").await?)
+    })
+    .await
+    .step("the list is loaded");
+    set_faults(&e, Some(json!({ "device_code_interval_secs": 1 }))).await;
+    add_by_device_code(&s, &e, "alice@contoso.example", None).await;
+    set_faults(&e, None).await;
+    let socket = PathBuf::from(std::env::var("XDG_RUNTIME_DIR").expect("run.sh sets it"))
+        .join("tessera/agent.sock");
+    s.wait_until("the app serves as the agent", || async {
+        Ok(socket.exists())
+    })
+    .await
+    .step("the agent's socket");
+
+    // 1. The refresh token is rejected: the app asks; Sign in; the CLI gets the new token.
+    set_faults(
+        &e,
+        Some(json!({ "refresh_invalid_grant": true, "fail_count": 1 })),
+    )
+    .await;
+    let child = cli_token(&e);
+    question(&s).await;
+    shot(&e, "20-agent-asks.png").await;
+    a11y::check(&s, "the agent's question").await;
+    s.click("#agent-allow").await.step("Sign in");
+    sign_in_through_window(&s, &e, "alice@contoso.example", true, true, None).await;
+    let out = finished(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tessera-cli token: {stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, me) = sandbox_me(&e, &token).await;
+    assert_eq!(status, 200, "the new token works: {me}");
+    assert_eq!(me["preferred_username"], "alice@contoso.example");
+
+    // 2. Deny: the CLI exits 3 and says so.
+    set_faults(
+        &e,
+        Some(json!({ "refresh_invalid_grant": true, "fail_count": 1 })),
+    )
+    .await;
+    let child = cli_token(&e);
+    question(&s).await;
+    s.click("#agent-deny").await.step("Deny");
+    s.wait_hidden("#agent-dialog")
+        .await
+        .step("the question closes");
+    let out = finished(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("denied"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    set_faults(&e, None).await;
+
+    // 3. The Activity list: both, newest first, and no token in the page.
+    s.click("#open-activity").await.step("Activity");
+    s.wait_text("#activity-body", "Handed out after sign-in")
+        .await
+        .step("the sign-in's token is listed");
+    let rows = s.text("#activity-body").await.unwrap();
+    let denied = rows.find("Denied").expect("the denied request is listed");
+    let handed = rows.find("Handed out after sign-in").unwrap();
+    assert!(denied < handed, "newest first: {rows}");
+    assert!(rows.contains("alice@contoso.example"), "{rows}");
+    let status = s.text("#activity-status").await.unwrap();
+    assert!(status.contains("agent.sock"), "{status}");
+    s.script(
+        "const s = document.getElementById('activity-account');\
+         s.value = 'alice@contoso.example'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await
+    .step("filter by alice");
+    s.wait_text("#activity-body", "Denied")
+        .await
+        .step("alice's activity");
+    shot(&e, "21-activity.png").await;
+    a11y::check(&s, "the Activity list").await;
+    let page = s
+        .script("return document.documentElement.outerHTML", json!([]))
+        .await
+        .unwrap();
+    let page = page.as_str().unwrap_or_default();
+    for part in token.split('.') {
+        assert!(!page.contains(part), "a part of the token is in the page");
+    }
+    s.click("#activity-close")
+        .await
+        .step("close the Activity list");
+
+    s.click("#sign-out-all").await.step("Sign out of all");
+    crate::confirm(&s, "Sign out of all accounts?").await;
+    s.wait_text("#empty", "No accounts yet")
+        .await
+        .step("the empty state again");
+    // Quit as a user does (closing the main window): the agent stops, its socket goes.
+    let main_window = desktop::wait_window("^Tessera$")
+        .await
+        .step("the main window");
+    desktop::request_close(main_window).step("close the main window");
+    desktop::wait_app_gone().await.step("the app exits");
+    let _ = s.quit().await; // the app has gone already
+    for _ in 0..50 {
+        if !socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !socket.exists(),
+        "the agent's socket is gone after quitting"
+    );
+}
