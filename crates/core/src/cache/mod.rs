@@ -395,9 +395,10 @@ pub trait TokenStore: Send + Sync {
         Ok(!self.refresh_tokens(q, family_id)?.is_empty())
     }
 
-    /// A number that changes whenever another connection or process has changed the
-    /// store since (SQLite's `data_version`): a holder of answers made from the store
-    /// (the agent) knows they may be stale. `None`: the store cannot tell.
+    /// A number that changes whenever tokens or accounts were written since, by this
+    /// connection or any other process (not by [`Self::record_activity`]): a holder of
+    /// answers made from the store (the agent) knows they may be stale. `None`: the
+    /// store cannot tell.
     fn change_marker(&self) -> Option<u64> {
         None
     }

@@ -159,6 +159,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     cipher: Arc<dyn Cipher>,
     clock: Arc<dyn Clock>,
+    /// Token writes committed through this connection (SQLite's `data_version` counts
+    /// the other connections' only): part of [`TokenStore::change_marker`].
+    own_writes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -511,6 +514,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             cipher,
             clock: Arc::new(SystemClock),
+            own_writes: std::sync::atomic::AtomicU64::new(0),
         };
         store.init().map_err(|e| match e {
             StoreError::Database(reason) => open_err(reason),
@@ -1049,13 +1053,15 @@ impl TokenStore for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
-    /// `PRAGMA data_version`: it changes when another connection commits (this one's own
-    /// writes do not change it).
+    /// `PRAGMA data_version` (it changes when another connection commits) plus this
+    /// connection's own token writes: any token write by anyone moves it; activity
+    /// records written through this connection do not.
     fn change_marker(&self) -> Option<u64> {
-        self.lock()
+        let others = self
+            .lock()
             .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-            .ok()
-            .map(|v| v as u64)
+            .ok()? as u64;
+        Some(others + self.own_writes.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Two scans of the account's index entries: no JSON or secret is read.
@@ -1184,7 +1190,10 @@ impl TokenStore for SqliteStore {
         for w in writes {
             self.write_in(&tx, w, now)?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        self.own_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn remove_account(
@@ -1208,6 +1217,8 @@ impl TokenStore for SqliteStore {
                 .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
+        self.own_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n > 0 {
             truncate_wal(&conn);
         }
@@ -1253,7 +1264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_change_marker_moves_for_another_writer_only() {
+    fn the_change_marker_moves_for_every_token_write_and_activity_is_kept_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let (a, b) = (open(&path), open(&path));
@@ -1275,14 +1286,25 @@ mod tests {
             .unwrap()
         };
         let before = a.change_marker().unwrap();
+        a.record_activity(&[(1, "{}".into())], 0, 10).unwrap();
+        assert_eq!(a.change_marker().unwrap(), before, "its own activity record");
         write(&a, "own");
-        assert_eq!(a.change_marker().unwrap(), before, "its own write");
+        let own = a.change_marker().unwrap();
+        assert_ne!(own, before, "its own token write");
+        a.remove_account("own", &["e".into()]).unwrap();
+        let removed = a.change_marker().unwrap();
+        assert_ne!(removed, own, "its own sign-out");
         write(&b, "other");
         assert_ne!(
             a.change_marker().unwrap(),
-            before,
+            removed,
             "another connection's write"
         );
+        b.record_activity(&[(2, "{}".into())], 0, 10).unwrap();
+        assert_eq!(b.activity(0, 10).unwrap().len(), 2, "both records kept");
+        b.record_activity(&[(3, "{}".into()), (4, "{}".into())], 2, 2).unwrap();
+        let kept: Vec<i64> = b.activity(0, 10).unwrap().iter().map(|r| r.0).collect();
+        assert_eq!(kept, [4, 3], "the old and the surplus records go, newest first");
     }
 
     #[test]
