@@ -25,8 +25,8 @@ use crate::error::{AppError, AppResult};
 use crate::signin::{self, SignInState};
 use crate::state::AppState;
 use crate::views::{
-    AgentAnswer, AgentAskKind, AgentAskView, AgentStatusView, SignInStatus, EVENT_AGENT_ACTIVITY,
-    EVENT_AGENT_ASK, EVENT_AGENT_ASK_CLOSED,
+    AgentAnswer, AgentAskKind, AgentAskView, AgentStatusView, SignInStatus, EVENT_ACCOUNTS_CHANGED,
+    EVENT_AGENT_ACTIVITY, EVENT_AGENT_ASK, EVENT_AGENT_ASK_CLOSED,
 };
 
 /// The agent feature's state (managed by Tauri as its own value): the questions waiting
@@ -74,12 +74,28 @@ impl AgentState {
 
 struct AppHost<R: Runtime> {
     app: AppHandle<R>,
+    profiles: serve::ProfilesWatch,
 }
 
 #[async_trait::async_trait]
 impl<R: Runtime> Host for AppHost<R> {
     async fn engine(&self) -> Result<Engine<'_>, String> {
         let state: &AppState = self.app.state::<AppState>().inner();
+        // profiles.toml edited by another process (`tessera-cli profiles add`): read it
+        // again, and the window lists accounts anew.
+        let changed = state
+            .with(|t| Ok(self.profiles.changed(t)))
+            .await
+            .unwrap_or(false);
+        if changed {
+            let _ = state
+                .with_mut(|t| {
+                    serve::ProfilesWatch::reload(t);
+                    Ok(())
+                })
+                .await;
+            let _ = self.app.emit_to("main", EVENT_ACCOUNTS_CHANGED, ());
+        }
         let guard = state.read().await.map_err(|e| e.to_string())?;
         tokio::sync::RwLockReadGuard::try_map(guard, |r| r.as_ref().ok())
             .map(|g| Box::new(g) as Engine<'_>)
@@ -221,7 +237,16 @@ pub async fn start<R: Runtime>(app: &AppHandle<R>) {
             return;
         }
     };
-    let agent = match Agent::start(AppHost { app: app.clone() }).await {
+    let host = AppHost {
+        app: app.clone(),
+        profiles: serve::ProfilesWatch::default(),
+    };
+    // Remember the profiles file as the app loaded it.
+    let _ = app
+        .state::<AppState>()
+        .with(|t| Ok(host.profiles.changed(t)))
+        .await;
+    let agent = match Agent::start(host).await {
         Ok(a) => a,
         Err(e) => {
             let _ = std::fs::remove_file(&socket);

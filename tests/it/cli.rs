@@ -71,6 +71,21 @@ pub(crate) struct Machine {
     pub(crate) env: Vec<(String, String)>,
     /// Everything the CLI printed, to check for leaked secrets at the end.
     transcript: std::sync::Mutex<String>,
+    /// With `TESSERA_IT_AGENT=1` (the suite's second pass): the `tessera-cli agent` each
+    /// command that reads or writes tokens goes through, started when first needed.
+    agent: Option<tokio::sync::Mutex<Option<tokio::process::Child>>>,
+}
+
+/// The commands the agent serves (the rest always open the store).
+const SERVED_BY_THE_AGENT: [&str; 4] = ["token", "accounts", "logout", "status"];
+
+/// Per-call variables that give a command another world than the machine's (another
+/// keyring, home or provider): such a command must not reach the machine's agent.
+fn changes_the_world(key: &str) -> bool {
+    key.starts_with("DBUS")
+        || key.starts_with("XDG_")
+        || key.starts_with("SSL_")
+        || ["HOME", "TESSERA_HOME", "TESSERA_SANDBOX_URL"].contains(&key)
 }
 
 impl Machine {
@@ -86,6 +101,7 @@ impl Machine {
                 ("TESSERA_AGENT_SOCKET".into(), socket),
             ],
             transcript: Default::default(),
+            agent: (std::env::var("TESSERA_IT_AGENT").as_deref() == Ok("1")).then(Default::default),
         }
     }
 
@@ -123,6 +139,11 @@ impl Machine {
     ) -> Run {
         let mut c = self.command(args);
         c.envs(env.iter().copied());
+        if env.iter().any(|(k, _)| changes_the_world(k)) {
+            c.env("TESSERA_AGENT", "0");
+        } else {
+            self.ensure_agent(args).await;
+        }
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         if stdin.is_some() {
             c.stdin(Stdio::piped());
@@ -147,6 +168,39 @@ impl Machine {
         };
         self.record(&run);
         run
+    }
+
+    /// In the agent pass: a `tessera-cli agent` for this machine is up before a command
+    /// it serves (started again after a store reset stopped it). One that cannot start
+    /// (no keyring) is no agent: the command opens the store, as without one.
+    async fn ensure_agent(&self, args: &[&str]) {
+        let Some(slot) = &self.agent else { return };
+        let command = args.iter().find(|a| !a.starts_with('-'));
+        if !command.is_some_and(|c| SERVED_BY_THE_AGENT.contains(c)) {
+            return;
+        }
+        let socket = self.home.path().join("agent.sock");
+        let mut slot = slot.lock().await;
+        if let Some(child) = slot.as_mut() {
+            if child.try_wait().ok().flatten().is_none()
+                && tokio::net::UnixStream::connect(&socket).await.is_ok()
+            {
+                return;
+            }
+        }
+        let mut c = self.command(&["agent"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().expect("tessera-cli agent starts");
+        for _ in 0..200 {
+            if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+                break;
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        *slot = Some(child);
     }
 
     pub(crate) fn record(&self, run: &Run) {

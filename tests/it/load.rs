@@ -11,6 +11,10 @@
 //! user signed out by another worker: exit 3 (interaction required) is then the right
 //! answer. Any other failure (a store error, a lock timeout, a crash) fails the test.
 //!
+//! The agent's load test: 16 `tessera-cli token` processes x 100 requests through one
+//! `tessera-cli agent` while another process signs a second user in and out without it:
+//! no request fails, every answer is recorded, nothing is lost.
+//!
 //! Size: `TESSERA_LOAD_WORKERS` (16) and `TESSERA_LOAD_OPS` (100 per worker). Needs a
 //! Secret Service: run inside scripts/test's D-Bus session (skipped elsewhere, fails in
 //! CI without one). The CLI binary is found as `cli.rs` finds it (`TESSERA_CLI_BIN`
@@ -471,4 +475,205 @@ async fn sixteen_cli_processes_on_one_store_lose_nothing() {
     println!("{table}");
     eprintln!("{table}");
     drop(idp);
+}
+
+/// `tessera-cli ARGS` against `home` with the Sandbox profile, through the agent of
+/// `home/agent.sock` when one answers.
+fn profile_command(home: &std::path::Path, base: &Url, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(cli_bin());
+    c.arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("TESSERA_HOME")
+        .env_remove("TESSERA_AGENT")
+        .env("TESSERA_SANDBOX_URL", base.as_str().trim_end_matches('/'))
+        .env("TESSERA_AGENT_SOCKET", home.join("agent.sock"))
+        .env("TESSERA_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// `login --device-code` with the Sandbox profile, approved as `user`.
+async fn profile_login(home: &std::path::Path, base: &Url, user: &str) -> Outcome {
+    let started = Instant::now();
+    let mut child = profile_command(
+        home,
+        base,
+        &["--profile", "Sandbox", "login", "--device-code"],
+    )
+    .spawn()
+    .expect("tessera-cli starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stderr = String::new();
+    let mut approved = false;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("tessera-cli writes within 60 s")
+        .expect("stderr is readable")
+    {
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if let (false, Some(code)) = (approved, device_code(&line)) {
+            tessera_sandbox_idp::scripted_device_approval(base, &code, user, DEMO_PASSWORD)
+                .await
+                .expect("the device code is approved");
+            approved = true;
+        }
+    }
+    let out = child.wait_with_output().await.expect("tessera-cli ends");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+        took: started.elapsed(),
+    }
+}
+
+async fn profile_run(home: &std::path::Path, base: &Url, args: &[&str]) -> Outcome {
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        profile_command(home, base, args).output(),
+    )
+    .await
+    .expect("tessera-cli finishes within 2 minutes")
+    .expect("tessera-cli runs");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: started.elapsed(),
+    }
+}
+
+/// The agent under load: 16 `tessera-cli token` processes x 100 requests through one
+/// `tessera-cli agent` (every tenth forcing a refresh), while another process signs a
+/// second user in, takes its token and signs it out, again and again, without the agent.
+/// No request fails, the agent records every answer, and nothing is lost from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_agent_serves_sixteen_processes_while_another_signs_in_and_out() {
+    if !keyring_works() {
+        eprintln!("SKIPPED agent load test: no usable Secret Service");
+        return;
+    }
+    let workers = env_usize("TESSERA_LOAD_WORKERS", 16).max(1);
+    let ops = env_usize("TESSERA_LOAD_OPS", 100).max(2);
+    let idp = sandbox().await;
+    let home = tessera_tests::home::temp_home();
+    let (home, base) = (home.path().to_path_buf(), idp.base_url());
+    let alice = USERS[0];
+    let bob = USERS[1];
+    let o = profile_login(&home, &base, alice).await;
+    check(Op::Login, &o, &[0], "alice's sign-in");
+
+    let mut agent = profile_command(&home, &base, &["agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tessera-cli agent starts");
+    let socket = home.join("agent.sock");
+    for _ in 0..200 {
+        if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Another process signs bob in and out meanwhile, on the same store, without the agent.
+    let other = {
+        let (home, base, done) = (home.clone(), base.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !done.load(SeqCst) || rounds == 0 {
+                let o = profile_login(&home, &base, bob).await;
+                check(Op::Login, &o, &[0], "bob's sign-in");
+                let o = profile_run(&home, &base, &["--no-agent", "token", "--account", bob]).await;
+                check(Op::Token, &o, &[0], "bob's token");
+                let o =
+                    profile_run(&home, &base, &["--no-agent", "logout", "--account", bob]).await;
+                check(Op::Logout, &o, &[0], "bob's sign-out");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (home, base) = (home.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut took = Vec::new();
+            for i in 0..ops {
+                let mut args = vec!["token", "--account", alice, "--scope", SCOPE];
+                if i % 10 == 9 {
+                    args.push("--force-refresh");
+                }
+                let o = profile_run(&home, &base, &args).await;
+                let op = if i % 10 == 9 {
+                    Op::ForceRefresh
+                } else {
+                    Op::Token
+                };
+                check(op, &o, &[0], &format!("client {w}, request {i}"));
+                assert!(a_token(&o.stdout).is_some(), "client {w}: no token");
+                took.push(o.took);
+            }
+            took
+        }));
+    }
+    let mut took = Vec::new();
+    for t in tasks {
+        took.extend(t.await.expect("a client failed"));
+    }
+    done.store(true, SeqCst);
+    let rounds = other.await.expect("the other process failed");
+    let wall = started.elapsed();
+
+    // The agent served them all and recorded each.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().unwrap().to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
+    let store_path = home.join("store.db");
+    let store = tessera_core::keystore::open_store(
+        &store_path,
+        &tessera_core::keystore::StoreOptions::default(),
+    )
+    .expect("the store opens")
+    .store;
+    let recorded = store.activity(0, 100_000).expect("activity");
+    assert!(
+        recorded.len() >= workers * ops,
+        "the agent recorded {} of {} answers",
+        recorded.len(),
+        workers * ops
+    );
+    let accounts = store.accounts().expect("accounts");
+    assert!(
+        accounts.iter().any(|a| a.username == alice),
+        "alice's account is still there"
+    );
+    assert!(
+        !accounts.iter().any(|a| a.username == bob),
+        "bob was signed out last"
+    );
+    let integrity: String = rusqlite::Connection::open(&store_path)
+        .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+        .expect("integrity_check runs");
+    assert_eq!(integrity, "ok");
+    drop(store);
+    let _ = OsKeyring.forget(&tessera_core::keystore::store_id(&store_path));
+    took.sort();
+    eprintln!(
+        "load: {workers} tessera-cli processes x {ops} token requests through the agent in {:.1} s \
+         (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms) while another process signed in and out {rounds} times",
+        wall.as_secs_f64(),
+        percentile(&took, 0.5).as_secs_f64() * 1e3,
+        percentile(&took, 0.99).as_secs_f64() * 1e3,
+        took.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
 }

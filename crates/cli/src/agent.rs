@@ -25,15 +25,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// app may ask its user, for two minutes by default).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// The headless host: the engine, and nobody to ask.
+/// The headless host: the engine (its profiles read again when the file changes), and
+/// nobody to ask.
 struct Headless {
-    ctx: Tessera,
+    ctx: tokio::sync::RwLock<Tessera>,
+    profiles: serve::ProfilesWatch,
 }
 
 #[async_trait::async_trait]
 impl Host for Headless {
     async fn engine(&self) -> Result<Engine<'_>, String> {
-        Ok(Box::new(&self.ctx))
+        let changed = self.profiles.changed(&*self.ctx.read().await);
+        if changed {
+            serve::ProfilesWatch::reload(&mut *self.ctx.write().await);
+        }
+        Ok(Box::new(self.ctx.read().await))
     }
 
     async fn ask(&self, _question: Question) -> Decision {
@@ -51,7 +57,13 @@ pub async fn serve(ctx: Tessera, home: PathBuf) -> CliResult {
         }
         serve::StartError::Io(m) => Failure::Other(m),
     })?;
-    let agent = Agent::start(Headless { ctx })
+    let profiles = serve::ProfilesWatch::default();
+    profiles.changed(&ctx); // remembers the file as loaded
+    let host = Headless {
+        ctx: tokio::sync::RwLock::new(ctx),
+        profiles,
+    };
+    let agent = Agent::start(host)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
     eprintln!(
@@ -83,25 +95,91 @@ pub enum Answer {
     Refused(ErrorReply),
 }
 
-/// Ask the agent for a token. `None` when no agent answers (no socket, nobody listening,
-/// another home, an agent that is stopping or speaks another version): the caller opens
-/// the store itself.
-pub async fn ask_token(request: TokenRequest) -> Option<Answer> {
+/// Ask the agent `op`. `None` when no agent answers (no socket, nobody listening, no
+/// answer in time) or it did not serve the request (another home, stopping, another
+/// version): the caller opens the store itself.
+pub async fn ask(op: Op) -> Option<Response> {
     let socket = agent::socket_path()?;
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&socket))
         .await
         .ok()?
         .ok()?;
-    let req = Request {
-        v: VERSION,
-        op: Op::Token(request),
-    };
-    agent::write_frame(&mut stream, &req).await.ok()?;
+    agent::write_frame(&mut stream, &Request { v: VERSION, op })
+        .await
+        .ok()?;
     let body = tokio::time::timeout(ANSWER_TIMEOUT, agent::read_frame(&mut stream))
         .await
         .ok()?
         .ok()?;
     match serde_json::from_slice::<Response>(&body).ok()? {
+        Response::Error(e)
+            if !matches!(e.kind, ErrorKind::InteractionRequired | ErrorKind::Failed) =>
+        {
+            tracing::debug!(kind = ?e.kind, "the agent did not serve this request; opening the store");
+            None
+        }
+        reply => Some(reply),
+    }
+}
+
+/// The Tessera home an agent must serve for this process: `--home`, else `TESSERA_HOME`,
+/// else the XDG data folder, absolute.
+pub fn home_of(home: Option<&std::path::Path>) -> Option<PathBuf> {
+    let dir = tessera_core::paths::Paths::resolve(home).ok()?.data_dir;
+    Some(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+/// `accounts`, `logout` and `status` through the agent, when one answers for this home:
+/// the same output, stderr and exit code as without it. `None`: open the store.
+pub async fn serve_command(cli: &crate::cli::Cli) -> Option<CliResult> {
+    use crate::cli::Command;
+    use tessera_core::agent::{AccountsRequest, SignOutRequest};
+    let home = home_of(cli.home.as_deref())?;
+    let profile = cli.profile.clone();
+    let reply = match &cli.command {
+        Command::Accounts { .. } => ask(Op::Accounts(AccountsRequest { home, profile })).await?,
+        Command::Logout { account, all } => {
+            ask(Op::SignOut(SignOutRequest {
+                home,
+                profile,
+                account: account.clone(),
+                all: *all,
+            }))
+            .await?
+        }
+        Command::Status { .. } => match ask(Op::Status).await? {
+            Response::Status(s) if s.home == home && s.store.is_some() => Response::Status(s),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match (reply, &cli.command) {
+        (Response::Error(e), _) => Err(refused(e)),
+        (Response::Accounts(a), Command::Accounts { json }) => {
+            crate::print_accounts(&a.accounts, &a.unlisted, *json, cli.home.as_deref())
+        }
+        (Response::SignedOut(o), Command::Logout { .. }) => {
+            crate::print_signed_out(&o.signed_out);
+            Ok(())
+        }
+        (Response::Status(s), Command::Status { json }) => {
+            crate::storage::print_status(s.store.as_ref().expect("checked above"), *json)
+        }
+        _ => return None,
+    })
+}
+
+/// An agent's refusal as this process reports it.
+pub fn refused(e: ErrorReply) -> Failure {
+    Failure::Rendered {
+        text: e.message,
+        exit: e.exit,
+    }
+}
+
+/// Ask the agent for a token (see [`ask`] for `None`).
+pub async fn ask_token(request: TokenRequest) -> Option<Answer> {
+    match ask(Op::Token(request)).await? {
         Response::Token(t) => {
             let t = *t;
             let result = AuthResult {
@@ -120,15 +198,7 @@ pub async fn ask_token(request: TokenRequest) -> Option<Answer> {
             };
             Some(Answer::Token(Box::new(result), t.subscription))
         }
-        Response::Error(e)
-            if matches!(e.kind, ErrorKind::InteractionRequired | ErrorKind::Failed) =>
-        {
-            Some(Answer::Refused(e))
-        }
-        Response::Error(e) => {
-            tracing::debug!(kind = ?e.kind, "the agent did not serve this request; opening the store");
-            None
-        }
-        Response::Status(_) => None,
+        Response::Error(e) => Some(Answer::Refused(e)),
+        _ => None,
     }
 }

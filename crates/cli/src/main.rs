@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tessera_core::agent::lookup;
-use tessera_core::app::{Account, InteractiveParams};
+use tessera_core::app::InteractiveParams;
 use tessera_core::context::{ProfileAccount, Tessera};
 use tessera_core::env::{Clock, SystemClock};
 use tessera_core::error::Error;
@@ -201,18 +201,21 @@ async fn run(cli: Cli) -> CliResult {
     }
     let git_request = git_credential::read_request(&cli.command)?;
     let inline = inline_profile(&cli.profile, &cli.inline)?;
-    // `token` asks the agent first (no keyring round trip); without one, on it goes.
+    // Commands that read or write tokens ask the agent first (no keyring round trip);
+    // without one, on they go. The agent serves Tessera's own store only.
+    let agent_may_serve = !cli.no_agent
+        && tessera_core::agent::allowed_by_env()
+        && inline.is_none()
+        && cli.msal_cache.is_none()
+        && !cli.allow_plaintext;
     let token_args = token::TokenArgs::of(&cli.command);
-    if let Some(args) = &token_args {
-        let agent_may_serve = !cli.no_agent
-            && tessera_core::agent::allowed_by_env()
-            && inline.is_none()
-            && cli.msal_cache.is_none()
-            && !cli.allow_plaintext;
-        if agent_may_serve {
+    if agent_may_serve {
+        if let Some(args) = &token_args {
             if let Some(done) = token::run_through_agent(args, &invocation).await {
                 return done;
             }
+        } else if let Some(done) = agent::serve_command(&cli).await {
+            return done;
         }
     }
     let ctx = match &cli.msal_cache {
@@ -248,38 +251,10 @@ async fn run(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Accounts { json } => {
-            let accounts = match &target {
-                Some(p) => ctx.accounts_of(p).await?,
-                None => ctx.accounts().await?,
-            };
-            // Every account is listed somewhere: those no profile lists too (without a
-            // target), with the command that adds a profile for them.
-            let unlisted = match &target {
-                Some(_) => Vec::new(),
-                None => with_profiles(&ctx, ctx.unlisted_among(&accounts)?)?,
-            };
-            if json {
-                print_json(&output::accounts_json(&accounts, &unlisted))
-            } else if accounts.is_empty() && unlisted.is_empty() {
-                eprintln!("No accounts. Sign in with: tessera-cli --profile <NAME> login");
-                Ok(())
-            } else {
-                let mut text = String::new();
-                if !accounts.is_empty() {
-                    text.push_str(&output::accounts_table(&accounts));
-                }
-                for (g, suggested) in &unlisted {
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    text.push_str(&output::unlisted_text(
-                        g,
-                        suggested.as_ref(),
-                        cli.home.as_deref(),
-                    ));
-                }
-                print_stdout(&text)
-            }
+            let (accounts, unlisted) = lookup::accounts(&ctx, target.as_ref())
+                .await
+                .map_err(refused)?;
+            print_accounts(&accounts, &unlisted, json, cli.home.as_deref())
         }
         Command::Login {
             device_code,
@@ -327,7 +302,8 @@ async fn run(cli: Cli) -> CliResult {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
             eprintln!("Imported from {}: {report}", file.display());
             // Say which of them no profile lists, and how to list them.
-            for (g, suggested) in with_profiles(&ctx, ctx.unlisted_accounts().await?)? {
+            for u in with_profiles(&ctx, ctx.unlisted_accounts().await?)? {
+                let (g, suggested) = (u.group, u.suggested);
                 eprint!(
                     "{}",
                     output::unlisted_text(&g, suggested.as_ref(), cli.home.as_deref())
@@ -360,14 +336,42 @@ async fn run(cli: Cli) -> CliResult {
 fn with_profiles(
     ctx: &Tessera,
     groups: Vec<tessera_core::context::UnlistedGroup>,
-) -> CliResult<Vec<(tessera_core::context::UnlistedGroup, Option<Profile>)>> {
+) -> CliResult<Vec<tessera_core::agent::Unlisted>> {
     groups
         .into_iter()
-        .map(|g| {
-            let suggested = ctx.suggested_profile(&g)?;
-            Ok((g, suggested))
+        .map(|group| {
+            let suggested = ctx.suggested_profile(&group)?;
+            Ok(tessera_core::agent::Unlisted { group, suggested })
         })
         .collect()
+}
+
+/// `accounts`' output: the listed accounts as a table (or JSON), then each group of the
+/// store's accounts no profile lists, with the command that adds a profile for them.
+fn print_accounts(
+    accounts: &[ProfileAccount],
+    unlisted: &[tessera_core::agent::Unlisted],
+    json: bool,
+    home: Option<&std::path::Path>,
+) -> CliResult {
+    if json {
+        return print_json(&output::accounts_json(accounts, unlisted));
+    }
+    if accounts.is_empty() && unlisted.is_empty() {
+        eprintln!("No accounts. Sign in with: tessera-cli --profile <NAME> login");
+        return Ok(());
+    }
+    let mut text = String::new();
+    if !accounts.is_empty() {
+        text.push_str(&output::accounts_table(accounts));
+    }
+    for u in unlisted {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&output::unlisted_text(&u.group, u.suggested.as_ref(), home));
+    }
+    print_stdout(&text)
 }
 
 /// The transient "inline" profile from `--authority`/`--issuer` and friends.
@@ -488,44 +492,29 @@ async fn logout(
     account: Option<&str>,
     all: bool,
 ) -> CliResult {
-    let chosen: Vec<ProfileAccount> = if all {
-        match target {
-            Some(p) => ctx.accounts_of(p).await?,
-            None => ctx.accounts().await?,
-        }
-    } else {
-        vec![choose_account(ctx, target, account).await?]
-    };
-    if chosen.is_empty() {
+    let done = lookup::sign_out(ctx, target, account, all)
+        .await
+        .map_err(refused)?;
+    print_signed_out(&done);
+    Ok(())
+}
+
+/// What `logout` says, on stderr.
+fn print_signed_out(done: &[tessera_core::agent::SignedOut]) {
+    if done.is_empty() {
         eprintln!("No accounts to sign out.");
-        return Ok(());
     }
-    let mut done: Vec<(String, Account)> = Vec::new();
-    for pa in chosen {
-        // The same account found through two profiles is removed once.
-        if done.iter().any(|(_, a)| {
-            a.home_account_id == pa.account.home_account_id
-                && a.environment == pa.account.environment
-        }) {
-            continue;
-        }
-        let profile = match target {
-            Some(p) => p.clone(),
-            None => ctx.profile(&pa.profile)?.clone(),
-        };
-        let signed_out = ctx.app(&profile)?.remove_account(&pa.account).await?;
+    for d in done {
         eprintln!(
             "Signed out {} ({}): removed {} cache entries.",
-            output::sanitize(&pa.account.username),
-            pa.profile,
-            signed_out.removed
+            output::sanitize(&d.username),
+            d.profile,
+            d.removed
         );
-        if let Some(url) = signed_out.end_session_url {
+        if let Some(url) = &d.end_session_url {
             eprintln!("To end the browser session at the provider too, visit:\n  {url}");
         }
-        done.push((pa.profile, pa.account));
     }
-    Ok(())
 }
 
 fn decode(token: Option<&str>, json: bool) -> CliResult {

@@ -2,6 +2,7 @@
 //! token view. Human output never passes control characters to the terminal.
 
 use serde_json::{json, Value};
+use tessera_core::agent::Unlisted;
 use tessera_core::app::{Account, AuthResult, TokenSource};
 use tessera_core::context::{ProfileAccount, UnlistedGroup};
 use tessera_core::decode::{ClaimLine, DecodedToken, TokenKind};
@@ -104,10 +105,7 @@ pub fn accounts_table(accounts: &[ProfileAccount]) -> String {
     )
 }
 
-pub fn accounts_json(
-    accounts: &[ProfileAccount],
-    unlisted: &[(UnlistedGroup, Option<Profile>)],
-) -> Value {
+pub fn accounts_json(accounts: &[ProfileAccount], unlisted: &[Unlisted]) -> Value {
     let listed = accounts.iter().map(|pa| {
         let a = &pa.account;
         json!({
@@ -123,7 +121,8 @@ pub fn accounts_json(
         })
     });
     // Accounts no profile lists: `profile` null, with where they signed in and the app.
-    let others = unlisted.iter().flat_map(|(g, _)| {
+    let others = unlisted.iter().flat_map(|u| {
+        let g = &u.group;
         g.accounts.iter().map(move |e| {
             json!({
                 "home_account_id": e.home_account_id,

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use serde_json::json;
+use tessera_core::agent::{lookup, StoreFacts};
 use tessera_core::context::Tessera;
-use tessera_core::error::Error;
 use tessera_core::keystore::{self, StoreProtection, KEYRING_SERVICE};
 use tessera_core::paths::Paths;
 
@@ -13,19 +13,24 @@ use crate::{output, print_json, print_stdout, CliResult, Failure};
 
 /// `tessera-cli status [--json]`.
 pub async fn status(ctx: &Tessera, json: bool) -> CliResult {
-    let accounts = ctx.store().accounts().map_err(Error::from)?.len();
-    let profiles_file = ctx.paths().profiles_file();
-    let profiles_file_exists = profiles_file.is_file();
-    let profiles = ctx.profiles().list().len();
-    let info = ctx.store_info();
+    print_status(&lookup::store_facts(ctx)?, json)
+}
+
+/// `status`' output, from what this process or an agent read.
+pub fn print_status(facts: &StoreFacts, json: bool) -> CliResult {
+    let accounts = facts.accounts;
+    let profiles_file = &facts.profiles_file;
+    let profiles_file_exists = facts.profiles_file_exists;
+    let profiles = facts.profiles;
+    let info = facts.store_info.as_ref();
     let store_path = info
         .map(|i| i.path.clone())
-        .unwrap_or_else(|| ctx.paths().store_file());
+        .unwrap_or_else(|| facts.store_file.clone());
     let protection = info.map(|i| i.protection);
     let encrypted = protection == Some(StoreProtection::Encrypted);
     if json {
         return print_json(&json!({
-            "store": if info.is_some() { store_path.display().to_string() } else { ctx.store().describe() },
+            "store": if info.is_some() { store_path.display().to_string() } else { facts.store_description.clone() },
             "protection": protection,
             "encrypted": encrypted,
             "cipher": if encrypted { Some("AES-256-GCM") } else { None },
@@ -40,7 +45,7 @@ pub async fn status(ctx: &Tessera, json: bool) -> CliResult {
     }
     let mut text = match info {
         Some(_) => format!("Store:       {}\n", store_path.display()),
-        None => format!("Store:       {}\n", ctx.store().describe()),
+        None => format!("Store:       {}\n", facts.store_description),
     };
     match info {
         Some(i) if i.protection == StoreProtection::Encrypted => {

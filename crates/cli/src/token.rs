@@ -259,15 +259,13 @@ pub async fn run_through_agent(args: &TokenArgs, inv: &Invocation) -> Option<Cli
         },
         _ => None,
     };
-    let home = tessera_core::paths::Paths::resolve(inv.home.as_deref())
-        .ok()?
-        .data_dir;
+    let home = crate::agent::home_of(inv.home.as_deref())?;
     let scopes = match &args.out.resource {
         Some(r) => vec![resource_scope(r)],
         None => args.scopes.clone(),
     };
     let request = tessera_core::agent::TokenRequest {
-        home: std::path::absolute(&home).unwrap_or(home),
+        home,
         profile: inv.profile.clone(),
         account: args.account.clone(),
         scopes: scopes.clone(),

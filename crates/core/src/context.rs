@@ -15,7 +15,7 @@ use crate::paths::Paths;
 use crate::profile::{Profile, Profiles};
 
 /// An account and the profile it was found through.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProfileAccount {
     pub profile: String,
     pub account: Account,
@@ -222,7 +222,7 @@ impl Tessera {
 
 /// Accounts of the store that no profile lists, from one host and tenant and held by one
 /// client: what a profile for them needs ([`Tessera::unlisted_accounts`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnlistedGroup {
     /// The host they signed in at (`login.microsoftonline.com`, `127.0.0.1`).
     pub environment: String,

@@ -270,6 +270,88 @@ pub async fn token(
     }
 }
 
+/// The accounts a listing shows: those of the target profile (or of every profile), and,
+/// without a target, the store's accounts no profile lists, grouped, each group with the
+/// profile that would list it.
+pub async fn accounts(
+    ctx: &Tessera,
+    target: Option<&Profile>,
+) -> Result<(Vec<ProfileAccount>, Vec<super::Unlisted>), Refused> {
+    let accounts = match target {
+        Some(p) => ctx.accounts_of(p).await?,
+        None => ctx.accounts().await?,
+    };
+    let unlisted = match target {
+        Some(_) => Vec::new(),
+        None => ctx
+            .unlisted_among(&accounts)?
+            .into_iter()
+            .map(|group| {
+                let suggested = ctx.suggested_profile(&group)?;
+                Ok(super::Unlisted { group, suggested })
+            })
+            .collect::<crate::Result<_>>()?,
+    };
+    Ok((accounts, unlisted))
+}
+
+/// Sign `wanted` (or, with `all`, every account of the target or of every profile) out:
+/// MSAL's `remove_account` through each account's profile, an account found through two
+/// profiles once.
+pub async fn sign_out(
+    ctx: &Tessera,
+    target: Option<&Profile>,
+    wanted: Option<&str>,
+    all: bool,
+) -> Result<Vec<super::SignedOut>, Refused> {
+    let chosen: Vec<ProfileAccount> = if all {
+        match target {
+            Some(p) => ctx.accounts_of(p).await?,
+            None => ctx.accounts().await?,
+        }
+    } else {
+        vec![choose_account(ctx, target, wanted).await?]
+    };
+    let mut done: Vec<super::SignedOut> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for pa in chosen {
+        let id = (
+            pa.account.home_account_id.clone(),
+            pa.account.environment.clone(),
+        );
+        if seen.contains(&id) {
+            continue;
+        }
+        let profile = match target {
+            Some(p) => p.clone(),
+            None => ctx.profile(&pa.profile)?.clone(),
+        };
+        let out = ctx.app(&profile)?.remove_account(&pa.account).await?;
+        done.push(super::SignedOut {
+            username: pa.account.username.clone(),
+            profile: pa.profile.clone(),
+            removed: out.removed,
+            end_session_url: out.end_session_url.map(|u| u.to_string()),
+        });
+        seen.push(id);
+    }
+    Ok(done)
+}
+
+/// What `tessera-cli status` shows of a home.
+pub fn store_facts(ctx: &Tessera) -> crate::Result<super::StoreFacts> {
+    let profiles_file = ctx.paths().profiles_file();
+    Ok(super::StoreFacts {
+        accounts: ctx.store().accounts()?.len(),
+        profiles_file_exists: profiles_file.is_file(),
+        profiles_file,
+        profiles: ctx.profiles().list().len(),
+        store_file: ctx.paths().store_file(),
+        store_description: ctx.store().describe(),
+        store_info: ctx.store_info().cloned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,6 +67,66 @@ pub enum Op {
     /// An access token, as `tessera-cli token` gets it. `home` is the client's Tessera
     /// home: an agent serving another one refuses (`wrong_home`).
     Token(TokenRequest),
+    /// The accounts, as `tessera-cli accounts` lists them.
+    Accounts(AccountsRequest),
+    /// Sign an account (or all) out, as `tessera-cli logout` does.
+    SignOut(SignOutRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsRequest {
+    pub home: PathBuf,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOutRequest {
+    pub home: PathBuf,
+    pub profile: Option<String>,
+    pub account: Option<String>,
+    pub all: bool,
+}
+
+/// Accounts of the store no profile lists, and the profile that would list them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unlisted {
+    pub group: crate::context::UnlistedGroup,
+    pub suggested: Option<crate::profile::Profile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountsReply {
+    pub accounts: Vec<crate::context::ProfileAccount>,
+    pub unlisted: Vec<Unlisted>,
+}
+
+/// One account signed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOut {
+    pub username: String,
+    pub profile: String,
+    /// Cache entries removed.
+    pub removed: usize,
+    /// Where to end the browser session at the provider too.
+    pub end_session_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOutReply {
+    pub signed_out: Vec<SignedOut>,
+}
+
+/// What `tessera-cli status` shows of a home's store and profiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFacts {
+    /// How the store was opened (`None`: handed in, e.g. an MSAL cache file).
+    pub store_info: Option<crate::keystore::StoreInfo>,
+    pub store_description: String,
+    pub store_file: PathBuf,
+    pub accounts: usize,
+    pub profiles_file: PathBuf,
+    pub profiles_file_exists: bool,
+    pub profiles: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +152,8 @@ pub enum Response {
     Status(StatusReply),
     /// The token and what `tessera-cli token`'s output formats show of it.
     Token(Box<TokenReply>),
+    Accounts(Box<AccountsReply>),
+    SignedOut(SignOutReply),
     Error(ErrorReply),
 }
 
@@ -102,6 +164,9 @@ pub struct StatusReply {
     pub home: PathBuf,
     /// Tokens handed out since the agent started.
     pub served: u64,
+    /// Its store and profiles (`None` when it cannot read them now).
+    #[serde(default)]
+    pub store: Option<StoreFacts>,
 }
 
 /// A token response. `access_token` is the secret; everything else is what `--output`

@@ -81,6 +81,41 @@ pub trait Host: Send + Sync + 'static {
     fn recorded(&self, _activity: &Activity) {}
 }
 
+/// Notices edits of `profiles.toml` by other processes (`tessera-cli profiles add`, the
+/// app): an agent that serves for days takes them up at the next request.
+#[derive(Debug, Default)]
+pub struct ProfilesWatch {
+    seen: Mutex<Option<Option<std::time::SystemTime>>>,
+}
+
+impl ProfilesWatch {
+    /// Whether `ctx`'s profiles file changed since the last call (the first call only
+    /// remembers it).
+    pub fn changed(&self, ctx: &Tessera) -> bool {
+        let now = std::fs::metadata(ctx.paths().profiles_file())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.replace(now) {
+            Some(before) => before != now,
+            None => false,
+        }
+    }
+
+    /// Read the profiles file again into `ctx` (a broken file keeps the profiles loaded).
+    pub fn reload(ctx: &mut Tessera) {
+        match crate::profile::Profiles::load(&ctx.paths().profiles_file()) {
+            Ok(p) => {
+                *ctx.profiles_mut() = p;
+                tracing::info!("agent: profiles read again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent: the changed profiles file is not valid; keeping the profiles")
+            }
+        }
+    }
+}
+
 /// A serving agent.
 pub struct Agent<H: Host> {
     host: H,
@@ -256,13 +291,107 @@ impl<H: Host> Agent<H> {
     async fn answer(&self, request: Request, pid: u32) -> Response {
         debug_assert_eq!(request.v, VERSION);
         match request.op {
-            Op::Status => Response::Status(StatusReply {
-                version: VERSION,
-                pid: std::process::id(),
-                home: self.home.clone(),
-                served: self.served.load(Ordering::Relaxed),
-            }),
-            Op::Token(t) => self.token(t, pid).await,
+            Op::Status => {
+                let store = match self.host.engine().await {
+                    Ok(engine) => lookup::store_facts(&engine).ok(),
+                    Err(_) => None,
+                };
+                Response::Status(StatusReply {
+                    version: VERSION,
+                    pid: std::process::id(),
+                    home: self.home.clone(),
+                    served: self.served.load(Ordering::Relaxed),
+                    store,
+                })
+            }
+            Op::Token(t) => match self.refuse(&t.home) {
+                Some(r) => r,
+                None => self.token(t, pid).await,
+            },
+            Op::Accounts(a) => match self.refuse(&a.home) {
+                Some(r) => r,
+                None => self.accounts(a).await,
+            },
+            Op::SignOut(o) => match self.refuse(&o.home) {
+                Some(r) => r,
+                None => self.sign_out(o).await,
+            },
+        }
+    }
+
+    /// The refusal of a request for `home`: another home than the agent's, or a store
+    /// reset under the agent (which then stops).
+    fn refuse(&self, home: &Path) -> Option<Response> {
+        let home = std::path::absolute(home).unwrap_or(home.to_path_buf());
+        if home != self.home {
+            return Some(Response::error(
+                ErrorKind::WrongHome,
+                format!("this agent serves {}", self.home.display()),
+                1,
+            ));
+        }
+        if !self.store_is_there() {
+            tracing::warn!("agent: the store was reset; stopping");
+            self.stop.cancel();
+            return Some(Response::error(
+                ErrorKind::Stopping,
+                "the store was reset; the agent stopped",
+                5,
+            ));
+        }
+        None
+    }
+
+    /// The profile a request names, or a usage refusal.
+    fn target(
+        engine: &Tessera,
+        name: Option<&str>,
+    ) -> Result<Option<crate::profile::Profile>, Refused> {
+        name.map(|n| {
+            engine
+                .profile(n)
+                .map(Clone::clone)
+                .map_err(|e| Refused::usage(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn accounts(&self, a: super::AccountsRequest) -> Response {
+        let engine = match self.host.engine().await {
+            Ok(e) => e,
+            Err(e) => return refusal_reply(Refused::from(Error::Config(e))),
+        };
+        let listed = match Self::target(&engine, a.profile.as_deref()) {
+            Ok(target) => lookup::accounts(&engine, target.as_ref()).await,
+            Err(r) => Err(r),
+        };
+        match listed {
+            Ok((accounts, unlisted)) => {
+                Response::Accounts(Box::new(super::AccountsReply { accounts, unlisted }))
+            }
+            Err(r) => refusal_reply(r),
+        }
+    }
+
+    async fn sign_out(&self, o: super::SignOutRequest) -> Response {
+        let engine = match self.host.engine().await {
+            Ok(e) => e,
+            Err(e) => return refusal_reply(Refused::from(Error::Config(e))),
+        };
+        let done = match Self::target(&engine, o.profile.as_deref()) {
+            Ok(target) => {
+                lookup::sign_out(&engine, target.as_ref(), o.account.as_deref(), o.all).await
+            }
+            Err(r) => Err(r),
+        };
+        match done {
+            Ok(signed_out) => {
+                // What the agent remembers of them goes too.
+                self.hot.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                tracing::info!(accounts = signed_out.len(), "agent: signed out");
+                Response::SignedOut(super::SignOutReply { signed_out })
+            }
+            Err(r) => refusal_reply(r),
         }
     }
 
@@ -297,23 +426,6 @@ impl<H: Host> Agent<H> {
     }
 
     async fn token(&self, t: TokenRequest, pid: u32) -> Response {
-        let home = std::path::absolute(&t.home).unwrap_or(t.home.clone());
-        if home != self.home {
-            return Response::error(
-                ErrorKind::WrongHome,
-                format!("this agent serves {}", self.home.display()),
-                1,
-            );
-        }
-        if !self.store_is_there() {
-            tracing::warn!("agent: the store was reset; stopping");
-            self.stop.cancel();
-            return Response::error(
-                ErrorKind::Stopping,
-                "the store was reset; the agent stopped",
-                5,
-            );
-        }
         let peer = Peer::read(pid);
         let key = request_key(&t);
         if !t.force_refresh {
@@ -537,6 +649,24 @@ impl<H: Host> Agent<H> {
             }
         }
     }
+}
+
+/// A refusal as the client prints it (its preface first).
+fn refusal_reply(r: Refused) -> Response {
+    let (mut message, exit) = lookup::render(&r.refusal);
+    if let Some(p) = &r.preface {
+        message = format!("{p}\n{message}");
+    }
+    Response::Error(ErrorReply {
+        kind: if r.needs_interaction() {
+            ErrorKind::InteractionRequired
+        } else {
+            ErrorKind::Failed
+        },
+        message,
+        exit,
+        profile: r.profile.as_ref().map(|p| p.name.clone()),
+    })
 }
 
 /// The reply for a token.

@@ -1287,7 +1287,11 @@ mod tests {
         };
         let before = a.change_marker().unwrap();
         a.record_activity(&[(1, "{}".into())], 0, 10).unwrap();
-        assert_eq!(a.change_marker().unwrap(), before, "its own activity record");
+        assert_eq!(
+            a.change_marker().unwrap(),
+            before,
+            "its own activity record"
+        );
         write(&a, "own");
         let own = a.change_marker().unwrap();
         assert_ne!(own, before, "its own token write");
@@ -1302,9 +1306,14 @@ mod tests {
         );
         b.record_activity(&[(2, "{}".into())], 0, 10).unwrap();
         assert_eq!(b.activity(0, 10).unwrap().len(), 2, "both records kept");
-        b.record_activity(&[(3, "{}".into()), (4, "{}".into())], 2, 2).unwrap();
+        b.record_activity(&[(3, "{}".into()), (4, "{}".into())], 2, 2)
+            .unwrap();
         let kept: Vec<i64> = b.activity(0, 10).unwrap().iter().map(|r| r.0).collect();
-        assert_eq!(kept, [4, 3], "the old and the surplus records go, newest first");
+        assert_eq!(
+            kept,
+            [4, 3],
+            "the old and the surplus records go, newest first"
+        );
     }
 
     #[test]

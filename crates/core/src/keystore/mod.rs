@@ -51,7 +51,7 @@ pub use open::open_store;
 pub use reset::{reset_store, ResetOutcome};
 
 /// How a store keeps its secrets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreProtection {
     /// AES-256-GCM with a key from the OS keyring.
@@ -96,7 +96,7 @@ impl StoreOptions {
 }
 
 /// What an opened store is and where its key is, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreInfo {
     pub path: PathBuf,
     pub protection: StoreProtection,
