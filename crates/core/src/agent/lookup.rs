@@ -30,8 +30,8 @@ pub struct Refused {
     pub refusal: Refusal,
     /// A line printed before the error ("No signed-in account alice@….").
     pub preface: Option<String>,
-    /// The profile the account was found in, when it was.
-    pub profile: Option<Profile>,
+    /// The profile the account was found in (its name), when it was.
+    pub profile: Option<String>,
 }
 
 impl Refused {
@@ -48,7 +48,7 @@ impl Refused {
     }
 
     fn in_profile(mut self, profile: &Profile) -> Refused {
-        self.profile = Some(profile.clone());
+        self.profile = Some(profile.name.clone());
         self
     }
 
@@ -149,7 +149,7 @@ pub async fn choose_account(
     let no_account = |preface: String| Refused {
         refusal: Refusal::Core(Error::interaction(InteractionReason::NoAccount)),
         preface: Some(preface),
-        profile: target.cloned(),
+        profile: target.map(|p| p.name.clone()),
     };
     match wanted {
         Some(w) => {

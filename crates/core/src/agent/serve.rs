@@ -350,7 +350,7 @@ impl<H: Host> Agent<H> {
         name.map(|n| {
             engine
                 .profile(n)
-                .map(Clone::clone)
+                .cloned()
                 .map_err(|e| Refused::usage(e.to_string()))
         })
         .transpose()
@@ -466,27 +466,15 @@ impl<H: Host> Agent<H> {
                 Response::Token(Box::new(reply))
             }
             Err((refused, outcome, account)) => {
-                let interaction = refused.needs_interaction();
-                let (mut message, exit) = lookup::render(&refused.refusal);
-                if let Some(p) = &refused.preface {
-                    message = format!("{p}\n{message}");
+                self.record(&t, &peer, account, refused.profile.clone(), outcome);
+                let mut reply = refusal_reply(refused);
+                if let Response::Error(e) = &mut reply {
+                    if outcome == Outcome::Denied {
+                        e.message = "error: the token was denied in Tessera (or its question was not answered in time)\n".into();
+                    }
+                    tracing::info!(program = %peer.requester().name, exit = e.exit, "agent: no token");
                 }
-                if outcome == Outcome::Denied {
-                    message = "error: the token was denied in Tessera (or its question was not answered in time)\n".into();
-                }
-                tracing::info!(program = %peer.requester().name, exit, "agent: no token");
-                let profile = refused.profile.as_ref().map(|p| p.name.clone());
-                self.record(&t, &peer, account, profile.clone(), outcome);
-                Response::Error(ErrorReply {
-                    kind: if interaction {
-                        ErrorKind::InteractionRequired
-                    } else {
-                        ErrorKind::Failed
-                    },
-                    message,
-                    exit,
-                    profile,
-                })
+                reply
             }
         }
     }
@@ -588,7 +576,7 @@ impl<H: Host> Agent<H> {
                     let r = Refused {
                         refusal: Refusal::Core(Error::Cancelled),
                         preface: None,
-                        profile: Some(profile.clone()),
+                        profile: Some(profile.name.clone()),
                     };
                     return Err((r, Outcome::Denied, username));
                 }
@@ -627,7 +615,7 @@ impl<H: Host> Agent<H> {
                     let refused = Refused {
                         refusal,
                         preface: None,
-                        profile: Some(profile.clone()),
+                        profile: Some(profile.name.clone()),
                     };
                     if signed_in || !refused.needs_interaction() {
                         let (r, outcome, _) = failed(refused);
@@ -665,7 +653,7 @@ fn refusal_reply(r: Refused) -> Response {
         },
         message,
         exit,
-        profile: r.profile.as_ref().map(|p| p.name.clone()),
+        profile: r.profile.clone(),
     })
 }
 
