@@ -99,6 +99,13 @@ async fn the_cli_gets_the_same_answers_through_the_agent_as_without_it() {
         vec!["token", "--output", "exec-credential"],
         vec!["token", "--account", "nobody@contoso.example"],
         vec!["token", "--scope", "<bad>"],
+        vec!["accounts"],
+        vec!["accounts", "--json"],
+        vec!["--profile", "Sandbox", "accounts"],
+        vec!["--profile", "Nope", "accounts"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["logout", "--account", "nobody@contoso.example"],
     ] {
         let env = [exec_info];
         let through = m.run_with(&args, &env, None).await;
@@ -120,11 +127,27 @@ async fn the_cli_gets_the_same_answers_through_the_agent_as_without_it() {
         after["served"].as_u64().unwrap() >= 5,
         "the agent served the tokens: {after}"
     );
+    assert_eq!(after["store"]["accounts"], 1, "{after}");
     // TESSERA_AGENT=0 opens the store instead: the agent serves nothing more.
     m.run_with(&["token"], &[("TESSERA_AGENT", "0")], None)
         .await
         .ok();
     assert_eq!(status(&agent.socket).await["served"], after["served"]);
+    // A sign-out through the agent: gone for the agent's memory and for the store.
+    let out = m.run(&["logout", "--account", ALICE]).await.ok();
+    assert!(
+        out.stderr.contains("Signed out alice@contoso.example"),
+        "{}",
+        out.stderr
+    );
+    let token = m.run(&["token"]).await;
+    assert_eq!(token.code, 3, "{}", token.stderr);
+    let direct = m
+        .run(&["--no-agent", "accounts", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(direct, json!([]));
     assert!(agent.stop().await.success());
     assert!(
         !m.home.path().join("agent.sock").exists(),
