@@ -39,6 +39,9 @@ pub struct AgentState {
     next_id: AtomicU64,
     status: Mutex<Option<AgentStatusView>>,
     stop: Mutex<Option<tokio_util::sync::CancellationToken>>,
+    /// A program has got a token from this app (this session, or in the recorded
+    /// activity): closing the window then keeps the app in the tray by default.
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl AgentState {
@@ -53,6 +56,11 @@ impl AgentState {
     /// Do not serve (the agent's commands still answer).
     pub fn off() -> Self {
         AgentState::default()
+    }
+
+    /// Whether a program has got a token from this app.
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
     pub fn status(&self) -> AgentStatusView {
@@ -149,7 +157,13 @@ impl<R: Runtime> Host for AppHost<R> {
             .any(|a| a == home_account_id)
     }
 
-    fn recorded(&self, _activity: &Activity) {
+    fn recorded(&self, activity: &Activity) {
+        if activity.outcome.handed_out() {
+            self.app
+                .state::<AgentState>()
+                .used
+                .store(true, Ordering::Relaxed);
+        }
         let _ = self.app.emit_to("main", EVENT_AGENT_ACTIVITY, ());
     }
 }
@@ -255,6 +269,11 @@ pub async fn start<R: Runtime>(app: &AppHandle<R>) {
         }
     };
     *lock(&agent_state.stop) = Some(agent.stopped());
+    if let Ok(list) = activity(&app.state::<AppState>(), None).await {
+        if list.iter().any(|a| a.outcome.handed_out()) {
+            agent_state.used.store(true, Ordering::Relaxed);
+        }
+    }
     set(true, Some(&socket), None);
     tracing::info!(socket = %socket.display(), "agent: serving");
     let status_app = app.clone();
@@ -267,6 +286,23 @@ pub async fn start<R: Runtime>(app: &AppHandle<R>) {
             message: Some("The agent stopped (the token store was reset).".into()),
         });
     });
+}
+
+/// The tray icon's id (`tray.rs` makes it).
+pub const TRAY_ID: &str = "tessera";
+
+/// Whether closing the main window keeps the app running: the `background` setting, else
+/// whether a program has got a token from this app (now or in the recorded activity),
+/// and only while it serves as the agent with a tray icon.
+pub fn keeps_running<R: Runtime>(app: &AppHandle<R>) -> bool {
+    let agent = app.state::<AgentState>();
+    if !agent.status().serving || app.tray_by_id(TRAY_ID).is_none() {
+        return false;
+    }
+    app.state::<AppState>()
+        .settings()
+        .background
+        .unwrap_or_else(|| agent.used())
 }
 
 /// Stop serving (the app exits): waiting requests are answered, the socket removed.

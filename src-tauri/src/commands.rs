@@ -666,25 +666,35 @@ pub async fn close_msal_cache<R: Runtime>(
 // ------------------------------------------------------------------ settings
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {
+pub async fn get_settings<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<SettingsView> {
     state.wait_opened().await;
-    Ok(SettingsView {
-        settings: state.settings(),
-        home: state.home_description().map(|p| p.display().to_string()),
-    })
+    Ok(settings_view(&app, &state, state.settings()))
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn save_settings(
+pub async fn save_settings<R: Runtime>(
+    app: AppHandle<R>,
     state: State<'_, AppState>,
     settings: Settings,
 ) -> AppResult<SettingsView> {
     state.wait_opened().await;
     let settings = state.save_settings(settings)?;
-    Ok(SettingsView {
+    Ok(settings_view(&app, &state, settings))
+}
+
+fn settings_view<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    settings: Settings,
+) -> SettingsView {
+    SettingsView {
         settings,
         home: state.home_description().map(|p| p.display().to_string()),
-    })
+        runs_in_background: agent::keeps_running(app),
+    }
 }
 
 // ------------------------------------------------------------------ agent

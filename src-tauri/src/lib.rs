@@ -14,6 +14,7 @@
 //!   the user when a program's request needs a sign-in, the Activity list
 //!   ([`agent::AgentState`]).
 //! - [`commands`]: what the main window may call (one permission per command).
+//! - [`tray`]: the tray icon while the app serves as the agent ([`tray::TrayState`]).
 //! - [`run`] (this file): the app.
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub mod commands;
 pub mod error;
 pub mod signin;
 pub mod state;
+pub mod tray;
 pub mod views;
 
 pub use state::AppState;
@@ -63,6 +65,11 @@ pub fn configure_with<R: Runtime>(
         .manage(clipboard::ClipboardState::default())
         .manage(agent)
         .setup(|app| {
+            if std::env::args().any(|a| a == QUIT_FLAG) {
+                // `tessera --quit` with no Tessera running: nothing to quit.
+                app.handle().exit(0);
+                return Ok(());
+            }
             create_main_window(app.handle())?;
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
@@ -77,6 +84,14 @@ pub fn configure_with<R: Runtime>(
                 }
                 if state.with(|_| Ok(())).await.is_ok() {
                     agent::start(&handle).await;
+                    if handle.state::<agent::AgentState>().status().serving {
+                        let h = handle.clone();
+                        let _ = handle.run_on_main_thread(move || {
+                            if let Err(e) = tray::create(&h) {
+                                tracing::warn!(error = %e, "no tray icon");
+                            }
+                        });
+                    }
                 }
                 if let Ok(data_dir) = state.with(|t| Ok(t.paths().data_dir.clone())).await {
                     let _ = tauri::async_runtime::spawn_blocking(move || {
@@ -156,6 +171,19 @@ pub fn create_main_window<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Resul
             own
         })
         .build()?;
+    // Closing it while the app serves tools in the background hides it (the tray's Open
+    // shows it again); otherwise the app quits.
+    let handle = app.clone();
+    let hide = window.clone();
+    window.on_window_event(move |event| {
+        if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+            if agent::keeps_running(&handle) {
+                api.prevent_close();
+                let _ = hide.hide();
+                tracing::info!("main window hidden: serving tools from the tray");
+            }
+        }
+    });
     // Should the page never finish loading, show the window anyway after a while.
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(SHOW_ANYWAY_AFTER).await;
@@ -221,6 +249,9 @@ fn init_logging() {
         .try_init();
 }
 
+/// `tessera --quit`: the running app quits (it may be in the tray, with no window).
+const QUIT_FLAG: &str = "--quit";
+
 /// Run the desktop app.
 pub fn run() {
     since_launch();
@@ -230,7 +261,12 @@ pub fn run() {
     // The single-instance plugin goes first, so that a second launch hands over to the
     // first (which comes to the front) before anything else starts.
     let single =
-        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            if argv.iter().any(|a| a == QUIT_FLAG) {
+                tracing::info!("quit asked by `tessera {QUIT_FLAG}`");
+                app.exit(0);
+                return;
+            }
             if let Some(w) = app.get_webview_window("main") {
                 let _ = w.unminimize();
                 let _ = w.show();

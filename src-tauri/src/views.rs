@@ -569,6 +569,9 @@ pub struct Settings {
     /// The accounts (home account ids) whose tokens go to a program only after the user
     /// agreed, once per program per session.
     pub confirm_accounts: Vec<String>,
+    /// Keep running in the tray when the main window is closed, so tools keep getting
+    /// tokens. `None`: yes once a program has got a token from the app.
+    pub background: Option<bool>,
 }
 
 impl Default for Settings {
@@ -577,6 +580,7 @@ impl Default for Settings {
             clipboard_clear_secs: 30,
             agent_prompt_secs: 120,
             confirm_accounts: Vec::new(),
+            background: None,
         }
     }
 }
@@ -606,6 +610,9 @@ pub struct SettingsView {
     #[serde(flatten)]
     pub settings: Settings,
     pub home: Option<String>,
+    /// Whether closing the window keeps the app running now (the `background` setting,
+    /// or its default).
+    pub runs_in_background: bool,
 }
 
 /// The opened MSAL caches, and the file the "open" dialog proposes.

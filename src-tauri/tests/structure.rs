@@ -47,6 +47,7 @@ const STACK: &[&[&str]] = &[
     &["clipboard", "signin"],
     &["agent"],
     &["commands"],
+    &["tray"],
     &["lib"],
     &["main"],
 ];

@@ -17,14 +17,22 @@ use crate::{
 
 /// `tessera-cli token --account alice… --force-refresh`, started now, as a program would.
 fn cli_token(e: &Env) -> tokio::process::Child {
-    let cli = PathBuf::from(&e.app).with_file_name("tessera-cli");
-    tokio::process::Command::new(&cli)
-        .args([
+    cli(
+        e,
+        &[
             "token",
             "--account",
             "alice@contoso.example",
             "--force-refresh",
-        ])
+        ],
+    )
+}
+
+/// `tessera-cli ARGS` on the app's home, started now.
+fn cli(e: &Env, args: &[&str]) -> tokio::process::Child {
+    let cli = PathBuf::from(&e.app).with_file_name("tessera-cli");
+    tokio::process::Command::new(&cli)
+        .args(args)
         .env("TESSERA_HOME", &e.home)
         .env("TESSERA_SANDBOX_URL", &e.sandbox)
         .env_remove("TESSERA_AGENT")
@@ -153,17 +161,40 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
         .await
         .step("close the Activity list");
 
-    s.click("#sign-out-all").await.step("Sign out of all");
-    crate::confirm(&s, "Sign out of all accounts?").await;
-    s.wait_text("#empty", "No accounts yet")
-        .await
-        .step("the empty state again");
-    // Quit as a user does (closing the main window): the agent stops, its socket goes.
+    // Closing the window keeps the app in the tray (a program has got a token from it):
+    // tools still get tokens and sign out through it; `tessera --quit` ends it, and the
+    // agent with it.
     let main_window = desktop::wait_window("^Tessera$")
         .await
         .step("the main window");
     desktop::request_close(main_window).step("close the main window");
-    desktop::wait_app_gone().await.step("the app exits");
+    desktop::wait_no_window("^Tessera$")
+        .await
+        .step("the main window goes away");
+    assert!(desktop::app_running(), "the app runs on in the tray");
+    assert!(socket.exists(), "and serves tools");
+    let out = finished(cli(&e, &["token"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "token from the tray: {stderr}");
+    let out = finished(cli(&e, &["logout", "--all"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("Signed out alice@contoso.example"),
+        "logout through the app in the tray: {stderr}"
+    );
+    let app_home = std::env::var("TESSERA_E2E_APP_HOME").expect("run.sh sets it");
+    let quit = tokio::process::Command::new(&e.app)
+        .arg("--quit")
+        .env("HOME", app_home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(20), quit)
+        .await
+        .expect("tessera --quit returns")
+        .expect("tessera --quit runs");
+    assert!(status.success(), "tessera --quit: {status}");
+    desktop::wait_app_gone().await.step("the app quits");
     let _ = s.quit().await; // the app has gone already
     for _ in 0..50 {
         if !socket.exists() {

@@ -894,6 +894,21 @@ async fn desktop_journey() {
         .step("bob's token copied");
     let bobs = desktop::clipboard();
     assert_eq!(bobs.split('.').count(), 3, "a JWT on the clipboard");
+    // (Closing quits: the app is not to stay in the tray, whatever earlier runs did.)
+    s.click("#open-settings").await.step("Settings");
+    s.wait_visible("#settings-dialog")
+        .await
+        .step("the settings dialog");
+    s.script(
+        "document.getElementById('set-background').checked = false",
+        json!([]),
+    )
+    .await
+    .step("no tray");
+    s.click("#set-save").await.step("save the settings");
+    s.wait_hidden("#settings-dialog")
+        .await
+        .step("the settings are saved");
     let main_window = desktop::wait_window("^Tessera$")
         .await
         .step("the main window");

@@ -268,11 +268,14 @@ export async function openSettings() {
   try {
     settings = await invoke("get_settings");
   } catch (e) {
-    settings = { clipboard_clear_secs: 30, agent_prompt_secs: 120 };
+    settings = { clipboard_clear_secs: 30, agent_prompt_secs: 120, runs_in_background: false };
     showError($("set-error"), errorMessage(e));
   }
   $("set-clear").value = String(settings.clipboard_clear_secs);
   $("set-prompt").value = String(settings.agent_prompt_secs);
+  // Unset, it follows its default (on once a program has got a token from the app).
+  const background = Boolean(settings.runs_in_background);
+  $("set-background").checked = background;
   $("set-info").textContent = settings.home ? `Tessera's data: ${settings.home}` : "";
   showError($("set-error"), null);
   const d = $("settings-dialog");
@@ -289,7 +292,8 @@ export async function openSettings() {
         return false;
       }
       // The other settings (which accounts ask first) are kept as they are.
-      const { home: _home, ...kept } = settings;
+      const { home: _home, runs_in_background: _runs, ...kept } = settings;
+      if ($("set-background").checked !== background) kept.background = $("set-background").checked;
       try {
         await invoke("save_settings", { settings: { ...kept, clipboard_clear_secs: secs, agent_prompt_secs: prompt } });
         return true;

@@ -31,6 +31,16 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// Whether a token was handed out.
+    pub fn handed_out(self) -> bool {
+        matches!(
+            self,
+            Outcome::Cache | Outcome::Refreshed | Outcome::SignedIn
+        )
+    }
+}
+
 /// One answered token request. No token: see the module's invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
