@@ -191,6 +191,40 @@ pub async fn run(
     }
 }
 
+/// `get` through the agent, when one answers for this home: the same answer and exit
+/// code as [`run`]. `None`: open the store (no agent, or another operation: `erase`
+/// writes to the store, and the agent notices).
+pub async fn run_through_agent(
+    args: &GitCredentialArgs,
+    request: &GitRequest,
+    inv: &token::Invocation,
+) -> Option<CliResult> {
+    if args.operation != GitOperation::Get {
+        return None;
+    }
+    let scopes = scopes_for(request, &args.scopes).ok()?;
+    let ask = tessera_core::agent::TokenRequest {
+        home: crate::agent::home_of(inv.home.as_deref())?,
+        profile: inv.profile.clone(),
+        account: args.account.clone(),
+        scopes,
+        min_validity_secs: SilentOptions::default().min_validity_secs,
+        force_refresh: false,
+        tenant: None,
+        program: None,
+    };
+    Some(match crate::agent::ask_token(ask).await? {
+        crate::agent::Answer::Token(r, _) => {
+            let username = request
+                .get("username")
+                .filter(|u| !u.is_empty())
+                .unwrap_or(&r.account.username);
+            answer(username, r.access_token.secret(), r.expires_on).and_then(|a| print_stdout(&a))
+        }
+        crate::agent::Answer::Refused(e) => Err(crate::agent::refused(e)),
+    })
+}
+
 /// The `get` answer. A value with a line break would let its source (a provider's user
 /// name) add keys of its own, so it is refused.
 fn answer(username: &str, password: &str, expires_on: i64) -> CliResult<String> {

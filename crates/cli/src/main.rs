@@ -210,11 +210,14 @@ async fn run(cli: Cli) -> CliResult {
         && !cli.allow_plaintext;
     let token_args = token::TokenArgs::of(&cli.command);
     if agent_may_serve {
-        if let Some(args) = &token_args {
-            if let Some(done) = token::run_through_agent(args, &invocation).await {
-                return done;
+        let served = match (&token_args, &cli.command, &git_request) {
+            (Some(args), _, _) => token::run_through_agent(args, &invocation).await,
+            (None, Command::GitCredential(args), Some(request)) => {
+                git_credential::run_through_agent(args, request, &invocation).await
             }
-        } else if let Some(done) = agent::serve_command(&cli).await {
+            _ => agent::serve_command(&cli).await,
+        };
+        if let Some(done) = served {
             return done;
         }
     }
