@@ -77,8 +77,28 @@ def rollup(pid):
     return pss, rss
 
 
-def launch(app, rest, log_path, timeout=60):
+def switches(pid):
+    """Context switches of all the threads of `pid` so far (each one a wake-up)."""
+    n = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        n += int(line.split()[1])
+    except OSError:
+        pass
+    return n
+
+
+def launch(app, rest, log_path, agent_socket=None, timeout=60):
     env = dict(os.environ)
+    # The agent on its own socket, or off.
+    if agent_socket:
+        env["TESSERA_AGENT_SOCKET"] = agent_socket
+        env.pop("TESSERA_AGENT", None)
+    else:
+        env["TESSERA_AGENT"] = "0"
     # TESSERA_BENCH_LOG: a more detailed filter, to see where a launch's time goes.
     env["TESSERA_LOG"] = os.environ.get("TESSERA_BENCH_LOG", "warn,tessera_lib=info")
     t0 = time.monotonic()
@@ -109,7 +129,12 @@ def launch(app, rest, log_path, timeout=60):
     log.write("\n".join(lines) + "\n")
     log.flush()
     drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=log)
-    time.sleep(rest)
+    # Wake-ups of the app's own process at rest: over the second half of the rest.
+    time.sleep(rest / 2)
+    before = switches(proc.pid)
+    time.sleep(rest / 2)
+    wakeups = (switches(proc.pid) - before) / (rest / 2)
+    serving = bool(agent_socket) and os.path.exists(agent_socket)
     procs = []
     for p in tree(proc.pid):
         pss, rss = rollup(p)
@@ -132,6 +157,8 @@ def launch(app, rest, log_path, timeout=60):
         "accounts": accounts,
         "pss_mb": sum(p["pss_kb"] for p in procs) / 1024,
         "rss_mb": sum(p["rss_kb"] for p in procs) / 1024,
+        "app_wakeups_per_s": wakeups,
+        "agent": serving,
         "processes": procs,
     }
 
@@ -142,8 +169,14 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--rest", type=float, default=8.0)
+    ap.add_argument(
+        "--agent",
+        action="store_true",
+        help="each warm launch twice, the agent off and on: the PSS and wake-ups it adds",
+    )
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    socket = os.path.join(a.out, "agent.sock")
     runs = []
     for i in range(a.runs):
         r = launch(a.app, a.rest, os.path.join(a.out, "launch-%d.log" % (i + 1)))
@@ -162,6 +195,19 @@ def main():
             flush=True,
         )
         time.sleep(1)
+    with_agent = []
+    if a.agent:
+        for i in range(1, a.runs):
+            r = launch(a.app, a.rest, os.path.join(a.out, "agent-%d.log" % (i + 1)), socket)
+            if not r["agent"]:
+                sys.exit("the app did not serve as the agent on %s" % socket)
+            with_agent.append(r)
+            print(
+                "launch %d with the agent: PSS %.0f MB, the app's process woke %.1f times/s at rest"
+                % (i + 1, r["pss_mb"], r["app_wakeups_per_s"]),
+                flush=True,
+            )
+            time.sleep(1)
     warm = runs[1:] or runs
     by_name = {}
     for r in warm:
@@ -178,8 +224,15 @@ def main():
         "warm_rss_median_mb": statistics.median(r["rss_mb"] for r in warm),
         "pss_by_process_median_mb": {k: statistics.median(v) for k, v in by_name.items()},
         "rest_s": a.rest,
+        "warm_app_wakeups_per_s_median": statistics.median(r["app_wakeups_per_s"] for r in warm),
         "runs": runs,
     }
+    if with_agent:
+        summary["agent_pss_median_mb"] = statistics.median(r["pss_mb"] for r in with_agent)
+        summary["agent_app_wakeups_per_s_median"] = statistics.median(
+            r["app_wakeups_per_s"] for r in with_agent
+        )
+        summary["agent_runs"] = with_agent
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "app.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -196,6 +249,17 @@ def main():
             summary["binary_bytes"] / 1e6,
         )
     )
+    if with_agent:
+        print(
+            "agent: PSS at rest %.0f MB without it, %.0f MB with it (%+.1f MB); the app's process woke %.1f times/s without, %.1f with"
+            % (
+                summary["warm_pss_median_mb"],
+                summary["agent_pss_median_mb"],
+                summary["agent_pss_median_mb"] - summary["warm_pss_median_mb"],
+                summary["warm_app_wakeups_per_s_median"],
+                summary["agent_app_wakeups_per_s_median"],
+            )
+        )
 
 
 if __name__ == "__main__":

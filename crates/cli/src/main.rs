@@ -57,10 +57,17 @@ type CliResult<T = ()> = Result<T, Failure>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread starts fastest; the agent serves many clients and records what it
+    // handed out, so it gets two.
+    let mut builder = match cli.command {
+        Command::Agent => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");

@@ -56,60 +56,56 @@ pub struct Activity {
     pub outcome: Outcome,
 }
 
-/// A process as `/proc` shows it.
+/// A process as `/proc` shows it: its PID and name (`comm`, as the kernel keeps it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
-    /// The executable's file name (else the process's `comm`).
     pub name: String,
-    /// Its arguments after the program, as far as `/proc/PID/cmdline` shows them.
-    pub args: Vec<String>,
 }
 
 /// Who connected: the peer process, and the program that ran it when the peer is
-/// `tessera-cli` (the program that wants the token: kubectl, git, a script).
+/// `tessera-cli` (the program that wants the token: kubectl, git, a script). Read with
+/// one file per process (`/proc/PID/stat`), on every request; the command lines are read
+/// only to show them ([`Peer::describe`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub process: Process,
     pub parent: Option<Process>,
 }
 
+/// `/proc/PID/stat`: the name (between the first `(` and the last `)`) and the parent's PID.
+fn stat(pid: u32) -> Option<(String, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_string();
+    let ppid = text
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((name, ppid))
+}
+
+/// A process's arguments after the program, as `/proc/PID/cmdline` shows them.
+fn args(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 impl Process {
-    /// Read `/proc/PID`; `None` when the process is gone (or `/proc` is not there).
-    pub fn read(pid: u32) -> Option<Process> {
-        let base = std::path::PathBuf::from(format!("/proc/{pid}"));
-        let comm = std::fs::read_to_string(base.join("comm")).ok()?;
-        let name = std::fs::read_link(base.join("exe"))
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .map(|n| n.trim_end_matches(" (deleted)").to_string())
-            .unwrap_or_else(|| comm.trim().to_string());
-        let cmdline = std::fs::read(base.join("cmdline")).unwrap_or_default();
-        let args = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .skip(1)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        Some(Process { pid, name, args })
-    }
-
-    /// The parent's PID (`PPid:` of `/proc/PID/status`).
-    fn parent_pid(pid: u32) -> Option<u32> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .and_then(|v| v.trim().parse().ok())
-            .filter(|p| *p > 1)
-    }
-
-    /// The name and arguments, shortened for one line.
+    /// The name and, while the process runs, its arguments, shortened for one line.
     pub fn command_line(&self) -> String {
         let mut line = self.name.clone();
-        for a in &self.args {
+        for a in args(self.pid) {
             line.push(' ');
-            line.push_str(a);
+            line.push_str(&a);
         }
         if line.chars().count() > 200 {
             line = line.chars().take(199).collect::<String>() + "…";
@@ -119,17 +115,17 @@ impl Process {
 }
 
 impl Peer {
-    /// The peer with PID `pid` (and its parent when it is `tessera-cli`).
+    /// The peer with PID `pid` (and its parent when it is `tessera-cli`). A process that
+    /// is gone is "a program".
     pub fn read(pid: u32) -> Peer {
-        let process = Process::read(pid).unwrap_or(Process {
-            pid,
-            name: "a program".into(),
-            args: Vec::new(),
-        });
-        let parent = (process.name == "tessera-cli")
-            .then(|| Process::parent_pid(pid).and_then(Process::read))
+        let (name, ppid) = stat(pid).unwrap_or_else(|| ("a program".into(), 0));
+        let parent = (name == "tessera-cli" && ppid > 1)
+            .then(|| stat(ppid).map(|(name, _)| Process { pid: ppid, name }))
             .flatten();
-        Peer { process, parent }
+        Peer {
+            process: Process { pid, name },
+            parent,
+        }
     }
 
     /// The program that wants the token.
