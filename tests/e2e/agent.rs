@@ -125,7 +125,31 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
     assert!(out.stdout.is_empty());
     set_faults(&e, None).await;
 
-    // 3. The Activity list: both, newest first, and no token in the page.
+    // 3. "Ask me first": a program's first request waits for Allow; its next does not ask.
+    s.click("#confirm-first").await.step("ask me first");
+    s.wait_text("#toast", "asks you before a program")
+        .await
+        .step("the switch is on");
+    let child = cli(&e, &["token"]);
+    s.wait_text("#agent-title", "A program asks for a token")
+        .await
+        .step("the app asks before handing the token out");
+    s.click("#agent-allow").await.step("Allow");
+    let out = finished(child).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = finished(cli(&e, &["token"])).await;
+    assert!(out.status.success(), "the same program is not asked again");
+    assert!(!s.visible("#agent-dialog").await.unwrap());
+    s.click("#confirm-first").await.step("ask me first, off");
+    s.wait_text("#toast", "without asking")
+        .await
+        .step("the switch is off");
+
+    // 4. The Activity list: all of them, newest first, and no token in the page.
     s.click("#open-activity").await.step("Activity");
     s.wait_text("#activity-body", "Handed out after sign-in")
         .await

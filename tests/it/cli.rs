@@ -77,7 +77,14 @@ pub(crate) struct Machine {
 }
 
 /// The commands the agent serves (the rest always open the store).
-const SERVED_BY_THE_AGENT: [&str; 5] = ["token", "accounts", "logout", "status", "git-credential"];
+const SERVED_BY_THE_AGENT: [&str; 6] = [
+    "token",
+    "accounts",
+    "logout",
+    "status",
+    "git-credential",
+    "run",
+];
 
 /// Per-call variables that give a command another world than the machine's (another
 /// keyring, home or provider): such a command must not reach the machine's agent.

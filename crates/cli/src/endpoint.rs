@@ -47,10 +47,38 @@ pub struct Tokens {
     /// The profile's name, for the "sign in again" hint.
     pub profile: String,
     pub scope_map: ScopeMap,
+    /// The Tessera home an agent serves for this run: tokens are asked of it first (the
+    /// desktop app then asks its user when a sign-in is needed). `None`: no agent.
+    pub agent_home: Option<std::path::PathBuf>,
 }
 
 impl Tokens {
     async fn get(&self, scopes: &ScopeSet) -> Result<AuthResult, Error> {
+        if let Some(home) = &self.agent_home {
+            let ask = tessera_core::agent::TokenRequest {
+                home: home.clone(),
+                profile: Some(self.profile.clone()),
+                account: Some(self.account.home_account_id.clone()),
+                scopes: scopes.iter().map(str::to_string).collect(),
+                min_validity_secs: SilentOptions::default().min_validity_secs,
+                force_refresh: false,
+                tenant: None,
+                program: None,
+            };
+            match crate::agent::ask_token(ask).await {
+                Some(crate::agent::Answer::Token(r, _)) => return Ok(*r),
+                // Denied, or nobody could sign in: as the store would say.
+                Some(crate::agent::Answer::Refused(e))
+                    if e.kind == tessera_core::agent::ErrorKind::InteractionRequired =>
+                {
+                    return Err(Error::interaction(
+                        tessera_core::error::InteractionReason::InteractionRequired,
+                    ))
+                }
+                // Any other refusal: the engine here says what it is.
+                _ => {}
+            }
+        }
         self.app
             .acquire_token_silent(scopes, &self.account, &SilentOptions::default())
             .await

@@ -307,7 +307,12 @@ async fn run(cli: Cli) -> CliResult {
             let home = ctx.paths().data_dir.clone();
             agent::serve(ctx, home).await
         }
-        Command::Run(args) => run::run(&ctx, target.as_ref(), args).await,
+        Command::Run(args) => {
+            let agent_home = agent_may_serve
+                .then(|| agent::home_of(cli.home.as_deref()))
+                .flatten();
+            run::run(&ctx, target.as_ref(), args, agent_home).await
+        }
         Command::ImportMsal { file } => {
             let report = tessera_core::cache::transfer::import_msal(&file, ctx.store().as_ref())?;
             eprintln!("Imported from {}: {report}", file.display());

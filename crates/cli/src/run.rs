@@ -68,7 +68,12 @@ pub struct RunArgs {
 }
 
 /// Serves tokens while CMD runs, then exits the process as CMD did (never returns `Ok`).
-pub async fn run(ctx: &Tessera, target: Option<&Profile>, args: RunArgs) -> CliResult {
+pub async fn run(
+    ctx: &Tessera,
+    target: Option<&Profile>,
+    args: RunArgs,
+    agent_home: Option<std::path::PathBuf>,
+) -> CliResult {
     let pa = crate::choose_account(ctx, target, args.account.as_deref()).await?;
     let profile = match target {
         Some(p) => p.clone(),
@@ -79,6 +84,7 @@ pub async fn run(ctx: &Tessera, target: Option<&Profile>, args: RunArgs) -> CliR
         account: pa.account,
         profile: profile.name.clone(),
         scope_map: ScopeMap::new(args.scope_map),
+        agent_home,
     };
     let served = endpoint::start(tokens)
         .await
