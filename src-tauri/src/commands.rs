@@ -725,8 +725,7 @@ pub async fn agent_activity(
     state: State<'_, AppState>,
     account: Option<String>,
 ) -> AppResult<Vec<ActivityView>> {
-    let list = agent::activity(&state, account.as_deref()).await?;
-    Ok(list.into_iter().map(ActivityView::from).collect())
+    agent::activity(&state, account.as_deref()).await
 }
 
 /// Turn "ask before a program gets this account's token" on or off.

@@ -663,31 +663,8 @@ pub struct AgentAskView {
 /// How a request to the agent ended (`Outcome` of tessera-core's activity).
 pub use tessera_core::agent::activity::Outcome as ActivityOutcome;
 
-/// One line of the Activity list. No token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ActivityView {
-    pub at: i64,
-    pub account: String,
-    pub profile: Option<String>,
-    pub scopes: Vec<String>,
-    pub program: String,
-    pub pid: u32,
-    pub outcome: ActivityOutcome,
-}
-
-impl From<tessera_core::agent::activity::Activity> for ActivityView {
-    fn from(a: tessera_core::agent::activity::Activity) -> Self {
-        ActivityView {
-            at: a.at,
-            account: a.account,
-            profile: a.profile,
-            scopes: a.scopes,
-            program: a.program,
-            pid: a.pid,
-            outcome: a.outcome,
-        }
-    }
-}
+/// One line of the Activity list: the core's record as it is (it holds no token).
+pub use tessera_core::agent::activity::Activity as ActivityView;
 
 /// Whether the app serves tools as the agent, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

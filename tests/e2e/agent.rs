@@ -52,6 +52,19 @@ async fn finished(child: tokio::process::Child) -> std::process::Output {
         .expect("the CLI's output")
 }
 
+/// The sandbox rejects alice's refresh token once; a program asks for her token: the app
+/// asks about it.
+async fn asked_after_a_rejected_refresh_token(s: &Session, e: &Env) -> tokio::process::Child {
+    set_faults(
+        e,
+        Some(json!({ "refresh_invalid_grant": true, "fail_count": 1 })),
+    )
+    .await;
+    let child = cli_token(e);
+    question(s).await;
+    child
+}
+
 /// The question is up, about alice and asked by the CLI.
 async fn question(s: &Session) {
     s.wait_visible("#agent-dialog")
@@ -87,13 +100,7 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
     .step("the agent's socket");
 
     // 1. The refresh token is rejected: the app asks; Sign in; the CLI gets the new token.
-    set_faults(
-        &e,
-        Some(json!({ "refresh_invalid_grant": true, "fail_count": 1 })),
-    )
-    .await;
-    let child = cli_token(&e);
-    question(&s).await;
+    let child = asked_after_a_rejected_refresh_token(&s, &e).await;
     shot(&e, "20-agent-asks.png").await;
     a11y::check(&s, "the agent's question").await;
     s.click("#agent-allow").await.step("Sign in");
@@ -107,13 +114,7 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
     assert_eq!(me["preferred_username"], "alice@contoso.example");
 
     // 2. Deny: the CLI exits 3 and says so.
-    set_faults(
-        &e,
-        Some(json!({ "refresh_invalid_grant": true, "fail_count": 1 })),
-    )
-    .await;
-    let child = cli_token(&e);
-    question(&s).await;
+    let child = asked_after_a_rejected_refresh_token(&s, &e).await;
     s.click("#agent-deny").await.step("Deny");
     s.wait_hidden("#agent-dialog")
         .await

@@ -153,43 +153,39 @@ impl Worker {
 
     /// `login --device-code`: the code from stderr, approved as the user would.
     async fn login(&self) -> Outcome {
-        let started = Instant::now();
-        let mut child = self
-            .command(&["login", "--device-code", "--scope", SCOPE])
-            .spawn()
-            .expect("tessera-cli starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut stderr = String::new();
-        let mut approved = false;
-        while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("tessera-cli writes within 60 s")
-            .expect("stderr is readable")
-        {
-            stderr.push_str(&line);
-            stderr.push('\n');
-            if approved {
-                continue;
-            }
-            if let Some(code) = device_code(&line) {
-                tessera_sandbox_idp::scripted_device_approval(
-                    &self.base,
-                    &code,
-                    self.user,
-                    DEMO_PASSWORD,
-                )
+        let c = self.command(&["login", "--device-code", "--scope", SCOPE]);
+        device_login(c, &self.base, self.user).await
+    }
+}
+
+/// Run a `login --device-code` command: read the code from its stderr and approve it as
+/// `user` on the sandbox's pages.
+async fn device_login(mut command: tokio::process::Command, base: &Url, user: &str) -> Outcome {
+    let started = Instant::now();
+    let mut child = command.spawn().expect("tessera-cli starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stderr = String::new();
+    let mut approved = false;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("tessera-cli writes within 60 s")
+        .expect("stderr is readable")
+    {
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if let (false, Some(code)) = (approved, device_code(&line)) {
+            tessera_sandbox_idp::scripted_device_approval(base, &code, user, DEMO_PASSWORD)
                 .await
                 .expect("the device code is approved");
-                approved = true;
-            }
+            approved = true;
         }
-        let out = child.wait_with_output().await.expect("tessera-cli ends");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr,
-            took: started.elapsed(),
-        }
+    }
+    let out = child.wait_with_output().await.expect("tessera-cli ends");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+        took: started.elapsed(),
     }
 }
 
@@ -498,38 +494,12 @@ fn profile_command(home: &std::path::Path, base: &Url, args: &[&str]) -> tokio::
 
 /// `login --device-code` with the Sandbox profile, approved as `user`.
 async fn profile_login(home: &std::path::Path, base: &Url, user: &str) -> Outcome {
-    let started = Instant::now();
-    let mut child = profile_command(
+    let c = profile_command(
         home,
         base,
         &["--profile", "Sandbox", "login", "--device-code"],
-    )
-    .spawn()
-    .expect("tessera-cli starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut stderr = String::new();
-    let mut approved = false;
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("tessera-cli writes within 60 s")
-        .expect("stderr is readable")
-    {
-        stderr.push_str(&line);
-        stderr.push('\n');
-        if let (false, Some(code)) = (approved, device_code(&line)) {
-            tessera_sandbox_idp::scripted_device_approval(base, &code, user, DEMO_PASSWORD)
-                .await
-                .expect("the device code is approved");
-            approved = true;
-        }
-    }
-    let out = child.wait_with_output().await.expect("tessera-cli ends");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-        took: started.elapsed(),
-    }
+    );
+    device_login(c, base, user).await
 }
 
 async fn profile_run(home: &std::path::Path, base: &Url, args: &[&str]) -> Outcome {

@@ -169,8 +169,14 @@ pub async fn run(
     let (profile, pa) = token::resolve(ctx, target.as_ref(), args.account.as_deref()).await?;
     match args.operation {
         GitOperation::Get => {
-            let r =
-                token::silent(ctx, &profile, &pa, &scope_flags, &SilentOptions::default()).await?;
+            let r = tessera_core::agent::lookup::silent(
+                ctx,
+                &profile,
+                &pa,
+                &scope_flags,
+                &SilentOptions::default(),
+            )
+            .await?;
             let username = request
                 .get("username")
                 .filter(|u| !u.is_empty())

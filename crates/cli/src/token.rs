@@ -144,22 +144,6 @@ pub async fn resolve(
         .map_err(crate::refused)
 }
 
-/// `profile` with its Entra ID authority's tenant replaced (Azure CLI's `--tenant`).
-pub fn for_tenant(profile: &Profile, tenant: Option<&str>) -> CliResult<Profile> {
-    Ok(lookup::for_tenant(profile, tenant)?)
-}
-
-/// `acquire_token_silent` for the account with the scopes the user named.
-pub async fn silent(
-    ctx: &Tessera,
-    profile: &Profile,
-    pa: &ProfileAccount,
-    scope_flags: &[String],
-    options: &SilentOptions,
-) -> CliResult<AuthResult> {
-    Ok(lookup::silent(ctx, profile, pa, scope_flags, options).await?)
-}
-
 pub async fn run(
     ctx: &Tessera,
     target: Option<Profile>,
@@ -188,11 +172,11 @@ pub async fn run(
     // On failure: the error, and the profile when the account was found.
     let attempt = match resolve(ctx, target.as_ref(), args.account.as_deref()).await {
         Err(f) => Err((f, target.clone())),
-        Ok((profile, pa)) => match for_tenant(&profile, tenant) {
-            Err(f) => Err((f, Some(profile))),
-            Ok(profile) => match silent(ctx, &profile, &pa, &scope_flags, &options).await {
+        Ok((profile, pa)) => match lookup::for_tenant(&profile, tenant) {
+            Err(r) => Err((r.into(), Some(profile))),
+            Ok(profile) => match lookup::silent(ctx, &profile, &pa, &scope_flags, &options).await {
                 Ok(r) => Ok((profile, r)),
-                Err(f) => Err((f, Some(profile))),
+                Err(r) => Err((r.into(), Some(profile))),
             },
         },
     };
@@ -337,7 +321,7 @@ async fn sign_in_for_kubectl(
     )
     .await?;
     let (_, pa) = resolve(ctx, Some(profile), args.account.as_deref()).await?;
-    let r = silent(ctx, profile, &pa, scope_flags, options).await?;
+    let r = lookup::silent(ctx, profile, &pa, scope_flags, options).await?;
     Ok((profile.clone(), r))
 }
 
