@@ -55,7 +55,13 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Can the OS keyring save, return and forget a key? Panics in CI without one.
 fn keyring_works() -> bool {
-    let id = format!("store:tessera-load-probe-{}", std::process::id());
+    // One probe entry per call: the load tests run at the same time.
+    static PROBES: AtomicUsize = AtomicUsize::new(0);
+    let id = format!(
+        "store:tessera-load-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, SeqCst)
+    );
     let key = tessera_core::cache::StoreKey::generate();
     let ok = OsKeyring.save(&id, &key).is_ok()
         && OsKeyring

@@ -116,6 +116,42 @@ impl ProfilesWatch {
     }
 }
 
+/// An answer kept in memory: the token (for its expiry and whom it is for), the frame
+/// that hands it out from the cache, ready to write, and the store's change marker when
+/// it was read.
+struct Hot {
+    reply: TokenReply,
+    frame: Arc<[u8]>,
+    marker: u64,
+}
+
+impl Hot {
+    fn new(reply: TokenReply, marker: u64) -> Option<Hot> {
+        let cached = Response::Token(Box::new(TokenReply {
+            token_source: "cache".into(),
+            ..reply.clone()
+        }));
+        let frame = serde_json::to_vec(&cached).ok()?.into();
+        Some(Hot {
+            reply,
+            frame,
+            marker,
+        })
+    }
+}
+
+/// What a request is answered with: a message, or a frame kept ready.
+enum Answer {
+    Message(Response),
+    Ready(Arc<[u8]>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Self {
+        Answer::Message(r)
+    }
+}
+
 /// A serving agent.
 pub struct Agent<H: Host> {
     host: H,
@@ -124,7 +160,7 @@ pub struct Agent<H: Host> {
     flight: SingleFlight,
     /// Tokens handed out, by request, with the store's change marker when they were read:
     /// served again while still valid and the store unchanged by anyone else.
-    hot: Mutex<HashMap<String, (TokenReply, u64)>>,
+    hot: Mutex<HashMap<String, Hot>>,
     served: AtomicU64,
     /// The store file and its inode when the agent started.
     store: Option<(PathBuf, u64)>,
@@ -276,21 +312,31 @@ impl<H: Host> Agent<H> {
                 reply = async {
                     match super::parse_request(&body) {
                         Ok(request) => self.answer(request, pid).await,
-                        Err(e) => Response::Error(e),
+                        Err(e) => Response::Error(e).into(),
                     }
                 } => reply,
-                () = self.stop.cancelled() => Response::error(ErrorKind::Stopping, "the agent is stopping", 1),
+                () = self.stop.cancelled() => Response::error(ErrorKind::Stopping, "the agent is stopping", 1).into(),
             };
-            if super::write_frame(&mut stream, &reply).await.is_err() {
+            let written = match &reply {
+                Answer::Message(m) => super::write_frame(&mut stream, m).await,
+                Answer::Ready(body) => super::write_body(&mut stream, body).await,
+            };
+            if written.is_err() {
                 // The client went away mid-request: nothing to do.
                 return;
             }
         }
     }
 
-    async fn answer(&self, request: Request, pid: u32) -> Response {
+    async fn answer(&self, request: Request, pid: u32) -> Answer {
         debug_assert_eq!(request.v, VERSION);
-        match request.op {
+        if let Op::Token(t) = request.op {
+            return match self.refuse(&t.home) {
+                Some(r) => r.into(),
+                None => self.token(t, pid).await,
+            };
+        }
+        Answer::Message(match request.op {
             Op::Status => {
                 let store = match self.host.engine().await {
                     Ok(engine) => lookup::store_facts(&engine).ok(),
@@ -304,10 +350,7 @@ impl<H: Host> Agent<H> {
                     store,
                 })
             }
-            Op::Token(t) => match self.refuse(&t.home) {
-                Some(r) => r,
-                None => self.token(t, pid).await,
-            },
+            Op::Token(_) => unreachable!("answered above"),
             Op::Accounts(a) => match self.refuse(&a.home) {
                 Some(r) => r,
                 None => self.accounts(a).await,
@@ -316,7 +359,7 @@ impl<H: Host> Agent<H> {
                 Some(r) => r,
                 None => self.sign_out(o).await,
             },
-        }
+        })
     }
 
     /// The refusal of a request for `home`: another home than the agent's, or a store
@@ -425,29 +468,25 @@ impl<H: Host> Agent<H> {
         let _ = self.activity.send(activity);
     }
 
-    async fn token(&self, t: TokenRequest, pid: u32) -> Response {
+    async fn token(&self, t: TokenRequest, pid: u32) -> Answer {
         let peer = Peer::read(pid);
         let key = request_key(&t);
         if !t.force_refresh {
-            if let Some(reply) = self.hot_answer(&key, t.min_validity_secs).await {
-                if self.agreed_to(&reply.account.home_account_id, &peer) {
+            if let Some((frame, home_account_id, username, profile)) =
+                self.hot_answer(&key, t.min_validity_secs).await
+            {
+                if self.agreed_to(&home_account_id, &peer) {
                     self.served.fetch_add(1, Ordering::Relaxed);
-                    self.record(
-                        &t,
-                        &peer,
-                        Some(reply.account.username.clone()),
-                        Some(reply.profile.clone()),
-                        Outcome::Cache,
-                    );
-                    return Response::Token(Box::new(reply));
+                    self.record(&t, &peer, Some(username), Some(profile), Outcome::Cache);
+                    return Answer::Ready(frame);
                 }
             }
         }
-        match self.token_for(&t, &peer).await {
+        Answer::Message(match self.token_for(&t, &peer).await {
             Ok((reply, marker, outcome)) => {
-                if let Some(m) = marker {
-                    let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
-                    hot.insert(key, (reply.clone(), m));
+                if let Some(hot) = marker.and_then(|m| Hot::new(reply.clone(), m)) {
+                    let mut memory = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+                    memory.insert(key, hot);
                 }
                 self.served.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
@@ -476,7 +515,7 @@ impl<H: Host> Agent<H> {
                 }
                 reply
             }
-        }
+        })
     }
 
     /// Whether this account's token may go to this program without asking (it does not
@@ -494,17 +533,27 @@ impl<H: Host> Agent<H> {
     /// The token handed out for the same request before, when the store has not changed
     /// since (by another process: sign-in, sign-out, refresh) and it stays valid for
     /// `min_validity` seconds and is not due for a proactive refresh.
-    async fn hot_answer(&self, key: &str, min_validity: i64) -> Option<TokenReply> {
+    /// Returns the frame to write, and the account's id, user name and profile.
+    async fn hot_answer(
+        &self,
+        key: &str,
+        min_validity: i64,
+    ) -> Option<(Arc<[u8]>, String, String, String)> {
         let marker = self.host.engine().await.ok()?.store().change_marker()?;
         let now = SystemClock.now();
-        let hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
-        let (reply, seen) = hot.get(key)?;
-        let fresh = *seen == marker
-            && reply.expires_on > now.saturating_add(min_validity)
-            && reply.refresh_on.is_none_or(|r| now < r);
-        fresh.then(|| TokenReply {
-            token_source: "cache".into(),
-            ..reply.clone()
+        let memory = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+        let hot = memory.get(key)?;
+        let r = &hot.reply;
+        let fresh = hot.marker == marker
+            && r.expires_on > now.saturating_add(min_validity)
+            && r.refresh_on.is_none_or(|t| now < t);
+        fresh.then(|| {
+            (
+                Arc::clone(&hot.frame),
+                r.account.home_account_id.clone(),
+                r.account.username.clone(),
+                r.profile.clone(),
+            )
         })
     }
 
