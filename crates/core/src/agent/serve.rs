@@ -532,8 +532,8 @@ impl<H: Host> Agent<H> {
 
     /// The token handed out for the same request before, when the store has not changed
     /// since (by another process: sign-in, sign-out, refresh) and it stays valid for
-    /// `min_validity` seconds and is not due for a proactive refresh.
-    /// Returns the frame to write, and the account's id, user name and profile.
+    /// `min_validity` seconds and is not due for a proactive refresh: the frame to write,
+    /// and the account's id, user name and profile.
     async fn hot_answer(
         &self,
         key: &str,
@@ -586,15 +586,7 @@ impl<H: Host> Agent<H> {
                 .engine()
                 .await
                 .map_err(|e| failed(Refused::from(Error::Config(e))))?;
-            let target = match &t.profile {
-                Some(name) => Some(
-                    engine
-                        .profile(name)
-                        .map_err(|e| failed(Refused::usage(e.to_string())))?
-                        .clone(),
-                ),
-                None => None,
-            };
+            let target = Self::target(&engine, t.profile.as_deref()).map_err(failed)?;
             let wanted = Wanted {
                 target: target.as_ref(),
                 account: t.account.as_deref(),
