@@ -97,11 +97,22 @@ pub fn error_from_response(what: &'static str, response: &HttpResponse) -> Error
     unexpected_response(what, response)
 }
 
+/// `Retry-After` in seconds: a number of seconds, or an HTTP date counted from the
+/// response's own `Date` (so no local clock, and no skew between the two); a date
+/// without a `Date` header is not read.
+fn retry_after(response: &HttpResponse) -> Option<u64> {
+    let value = response.header("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let sent = httpdate::parse_http_date(response.header("date")?.trim()).ok()?;
+    Some(at.duration_since(sent).map_or(0, |d| d.as_secs()))
+}
+
 /// A response that is not what the protocol says: a 5xx, an HTML page, a proxy error.
 pub fn unexpected_response(what: &'static str, response: &HttpResponse) -> Error {
-    let retry_after = response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = retry_after(response);
     // A 5xx with an OAuth JSON body (Entra's 503 "temporarily_unavailable"): say what
     // the provider said instead of "an unexpected body".
     let provider = serde_json::from_slice::<ProviderError>(&response.body)
@@ -224,6 +235,36 @@ mod tests {
             m.contains("temporarily_unavailable: AADSTS90033") && m.contains("retry after 30 s"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_counts_from_the_responses_own_date() {
+        let mut r = resp(503, "text/plain", "busy");
+        r.headers
+            .push(("Date".into(), "Wed, 21 Oct 2026 07:27:30 GMT".into()));
+        r.headers
+            .push(("Retry-After".into(), "Wed, 21 Oct 2026 07:28:15 GMT".into()));
+        let e = process_token_response(&r).unwrap_err();
+        assert!(e.to_string().contains("retry after 45 s"), "{e}");
+        // A date already past: retry now. No Date header: the date is not read.
+        r.headers.retain(|(k, _)| k != "Retry-After");
+        r.headers
+            .push(("Retry-After".into(), "Wed, 21 Oct 2026 07:00:00 GMT".into()));
+        assert!(matches!(
+            process_token_response(&r).unwrap_err(),
+            Error::BadResponse {
+                retry_after: Some(0),
+                ..
+            }
+        ));
+        r.headers.retain(|(k, _)| k != "Date");
+        assert!(matches!(
+            process_token_response(&r).unwrap_err(),
+            Error::BadResponse {
+                retry_after: None,
+                ..
+            }
+        ));
     }
 
     #[test]
