@@ -53,6 +53,14 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `TESSERA_LOAD_WORKERS` (16) processes, `TESSERA_LOAD_OPS` (100) operations each.
+fn load_size() -> (usize, usize) {
+    (
+        env_usize("TESSERA_LOAD_WORKERS", 16).max(1),
+        env_usize("TESSERA_LOAD_OPS", 100).max(2),
+    )
+}
+
 /// Can the OS keyring save, return and forget a key? Panics in CI without one.
 fn keyring_works() -> bool {
     // One probe entry per call: the load tests run at the same time.
@@ -265,8 +273,7 @@ async fn sixteen_cli_processes_on_one_store_lose_nothing() {
         eprintln!("SKIPPED load test: no usable Secret Service; run it inside scripts/test's D-Bus session");
         return;
     }
-    let workers = env_usize("TESSERA_LOAD_WORKERS", 16).max(1);
-    let ops = env_usize("TESSERA_LOAD_OPS", 100).max(2);
+    let (workers, ops) = load_size();
     let idp = sandbox().await;
     let home = tessera_tests::home::temp_home();
     let base = idp.base_url();
@@ -535,8 +542,7 @@ async fn the_agent_serves_sixteen_processes_while_another_signs_in_and_out() {
         eprintln!("SKIPPED agent load test: no usable Secret Service");
         return;
     }
-    let workers = env_usize("TESSERA_LOAD_WORKERS", 16).max(1);
-    let ops = env_usize("TESSERA_LOAD_OPS", 100).max(2);
+    let (workers, ops) = load_size();
     let idp = sandbox().await;
     let home = tessera_tests::home::temp_home();
     let (home, base) = (home.path().to_path_buf(), idp.base_url());

@@ -256,7 +256,7 @@ pub async fn run_through_agent(args: &TokenArgs, inv: &Invocation) -> Option<Cli
         min_validity_secs: i64::from(args.min_validity),
         force_refresh: args.force_refresh,
         tenant: args.out.tenant.clone(),
-        program: parent_program(),
+        program: None,
     };
     match crate::agent::ask_token(request).await? {
         crate::agent::Answer::Token(result, subscription) => {
@@ -281,19 +281,6 @@ pub async fn run_through_agent(args: &TokenArgs, inv: &Invocation) -> Option<Cli
             }
         }
     }
-}
-
-/// The name of the program that ran this one (for the agent's record), from `/proc`.
-fn parent_program() -> Option<String> {
-    let ppid = std::fs::read_to_string("/proc/self/stat")
-        .ok()?
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .to_string();
-    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
-    Some(comm.trim().to_string())
 }
 
 /// kubectl runs the plugin with a terminal: sign in (as `login` would, with the

@@ -140,7 +140,8 @@ pub struct TokenRequest {
     pub force_refresh: bool,
     /// Azure CLI's `--tenant`.
     pub tenant: Option<String>,
-    /// The requesting program (for the agent's activity record), e.g. `kubectl`.
+    /// Unused since the agent reads the requesting program from `/proc` (the peer's
+    /// PID): a client's word for it is not trusted. Kept so version-1 clients still parse.
     #[serde(default)]
     pub program: Option<String>,
 }
