@@ -374,6 +374,233 @@ fn secrets_of(
 }
 
 // ---------------------------------------------------------------------------------------
+// A keyring that never answers
+
+/// Programs started for one test, stopped by PID when it ends.
+#[derive(Default)]
+struct Started(Vec<std::process::Child>);
+
+impl Started {
+    /// Starts `command` and returns the first line it prints (an address, a display).
+    fn first_line(&mut self, command: &mut std::process::Command, what: &str) -> String {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{what} prints: {e}"));
+        self.0.push(child);
+        assert!(!line.trim().is_empty(), "{what} printed nothing");
+        line.trim().to_owned()
+    }
+
+    fn stop_last(&mut self) {
+        if let Some(mut c) = self.0.pop() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        while !self.0.is_empty() {
+            self.stop_last();
+        }
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// `command`, stopped after `limit`: its exit code (None when it had to be stopped),
+/// stderr and how long it took.
+fn run_within(
+    command: &mut std::process::Command,
+    limit: Duration,
+) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, reader.join().unwrap_or_default(), started.elapsed())
+}
+
+/// A keyring that is locked and shows its unlock prompt where nobody answers it (here on
+/// an Xvfb display; for a user, a desktop they are not at, or an SSH session): the Secret
+/// Service client would wait a year for that prompt. `tessera-cli` gives up after
+/// `TESSERA_KEYRING_TIMEOUT_SECS` (60 s unless set), exits 5 saying what happened, and
+/// deletes nothing. The test has its own D-Bus session, Xvfb and gnome-keyring, all
+/// stopped by PID.
+#[test]
+fn a_keyring_waiting_on_an_unanswered_unlock_prompt_is_an_error_and_not_a_hang() {
+    let tools = [
+        "Xvfb",
+        "dbus-daemon",
+        "dbus-send",
+        "dbus-update-activation-environment",
+        "gnome-keyring-daemon",
+    ];
+    if let Some(missing) = tools.iter().find(|t| !on_path(t)) {
+        assert!(
+            !in_ci(),
+            "{missing} is not installed (scripts/setup installs it)"
+        );
+        eprintln!("SKIPPED: {missing} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let home = dir.path().join("tessera");
+    let mut started = Started::default();
+    // Xvfb picks a free display and prints its number; the bus prints its address.
+    let display = format!(
+        ":{}",
+        started.first_line(
+            std::process::Command::new("Xvfb").args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "640x480x24",
+                "-nolisten",
+                "tcp",
+            ]),
+            "Xvfb"
+        )
+    );
+    let bus = started.first_line(
+        std::process::Command::new("dbus-daemon").args([
+            "--session",
+            "--nofork",
+            "--print-address=1",
+        ]),
+        "dbus-daemon",
+    );
+    let env = |c: &mut std::process::Command| {
+        c.env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env("DISPLAY", &display)
+            .env("NO_AT_BRIDGE", "1")
+            .env_remove("TESSERA_HOME")
+            .env("TESSERA_LOG", "warn");
+    };
+    // The prompter is started by the bus: it must find the display.
+    let mut update = std::process::Command::new("dbus-update-activation-environment");
+    env(update.arg(format!("DISPLAY={display}")));
+    assert!(update.status().expect("runs").success());
+
+    let keyring_up = |started: &mut Started, unlock: bool| {
+        let mut c = std::process::Command::new("gnome-keyring-daemon");
+        c.args(["--foreground", "--components=secrets"]);
+        if unlock {
+            c.arg("--unlock");
+        }
+        env(&mut c);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon starts");
+        if unlock {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"pw")
+                .expect("password");
+        }
+        drop(child.stdin.take());
+        started.0.push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut ask = std::process::Command::new("dbus-send");
+            ask.args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ]);
+            env(&mut ask);
+            let out = ask.output().expect("dbus-send runs");
+            if String::from_utf8_lossy(&out.stdout).contains("boolean true") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring-daemon never took its name"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let status = || {
+        let mut c = std::process::Command::new(cli_bin());
+        c.arg("--home").arg(&home).arg("status");
+        env(&mut c);
+        c
+    };
+
+    // With the keyring unlocked, the store is created and its key kept there.
+    keyring_up(&mut started, true);
+    let (code, stderr, took) = run_within(&mut status(), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "status with an unlocked keyring:\n{stderr}");
+    eprintln!("status with the keyring unlocked: {took:?}");
+    started.stop_last();
+
+    // The same keyring started locked: the key is behind an unlock prompt.
+    keyring_up(&mut started, false);
+    let (code, stderr, took) = run_within(
+        status().env("TESSERA_KEYRING_TIMEOUT_SECS", "3"),
+        Duration::from_secs(60),
+    );
+    eprintln!("status with the keyring locked: exit {code:?} after {took:?}");
+    assert_eq!(
+        code,
+        Some(5),
+        "exit 5 (the store cannot be opened) after {took:?}, not a hang:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the OS keyring did not answer within 3 s"),
+        "says what happened:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("unlock it"),
+        "says how to fix it:\n{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "gave up after about 3 s, not {took:?}"
+    );
+    assert!(home.join("store.db").is_file(), "the store is still there");
+}
+
+// ---------------------------------------------------------------------------------------
 // Encryption at rest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,9 +47,94 @@ pub trait KeyStore: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsKeyring;
 
+/// How long a keyring call may take before Tessera gives up on it: long enough to type a
+/// password into an unlock prompt, short enough that a locked keyring whose prompt nobody
+/// can see (no desktop session, a prompter that failed) is an error and not a hang. The
+/// Secret Service clients wait up to a year for a prompt. `TESSERA_KEYRING_TIMEOUT_SECS`
+/// overrides it.
+pub const KEYRING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The environment variable that overrides [`KEYRING_TIMEOUT`] (whole seconds, at least 1).
+pub const KEYRING_TIMEOUT_ENV: &str = "TESSERA_KEYRING_TIMEOUT_SECS";
+
+fn keyring_timeout() -> std::time::Duration {
+    std::env::var(KEYRING_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(KEYRING_TIMEOUT, std::time::Duration::from_secs)
+}
+
+/// The file whose lock every Tessera process of the user takes around each Secret Service
+/// call: `$XDG_RUNTIME_DIR/tessera-keyring.lock`, else `~/.cache/tessera/keyring.lock`
+/// (`$XDG_CACHE_HOME` if set). Not in a Tessera home: all homes share one keyring.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn keyring_lock_path() -> Option<std::path::PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    if let Some(run) = var("XDG_RUNTIME_DIR").filter(|d| d.is_dir()) {
+        return Some(run.join("tessera-keyring.lock"));
+    }
+    let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))?;
+    Some(cache.join("tessera").join("keyring.lock"))
+}
+
+/// Takes this user's keyring turn (blocking) and holds it until the file is dropped.
+///
+/// gnome-keyring (42 to 50 at least) can abort when Secret Service sessions are opened at
+/// the same moment by clients that just connected: it registers a client lazily, and an
+/// `OpenSession` handled before that registration ends in an assertion that kills the
+/// daemon (it comes back locked). Every keyring call of the `keyring` crate is such a
+/// fresh client, so Tessera processes (16 `tessera-cli` at once under a load test, or
+/// kubectl running a few in parallel) take turns. `None` (no lock to be had: no home, a
+/// read-only disk) goes on without one.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn keyring_turn() -> Option<std::fs::File> {
+    let path = keyring_lock_path()?;
+    crate::fsutil::create_parent_dir(&path).ok()?;
+    let file = crate::fsutil::open_private_file(&path).ok()?;
+    file.lock().ok()?;
+    Some(file)
+}
+
+/// The other keyrings serve concurrent callers themselves.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn keyring_turn() -> Option<std::fs::File> {
+    None
+}
+
 impl OsKeyring {
-    fn entry(store_id: &str) -> std::result::Result<keyring::Entry, KeyringError> {
-        keyring::Entry::new(KEYRING_SERVICE, store_id).map_err(classify)
+    /// `op` on the entry of `store_id`, on a thread of its own, given up after
+    /// [`keyring_timeout`]: the thread is then left to finish (or wait for its prompt)
+    /// alone, and the caller gets [`KeyringError::Unavailable`].
+    fn call<T: Send + 'static>(
+        store_id: &str,
+        op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
+    ) -> std::result::Result<keyring::Result<T>, KeyringError> {
+        let entry = keyring::Entry::new(KEYRING_SERVICE, store_id).map_err(classify)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("keyring".into())
+            .spawn(move || {
+                let _turn = keyring_turn();
+                let _ = tx.send(op(&entry));
+            })
+            .map_err(|e| KeyringError::Unavailable(format!("cannot start a keyring call: {e}")))?;
+        let timeout = keyring_timeout();
+        rx.recv_timeout(timeout).map_err(|_| {
+            tracing::warn!(
+                secs = timeout.as_secs(),
+                "the OS keyring did not answer in time"
+            );
+            KeyringError::Unavailable(format!(
+                "the OS keyring did not answer within {} s: it may be locked, waiting for \
+                 an unlock prompt that nobody answers",
+                timeout.as_secs()
+            ))
+        })
     }
 }
 
@@ -100,7 +185,7 @@ impl KeyStore for OsKeyring {
 
     fn load(&self, store_id: &str) -> std::result::Result<Option<StoreKey>, KeyringError> {
         let started = std::time::Instant::now();
-        let found = Self::entry(store_id)?.get_password();
+        let found = Self::call(store_id, |e| e.get_password())?;
         tracing::debug!(
             us = started.elapsed().as_micros() as u64,
             "store key looked up in the OS keyring"
@@ -113,13 +198,12 @@ impl KeyStore for OsKeyring {
     }
 
     fn save(&self, store_id: &str, key: &StoreKey) -> std::result::Result<(), KeyringError> {
-        Self::entry(store_id)?
-            .set_password(&encode_key(key))
-            .map_err(classify)
+        let text = encode_key(key);
+        Self::call(store_id, move |e| e.set_password(&text))?.map_err(classify)
     }
 
     fn forget(&self, store_id: &str) -> std::result::Result<bool, KeyringError> {
-        match Self::entry(store_id)?.delete_credential() {
+        match Self::call(store_id, |e| e.delete_credential())? {
             Ok(()) => Ok(true),
             Err(keyring::Error::NoEntry) => Ok(false),
             Err(e) => Err(classify(e)),

@@ -46,7 +46,10 @@ mod reset;
 pub use config::{plaintext_allowed, ALLOW_PLAINTEXT_ENV, CONFIG_FILE};
 #[cfg(test)]
 pub(crate) use keys::MemoryKeys;
-pub use keys::{store_id, KeyStore, KeyringError, OsKeyring, KEYRING_SERVICE};
+pub use keys::{
+    store_id, KeyStore, KeyringError, OsKeyring, KEYRING_SERVICE, KEYRING_TIMEOUT,
+    KEYRING_TIMEOUT_ENV,
+};
 pub use open::open_store;
 pub use reset::{reset_store, ResetOutcome};
 
