@@ -155,3 +155,143 @@ pub async fn wait_app_gone() -> Result<()> {
     }
     Ok(())
 }
+
+/// Where the tray icon's menu is on the session bus: libayatana-appindicator exports it
+/// there (`com.canonical.dbusmenu`, the interface desktop panels read) whether or not a
+/// panel shows it, and Xvfb has none. The path is the indicator's id as tray-icon names
+/// it ("tray-icon tray app" and the app's tray id), with `_` for what a path cannot hold.
+const TRAY_MENU_PATH: &str = "/org/ayatana/NotificationItem/tray_icon_tray_app_tessera/Menu";
+
+/// The tray menu as a panel sees it: its items' ids and labels, and whose they are.
+pub struct TrayMenu {
+    bus_name: String,
+    pub items: Vec<(i32, String)>,
+}
+
+impl TrayMenu {
+    /// The id of the item whose label contains `label`.
+    pub fn item(&self, label: &str) -> Option<i32> {
+        self.items
+            .iter()
+            .find(|(_, l)| l.contains(label))
+            .map(|(id, _)| *id)
+    }
+
+    /// Click an item, as a panel does when the user picks it.
+    pub fn click(&self, id: i32) -> Result<()> {
+        let id = id.to_string();
+        run(
+            "gdbus",
+            &[
+                "call",
+                "--session",
+                "--dest",
+                &self.bus_name,
+                "--object-path",
+                TRAY_MENU_PATH,
+                "--method",
+                "com.canonical.dbusmenu.Event",
+                &id,
+                "clicked",
+                "<0>",
+                "0",
+            ],
+        )
+        .map(|_| ())
+    }
+}
+
+/// The ids and labels of a `GetLayout` reply as gdbus prints it:
+/// `(uint32 7, (0, {...}, [<(1, {'label': <'Open Tessera'>}, @av [])>, ...]))`.
+fn layout_items(reply: &str) -> Vec<(i32, String)> {
+    reply
+        .split("<(")
+        .skip(1)
+        .filter_map(|part| {
+            let id = part.split(',').next()?.trim().parse().ok()?;
+            let label = part.split("'label': <'").nth(1)?.split("'>").next()?;
+            Some((id, label.replace("\\'", "'")))
+        })
+        .collect()
+}
+
+/// The tray menu, read from whichever connection on the bus exports it (the app's).
+pub fn tray_menu() -> Result<TrayMenu> {
+    let names = run(
+        "dbus-send",
+        &[
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.ListNames",
+        ],
+    )?;
+    for name in names
+        .split('"')
+        .filter(|n| n.starts_with(':') && !n.contains(char::is_whitespace))
+    {
+        let reply = run(
+            "gdbus",
+            &[
+                "call",
+                "--session",
+                "--dest",
+                name,
+                "--object-path",
+                TRAY_MENU_PATH,
+                "--method",
+                "com.canonical.dbusmenu.GetLayout",
+                "0",
+                "-1",
+                "[]",
+            ],
+        );
+        if let Ok(reply) = reply {
+            return Ok(TrayMenu {
+                bus_name: name.to_owned(),
+                items: layout_items(&reply),
+            });
+        }
+    }
+    Err("no connection on the session bus exports the tray menu".into())
+}
+
+/// Wait until the tray menu has an item whose label contains `label` (the app fills it
+/// in after the store opened, and again when accounts change).
+pub async fn wait_tray_item(label: &str) -> Result<(TrayMenu, i32)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let menu = tray_menu();
+        if let Some(id) = menu.as_ref().ok().and_then(|m| m.item(label)) {
+            return Ok((menu?, id));
+        }
+        if Instant::now() > deadline {
+            return Err(match menu {
+                Ok(m) => format!("no tray menu item {label:?} in {:?}", m.items),
+                Err(e) => e,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Empty the clipboard (so that what is copied next is seen arriving).
+pub fn clear_clipboard() -> Result<()> {
+    run("xclip", &["-selection", "clipboard", "-i", "/dev/null"]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_get_layout_reply_gives_ids_and_labels() {
+        let reply = "(uint32 7, (0, {'children-display': <'submenu'>}, [<(1, {'label': <'Open Tessera'>}, @av [])>, <(2, {'type': <'separator'>}, @av [])>, <(3, {'label': <'Copy access token: o\\'neil@x (Sandbox)'>, 'enabled': <true>}, @av [])>]))";
+        assert_eq!(
+            super::layout_items(reply),
+            vec![
+                (1, "Open Tessera".to_owned()),
+                (3, "Copy access token: o'neil@x (Sandbox)".to_owned())
+            ]
+        );
+    }
+}

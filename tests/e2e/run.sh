@@ -56,7 +56,7 @@ free_port() {
 if [[ "${1:-}" != "--inside" ]]; then
   # ---------------------------------------------------------------- outside: build, Xvfb
   missing=()
-  for tool in Xvfb dbus-run-session gnome-keyring-daemon tauri-driver WebKitWebDriver xdotool xclip import; do
+  for tool in Xvfb dbus-run-session gnome-keyring-daemon tauri-driver WebKitWebDriver xdotool xclip import gdbus; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   if ((${#missing[@]})); then

@@ -629,8 +629,8 @@ async fn probe_report(e: &crate::Env) -> Value {
             .json()
             .await
             .expect("JSON reports");
-        let probes = reports.as_array().into_iter().flatten();
-        if let Some(last) = probes.filter(|r| r.get("kind").is_none()).last() {
+        let mut probes = reports.as_array().into_iter().flatten();
+        if let Some(last) = probes.rfind(|r| r.get("kind").is_none()) {
             return last.clone();
         }
         assert!(

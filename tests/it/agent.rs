@@ -291,60 +291,9 @@ async fn only_the_agents_own_user_is_served() {
     let m = Machine::for_sandbox(&idp);
     device_login_sandbox(&m, &idp, ALICE).await.ok();
     let agent = Agent::start(&m).await;
-    let nobody = |code: &str| {
-        std::process::Command::new("setpriv")
-            .current_dir("/")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
-                "/usr/bin/python3",
-                "-c",
-                code,
-            ])
-            .output()
-    };
-    let probe = format!(
-        "import socket,struct,sys\n\
-         s=socket.socket(socket.AF_UNIX)\n\
-         try:\n    s.connect({:?})\n\
-         except PermissionError:\n    print('refused: permission'); sys.exit(0)\n\
-         b=b'{{\"v\":1,\"op\":\"status\"}}'\n\
-         try:\n    s.sendall(struct.pack('>I',len(b))+b)\n\
-         except BrokenPipeError:\n    pass\n\
-         d=s.recv(4)\n\
-         print(s.recv(65536).decode() if d else 'closed')\n",
-        agent.socket.display().to_string()
-    );
-    let Ok(out) = nobody(&probe) else {
+    if !tessera_tests::second_user::is_refused_twice(&agent.socket) {
         eprintln!("skipped: setpriv cannot run a second user here");
-        agent.stop().await;
-        return;
-    };
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("setpriv") {
-        eprintln!("skipped: {}", String::from_utf8_lossy(&out.stderr));
-        agent.stop().await;
-        return;
     }
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("refused: permission"),
-        "the folder and socket keep others out: {said} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Open the folder and socket to everyone (as a careless admin might): the agent
-    // still refuses, by the peer's uid.
-    std::fs::set_permissions(m.home.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    std::fs::set_permissions(&agent.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = nobody(&probe).unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("serves only its own user") && !said.contains("\"status\""),
-        "{said} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::set_permissions(m.home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     agent.stop().await;
 }
 

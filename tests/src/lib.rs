@@ -12,6 +12,7 @@
 //!   audience, expiry).
 //! - [`raw_http`]: a raw HTTP/1.1 server's request reader and answer writer.
 //! - [`attacker`]: a host claiming Microsoft's cloud, and a victim's MSAL cache.
+//! - [`second_user`]: another user knocking at an agent's socket.
 
 pub mod attacker;
 pub mod cli_bin;
@@ -21,4 +22,5 @@ pub mod jwks;
 pub mod oidc_provider;
 pub mod raw_http;
 pub mod redact;
+pub mod second_user;
 pub mod tls;

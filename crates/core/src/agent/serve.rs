@@ -167,6 +167,8 @@ pub struct Agent<H: Host> {
     /// (account, program) pairs the user agreed to this session.
     agreed: Mutex<HashSet<(String, String)>>,
     activity: tokio::sync::mpsc::UnboundedSender<Activity>,
+    /// Cancelled once the activity writer has written its last batch (after a stop).
+    activity_written: CancellationToken,
     stop: CancellationToken,
 }
 
@@ -236,9 +238,14 @@ impl<H: Host> Agent<H> {
             store,
             agreed: Mutex::default(),
             activity: tx,
+            activity_written: CancellationToken::new(),
             stop: CancellationToken::new(),
         });
-        tokio::spawn(write_activity(Arc::downgrade(&agent), rx));
+        tokio::spawn(write_activity(
+            Arc::downgrade(&agent),
+            rx,
+            agent.stop.clone(),
+        ));
         Ok(agent)
     }
 
@@ -275,6 +282,12 @@ impl<H: Host> Agent<H> {
             }
         }
         let _ = std::fs::remove_file(&socket);
+        // What was handed out is on disk before the host goes on to exit.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.activity_written.cancelled(),
+        )
+        .await;
     }
 
     async fn connection(&self, mut stream: UnixStream) {
@@ -741,29 +754,54 @@ fn request_key(t: &TokenRequest) -> String {
     )
 }
 
-/// Write activity records as they come, in batches, into the host's store (off the
-/// answer's path: a cached answer does not wait for the disk).
+/// How long the activity writer gathers records before writing them in one transaction:
+/// a burst of requests (kubectl runs its plugin for each of several calls) costs one
+/// commit, and answers do not queue behind a commit per record for the store's lock.
+const ACTIVITY_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Write activity records in batches into the host's store (off the answer's path: a
+/// cached answer does not wait for the disk). When the agent stops, what is pending is
+/// written at once and `activity_written` is cancelled.
 async fn write_activity<H: Host>(
     agent: std::sync::Weak<Agent<H>>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Activity>,
+    stop: CancellationToken,
 ) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        let Some(agent) = agent.upgrade() else { return };
-        let records: Vec<(i64, String)> = batch
-            .drain(..)
-            .filter_map(|a| Some((a.at, serde_json::to_string(&a).ok()?)))
-            .collect();
-        let Ok(engine) = agent.host.engine().await else {
-            continue;
+    loop {
+        let stopping = tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => n == 0,
+            () = stop.cancelled() => true,
         };
-        let now = SystemClock.now();
-        if let Err(e) = engine.store().record_activity(
-            &records,
-            now - super::activity::KEEP_SECS,
-            super::activity::KEEP_ROWS,
-        ) {
-            tracing::warn!(error = %e, "agent: cannot record activity");
+        if !stopping {
+            tokio::select! {
+                () = tokio::time::sleep(ACTIVITY_WINDOW) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        while let Ok(a) = rx.try_recv() {
+            batch.push(a);
+        }
+        let Some(agent) = agent.upgrade() else { return };
+        if !batch.is_empty() {
+            let records: Vec<(i64, String)> = batch
+                .drain(..)
+                .filter_map(|a| Some((a.at, serde_json::to_string(&a).ok()?)))
+                .collect();
+            if let Ok(engine) = agent.host.engine().await {
+                let now = SystemClock.now();
+                if let Err(e) = engine.store().record_activity(
+                    &records,
+                    now - super::activity::KEEP_SECS,
+                    super::activity::KEEP_ROWS,
+                ) {
+                    tracing::warn!(error = %e, "agent: cannot record activity");
+                }
+            }
+        }
+        if stopping || stop.is_cancelled() {
+            agent.activity_written.cancel();
+            return;
         }
     }
 }
