@@ -191,6 +191,7 @@ impl TrayMenu {
                 TRAY_MENU_PATH,
                 "--method",
                 "com.canonical.dbusmenu.Event",
+                "--",
                 &id,
                 "clicked",
                 "<0>",
@@ -227,6 +228,7 @@ pub fn tray_menu() -> Result<TrayMenu> {
             "org.freedesktop.DBus.ListNames",
         ],
     )?;
+    let mut tried = Vec::new();
     for name in names
         .split('"')
         .filter(|n| n.starts_with(':') && !n.contains(char::is_whitespace))
@@ -242,19 +244,26 @@ pub fn tray_menu() -> Result<TrayMenu> {
                 TRAY_MENU_PATH,
                 "--method",
                 "com.canonical.dbusmenu.GetLayout",
+                "--", // "-1" is an argument, not an option
                 "0",
                 "-1",
                 "[]",
             ],
         );
-        if let Ok(reply) = reply {
-            return Ok(TrayMenu {
-                bus_name: name.to_owned(),
-                items: layout_items(&reply),
-            });
+        match reply {
+            Ok(reply) => {
+                return Ok(TrayMenu {
+                    bus_name: name.to_owned(),
+                    items: layout_items(&reply),
+                })
+            }
+            Err(e) => tried.push(format!("{name}: {e}")),
         }
     }
-    Err("no connection on the session bus exports the tray menu".into())
+    Err(format!(
+        "no connection on the session bus exports the tray menu:\n{}",
+        tried.join("\n")
+    ))
 }
 
 /// Wait until the tray menu has an item whose label contains `label` (the app fills it
@@ -278,7 +287,18 @@ pub async fn wait_tray_item(label: &str) -> Result<(TrayMenu, i32)> {
 
 /// Empty the clipboard (so that what is copied next is seen arriving).
 pub fn clear_clipboard() -> Result<()> {
-    run("xclip", &["-selection", "clipboard", "-i", "/dev/null"]).map(|_| ())
+    // xclip stays in the background to serve the selection: no pipe may wait for it.
+    let status = Command::new("xclip")
+        .args(["-selection", "clipboard", "-i", "/dev/null"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run xclip: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("xclip could not empty the clipboard: {status}"))
+    }
 }
 
 #[cfg(test)]
