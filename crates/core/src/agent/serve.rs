@@ -309,6 +309,9 @@ impl<H: Host> Agent<H> {
             }
         };
         let pid = pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        // Who is asking, read from /proc at the first token request and kept for the
+        // connection: its pid cannot change while it stays connected.
+        let peer = std::sync::OnceLock::new();
         loop {
             let body = match super::read_frame(&mut stream).await {
                 Ok(b) => b,
@@ -324,7 +327,7 @@ impl<H: Host> Agent<H> {
             let reply = tokio::select! {
                 reply = async {
                     match super::parse_request(&body) {
-                        Ok(request) => self.answer(request, pid).await,
+                        Ok(request) => self.answer(request, pid, &peer).await,
                         Err(e) => Response::Error(e).into(),
                     }
                 } => reply,
@@ -341,12 +344,12 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    async fn answer(&self, request: Request, pid: u32) -> Answer {
+    async fn answer(&self, request: Request, pid: u32, peer: &std::sync::OnceLock<Peer>) -> Answer {
         debug_assert_eq!(request.v, VERSION);
         if let Op::Token(t) = request.op {
             return match self.refuse(&t.home) {
                 Some(r) => r.into(),
-                None => self.token(t, pid).await,
+                None => self.token(t, peer.get_or_init(|| Peer::read(pid))).await,
             };
         }
         Answer::Message(match request.op {
@@ -481,21 +484,20 @@ impl<H: Host> Agent<H> {
         let _ = self.activity.send(activity);
     }
 
-    async fn token(&self, t: TokenRequest, pid: u32) -> Answer {
-        let peer = Peer::read(pid);
+    async fn token(&self, t: TokenRequest, peer: &Peer) -> Answer {
         let key = request_key(&t);
         if !t.force_refresh {
             if let Some((frame, home_account_id, username, profile)) =
                 self.hot_answer(&key, t.min_validity_secs).await
             {
-                if self.agreed_to(&home_account_id, &peer) {
+                if self.agreed_to(&home_account_id, peer) {
                     self.served.fetch_add(1, Ordering::Relaxed);
-                    self.record(&t, &peer, Some(username), Some(profile), Outcome::Cache);
+                    self.record(&t, peer, Some(username), Some(profile), Outcome::Cache);
                     return Answer::Ready(frame);
                 }
             }
         }
-        Answer::Message(match self.token_for(&t, &peer).await {
+        Answer::Message(match self.token_for(&t, peer).await {
             Ok((reply, marker, outcome)) => {
                 if let Some(hot) = marker.and_then(|m| Hot::new(reply.clone(), m)) {
                     let mut memory = self.hot.lock().unwrap_or_else(|e| e.into_inner());
@@ -510,7 +512,7 @@ impl<H: Host> Agent<H> {
                 );
                 self.record(
                     &t,
-                    &peer,
+                    peer,
                     Some(reply.account.username.clone()),
                     Some(reply.profile.clone()),
                     outcome,
@@ -518,7 +520,7 @@ impl<H: Host> Agent<H> {
                 Response::Token(Box::new(reply))
             }
             Err((refused, outcome, account)) => {
-                self.record(&t, &peer, account, refused.profile.clone(), outcome);
+                self.record(&t, peer, account, refused.profile.clone(), outcome);
                 let mut reply = refusal_reply(refused);
                 if let Response::Error(e) = &mut reply {
                     if outcome == Outcome::Denied {
