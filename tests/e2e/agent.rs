@@ -54,6 +54,15 @@ async fn finished(child: tokio::process::Child) -> std::process::Output {
         .expect("the CLI's output")
 }
 
+/// Wait for the main window (`what`), then close it as a window manager would; it goes.
+async fn close_the_main_window(what: &str) {
+    let main_window = desktop::wait_window("^Tessera$").await.step(what);
+    desktop::request_close(main_window).step("close the main window");
+    desktop::wait_no_window("^Tessera$")
+        .await
+        .step("the main window goes away");
+}
+
 /// The sandbox rejects alice's refresh token once; a program asks for her token: the app
 /// asks about it.
 async fn asked_after_a_rejected_refresh_token(s: &Session, e: &Env) -> tokio::process::Child {
@@ -196,13 +205,7 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
     // Closing the window keeps the app in the tray (a program has got a token from it):
     // tools still get tokens and sign out through it; `tessera --quit` ends it, and the
     // agent with it.
-    let main_window = desktop::wait_window("^Tessera$")
-        .await
-        .step("the main window");
-    desktop::request_close(main_window).step("close the main window");
-    desktop::wait_no_window("^Tessera$")
-        .await
-        .step("the main window goes away");
+    close_the_main_window("the main window").await;
     assert!(desktop::app_running(), "the app runs on in the tray");
     assert!(socket.exists(), "and serves tools");
     let out = finished(cli(&e, &["token"])).await;
@@ -243,13 +246,7 @@ async fn a_program_needing_a_sign_in_is_asked_about_in_the_app() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     menu.click(open).step("click Open Tessera in the tray menu");
-    let main_window = desktop::wait_window("^Tessera$")
-        .await
-        .step("the main window is back");
-    desktop::request_close(main_window).step("close it again");
-    desktop::wait_no_window("^Tessera$")
-        .await
-        .step("back in the tray");
+    close_the_main_window("the main window, back").await;
     let out = finished(cli(&e, &["logout", "--all"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
