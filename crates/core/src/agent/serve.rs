@@ -172,6 +172,20 @@ pub struct Agent<H: Host> {
     stop: CancellationToken,
 }
 
+/// The process at the other end of a connection.
+struct Caller {
+    pid: u32,
+    /// Read from `/proc` at its first token request and kept for the connection: its
+    /// pid cannot change while it stays connected.
+    peer: std::sync::OnceLock<Peer>,
+}
+
+impl Caller {
+    fn peer(&self) -> &Peer {
+        self.peer.get_or_init(|| Peer::read(self.pid))
+    }
+}
+
 /// Why an agent cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -308,10 +322,10 @@ impl<H: Host> Agent<H> {
                 return;
             }
         };
-        let pid = pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-        // Who is asking, read from /proc at the first token request and kept for the
-        // connection: its pid cannot change while it stays connected.
-        let peer = std::sync::OnceLock::new();
+        let caller = Caller {
+            pid: pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            peer: std::sync::OnceLock::new(),
+        };
         loop {
             let body = match super::read_frame(&mut stream).await {
                 Ok(b) => b,
@@ -327,7 +341,7 @@ impl<H: Host> Agent<H> {
             let reply = tokio::select! {
                 reply = async {
                     match super::parse_request(&body) {
-                        Ok(request) => self.answer(request, pid, &peer).await,
+                        Ok(request) => self.answer(request, &caller).await,
                         Err(e) => Response::Error(e).into(),
                     }
                 } => reply,
@@ -344,12 +358,12 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    async fn answer(&self, request: Request, pid: u32, peer: &std::sync::OnceLock<Peer>) -> Answer {
+    async fn answer(&self, request: Request, caller: &Caller) -> Answer {
         debug_assert_eq!(request.v, VERSION);
         if let Op::Token(t) = request.op {
             return match self.refuse(&t.home) {
                 Some(r) => r.into(),
-                None => self.token(t, peer.get_or_init(|| Peer::read(pid))).await,
+                None => self.token(t, caller.peer()).await,
             };
         }
         Answer::Message(match request.op {
